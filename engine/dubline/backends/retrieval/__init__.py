@@ -1,0 +1,1 @@
+"""The weight-free, speaker-specific ``retrieval`` backend (the default)."""

@@ -1,0 +1,200 @@
+"""Frame selection for the ``retrieval`` backend: which real mouth from the speaker's own footage
+to show on each output frame.
+
+A Viterbi pass over library frames per output frame, in the spirit of Video Rewrite and the frame
+selection of "Everybody's Talkin'": the unary cost scores how well library frame j's mouth matches
+the target mouth state of output frame t (aperture, width, closure) and how close its head pose and
+lighting are to the target frame's; the transition cost prefers runs of consecutive library frames
+(real motion between real frames) over holds and jumps. Reuse of one frame within a short window
+is then capped by a pass that replaces over-used choices with the next best continuation (a
+mouth image recurring again and again reads as a loop).
+
+The transition costs depend only on whether j follows, repeats or jumps from the previous frame, so
+one step costs O(N) instead of O(N²): a library of a 10-minute source is still cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Differences that cost 1 (before weights): ~3 degrees of roll, a yaw proxy step of 0.06, 6 %
+#: of scale; 12 luma levels.
+POSE_SCALE = (0.05, 0.06, 0.06)
+LUMA_SCALE = 12.0
+
+#: Selection index meaning "keep the target frame's own mouth" (silence with a resting mouth).
+KEEP_OWN = -1
+
+
+@dataclass(frozen=True)
+class LibraryFeatures:
+    """Per library frame (N of them): what selection compares. Pose is (roll rad, yaw proxy, log scale)."""
+
+    aperture: np.ndarray  # (N,) inner-lip aperture / inter-ocular distance
+    width: np.ndarray  # (N,) mouth width / inter-ocular distance
+    pose: np.ndarray  # (N, 3)
+    luma: np.ndarray  # (N,) mean luma of the lower face, 0..255
+    consecutive: np.ndarray  # (N,) bool: frame j directly follows frame j-1 in the same source
+
+    def __post_init__(self) -> None:
+        n = len(self.aperture)
+        for name in ("width", "pose", "luma", "consecutive"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"library feature {name!r} has {len(getattr(self, name))} rows, expected {n}")
+
+
+@dataclass(frozen=True)
+class SelectionTargets:
+    """Per output frame (T of them): the wanted mouth and the frame it goes onto."""
+
+    aperture: np.ndarray  # (T,) calibrated target aperture (speaker's own scale)
+    width: np.ndarray  # (T,) calibrated target width
+    closure: np.ndarray  # (T,) 0..1, lips should be sealed (P, B, M, silence)
+    voiced: np.ndarray  # (T,) 0..1 voice activity of the dub
+    pose: np.ndarray  # (T, 3) pose of the target frame
+    luma: np.ndarray  # (T,) lower-face luma of the target frame
+    own_aperture: np.ndarray  # (T,) the target frame's own aperture (NaN where no face)
+
+
+@dataclass(frozen=True)
+class SelectionParams:
+    shape_weight: float = 4.0
+    width_weight: float = 1.0
+    closure_weight: float = 6.0
+    pose_weight: float = 1.5
+    light_weight: float = 0.5
+    hold_cost: float = 0.6  # showing the same frame twice: a frozen mouth
+    jump_cost: float = 1.2  # cutting to a non-adjacent frame
+    max_reuse: int = 4  # uses of one library frame allowed within reuse_window output frames
+    reuse_window: int = 50
+    rest_aperture: float = 0.06  # at or below this the mouth counts as at rest / closed
+    silence_threshold: float = 0.5  # voice activity below this is silence
+
+
+def expression_bias(width: np.ndarray, aperture: np.ndarray, expression: str) -> np.ndarray:
+    """Per-library-frame cost that biases selection toward an expression.
+
+    ``smile`` prefers mouths wide for their opening (lip corners drawn back), ``neutral`` prefers the
+    speaker's typical width, ``as-source`` adds nothing (the width term already follows the target
+    frame's own mouth).
+    """
+    if expression == "as-source":
+        return np.zeros_like(width)
+    spread = max(float(np.std(width)), 1e-3)
+    if expression == "smile":
+        # Width not explained by opening: residual of width regressed on aperture.
+        if len(width) > 2 and np.std(aperture) > 1e-6:
+            slope, intercept = np.polyfit(aperture, width, 1)
+        else:
+            slope, intercept = 0.0, float(np.mean(width))
+        residual = (width - (slope * aperture + intercept)) / spread
+        return np.clip(-residual, -2.0, 2.0)
+    if expression == "neutral":
+        return np.abs(width - np.median(width)) / spread
+    raise ValueError(f"unknown expression {expression!r}: use neutral, smile or as-source")
+
+
+def unary_costs(
+    library: LibraryFeatures,
+    targets: SelectionTargets,
+    params: SelectionParams,
+    bias: np.ndarray | None = None,
+) -> np.ndarray:
+    """(T, N) cost of showing library frame j on output frame t."""
+    ap_scale = max(float(np.std(library.aperture)), 0.02)
+    w_scale = max(float(np.std(library.width)), 0.02)
+    # Pose and light use absolute scales: a static speaker's tiny pose jitter must not dominate.
+    pose_scale = np.array(POSE_SCALE)
+    luma_scale = LUMA_SCALE
+
+    shape = ((library.aperture[None, :] - targets.aperture[:, None]) / ap_scale) ** 2
+    width = ((library.width[None, :] - targets.width[:, None]) / w_scale) ** 2
+    open_lips = np.clip((library.aperture - params.rest_aperture) / ap_scale, 0.0, None)
+    closure = targets.closure[:, None] * open_lips[None, :] ** 2
+    pose = (((library.pose[None, :, :] - targets.pose[:, None, :]) / pose_scale) ** 2).sum(axis=2)
+    light = ((library.luma[None, :] - targets.luma[:, None]) / luma_scale) ** 2
+    cost = (
+        params.shape_weight * shape
+        + params.width_weight * width
+        + params.closure_weight * closure
+        + params.pose_weight * pose
+        + params.light_weight * light
+    )
+    if bias is not None:
+        cost = cost + bias[None, :]
+    return cost
+
+
+def viterbi(unary: np.ndarray, consecutive: np.ndarray, hold_cost: float, jump_cost: float) -> np.ndarray:
+    """Minimum-cost path through (T, N) unary costs with follow / hold / jump transitions."""
+    steps, n = unary.shape
+    total = unary[0].copy()
+    back = np.empty((steps, n), dtype=np.int64)
+    back[0] = np.arange(n)
+    indices = np.arange(n)
+    for t in range(1, steps):
+        best_prev = int(np.argmin(total))
+        # Jump from the overall best; hold on j; follow from j-1 where j-1 -> j is real footage.
+        candidates = np.stack(
+            [
+                np.full(n, total[best_prev] + jump_cost),
+                total + hold_cost,
+                np.where(consecutive, np.roll(total, 1), np.inf),
+            ]
+        )
+        choice = np.argmin(candidates, axis=0)
+        back[t] = np.choose(choice, [np.full(n, best_prev), indices, indices - 1])
+        total = candidates[choice, indices] + unary[t]
+    path = np.empty(steps, dtype=np.int64)
+    path[-1] = int(np.argmin(total))
+    for t in range(steps - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
+def select_frames(
+    library: LibraryFeatures,
+    targets: SelectionTargets,
+    params: SelectionParams = SelectionParams(),
+    expression: str = "as-source",
+) -> np.ndarray:
+    """Library row per output frame, or ``KEEP_OWN`` where the dub is silent and the target
+    frame's own mouth is already at rest."""
+    if len(library.aperture) == 0:
+        raise ValueError("the mouth library is empty: no usable face of the speaker in the source")
+    bias = expression_bias(library.width, library.aperture, expression)
+    unary = unary_costs(library, targets, params, bias)
+    consecutive = library.consecutive.copy()
+    consecutive[0] = False
+    path = viterbi(unary, consecutive, params.hold_cost, params.jump_cost)
+    path = cap_reuse(path, unary, consecutive, params)
+
+    silent = targets.voiced < params.silence_threshold
+    at_rest = np.nan_to_num(targets.own_aperture, nan=np.inf) <= params.rest_aperture
+    return np.where(silent & at_rest, KEEP_OWN, path)
+
+
+def cap_reuse(
+    path: np.ndarray, unary: np.ndarray, consecutive: np.ndarray, params: SelectionParams
+) -> np.ndarray:
+    """Replace choices that would use one frame more than ``max_reuse`` times within
+    ``reuse_window`` output frames by the cheapest continuation among frames still allowed."""
+    n = unary.shape[1]
+    cap = max(params.max_reuse, -(-params.reuse_window // n))  # a tiny library must still fill the window
+    out = path.copy()
+    for t in range(len(out)):
+        recent = out[max(0, t - params.reuse_window) : t]
+        if np.count_nonzero(recent == out[t]) < cap:
+            continue
+        uses = np.bincount(recent, minlength=n)
+        transition = np.full(n, params.jump_cost)
+        if t > 0:
+            prev = out[t - 1]
+            transition[prev] = params.hold_cost
+            if prev + 1 < n and consecutive[prev + 1]:
+                transition[prev + 1] = 0.0
+        cost = np.where(uses >= cap, np.inf, unary[t] + transition)
+        out[t] = int(np.argmin(cost))
+    return out
