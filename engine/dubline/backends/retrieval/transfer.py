@@ -1,0 +1,164 @@
+"""Transfer of a chosen library mouth onto a target frame.
+
+1. Rigid: a similarity transform from the library face to the target face, fitted on the stable
+   anchors (eye and nose landmarks, which do not move with speech).
+2. Fine: a smooth landmark-driven warp of the lips and jaw that corrects the remaining difference
+   between the library frame's mouth opening and the calibrated target opening. The correction is
+   bounded: a real mouth image is only nudged, never stretched into one it is not (teeth and the
+   inner mouth stay the library frame's own).
+
+Only a region of interest around the lower face is warped, so the cost does not grow with the
+frame size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dubline import landmarks as lm
+
+#: Landmarks that do not move with speech: eyes and nose.
+ANCHORS = np.r_[np.arange(27, 36), np.arange(36, 48)]
+#: Points the fine warp moves: lower lip (outer and inner) and the lower jaw.
+_LOWER_LIP = np.array([55, 56, 57, 58, 59, 65, 66, 67])
+_JAW_LOWER = np.arange(4, 13)
+_UPPER_LIP = np.array([48, 49, 50, 51, 52, 53, 54, 60, 61, 62, 63, 64])
+_LOWER_FACE = np.r_[np.arange(2, 15), np.arange(31, 36), np.arange(48, 68)]
+
+
+@dataclass(frozen=True)
+class TransferParams:
+    roi_margin: float = 0.45  # region of interest beyond the lower-face landmarks, in IOD
+    max_opening_change: float = 0.08  # largest aperture correction, in IOD
+    min_aperture_to_stretch: float = 0.03  # a sealed mouth has no inner mouth to show: never open it
+    warp_sigma: float = 0.22  # reach of a moved landmark's influence, in IOD
+    grid_step: int = 4  # the warp field is solved on a grid this many pixels apart
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    crop: np.ndarray  # (h, w, 3) uint8: the library lower face, aligned into the target's ROI
+    roi: tuple[int, int, int, int]  # x0, y0, x1, y1 in the target frame
+    landmarks: np.ndarray  # (68, 2) where the transferred face's landmarks lie in the target frame
+
+
+def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping ``source`` onto
+    ``target`` points (Umeyama's closed form); 2x3 float64."""
+    src_mean, dst_mean = source.mean(axis=0), target.mean(axis=0)
+    src, dst = source - src_mean, target - dst_mean
+    covariance = dst.T @ src / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    reflect = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        reflect[1, 1] = -1
+    rotation = u @ reflect @ vt
+    variance = (src**2).sum() / len(source)
+    scale = float((singular * np.diag(reflect)).sum() / variance) if variance > 0 else 1.0
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    return matrix
+
+
+def apply_transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def lower_face_roi(
+    points: np.ndarray, frame_shape: tuple[int, ...], margin_px: float
+) -> tuple[int, int, int, int]:
+    """Bounding box of the lower face (jaw, nose base, lips) plus a margin, clipped to the frame."""
+    lower = points[_LOWER_FACE]
+    height, width = frame_shape[:2]
+    x0, y0 = np.floor(lower.min(axis=0) - margin_px).astype(int)
+    x1, y1 = np.ceil(lower.max(axis=0) + margin_px).astype(int)
+    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+
+
+def open_mouth_to(points: np.ndarray, target_aperture: float, params: TransferParams) -> np.ndarray:
+    """Landmarks with the lower lip and jaw moved so the inner-lip aperture approaches
+    ``target_aperture`` (in IOD), within the bounded correction."""
+    aperture = lm.inner_lip_aperture(points)
+    iod = lm.inter_ocular_distance(points)
+    if not np.isfinite(aperture) or not np.isfinite(target_aperture):
+        return points.copy()
+    change = float(np.clip(target_aperture - aperture, -params.max_opening_change, params.max_opening_change))
+    if aperture < params.min_aperture_to_stretch and change > 0:
+        change = 0.0
+    change = max(change, -aperture)  # never push the lower lip through the upper one
+    # "Down" is the face's own vertical: perpendicular to the eye line.
+    left, right = lm.eye_centres(points)
+    across = (right - left) / max(np.hypot(*(right - left)), 1e-6)
+    down = np.array([-across[1], across[0]])
+    moved = points.copy()
+    moved[_LOWER_LIP] += down * change * iod
+    # The jaw follows the lip, less at the sides where it hinges.
+    hinge = np.cos(np.linspace(-np.pi / 2, np.pi / 2, len(_JAW_LOWER))) * 0.8
+    moved[_JAW_LOWER] += down * change * iod * hinge[:, None]
+    return moved
+
+
+def _warp_field(
+    shape: tuple[int, int], moved_from: np.ndarray, moved_to: np.ndarray, fixed: np.ndarray, sigma: float, step: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Backward maps for cv2.remap: Gaussian-RBF interpolation of the landmark displacements,
+    exact at the moved points and zero at the fixed ones, solved on a coarse grid."""
+    controls = np.vstack([moved_to, fixed])
+    displacement = np.vstack([moved_from - moved_to, np.zeros_like(fixed)])
+    distances = np.linalg.norm(controls[:, None] - controls[None, :], axis=2)
+    kernel = np.exp(-((distances / sigma) ** 2)) + 1e-6 * np.eye(len(controls))
+    weights = np.linalg.solve(kernel, displacement)
+    height, width = shape
+    ys, xs = np.mgrid[0:height:step, 0:width:step].astype(np.float64)
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    field = np.exp(-((np.linalg.norm(grid[:, None] - controls[None], axis=2) / sigma) ** 2)) @ weights
+    field = field.reshape(xs.shape + (2,)).astype(np.float32)
+    field = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
+    base_y, base_x = np.mgrid[0:height, 0:width].astype(np.float32)
+    return base_x + field[..., 0], base_y + field[..., 1]
+
+
+def transfer_mouth(
+    library_image: np.ndarray,
+    library_points: np.ndarray,
+    target_shape: tuple[int, ...],
+    target_points: np.ndarray,
+    target_aperture: float,
+    params: TransferParams = TransferParams(),
+) -> TransferResult:
+    """Align the library frame's lower face onto the target face and correct its opening."""
+    matrix = similarity_transform(library_points[ANCHORS], target_points[ANCHORS])
+    aligned = apply_transform(matrix, library_points)
+    iod = lm.inter_ocular_distance(target_points)
+    roi = lower_face_roi(np.vstack([aligned, target_points]), target_shape, params.roi_margin * iod)
+    x0, y0, x1, y1 = roi
+    shift = np.array([x0, y0], dtype=np.float64)
+    to_roi = matrix.copy()
+    to_roi[:, 2] -= shift
+    crop = cv2.warpAffine(
+        library_image, to_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
+    opened = open_mouth_to(aligned, target_aperture, params)
+    moving = np.r_[_LOWER_LIP, _JAW_LOWER]
+    if np.abs(opened[moving] - aligned[moving]).max() > 0.25:
+        # Everything that does not move anchors the field: upper lip, nose, eyes, ROI border.
+        h, w = crop.shape[:2]
+        border = np.array(
+            [[x, y] for x in np.linspace(0, w - 1, 6) for y in (0, h - 1)]
+            + [[x, y] for y in np.linspace(0, h - 1, 6)[1:-1] for x in (0, w - 1)]
+        )
+        fixed = np.vstack([aligned[np.r_[_UPPER_LIP, ANCHORS]] - shift, border])
+        map_x, map_y = _warp_field(
+            (h, w),
+            aligned[moving] - shift,
+            opened[moving] - shift,
+            fixed,
+            params.warp_sigma * iod,
+            params.grid_step,
+        )
+        crop = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return TransferResult(crop=crop, roi=roi, landmarks=opened)

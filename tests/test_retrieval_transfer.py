@@ -1,0 +1,79 @@
+"""Transfer of a library mouth: rigid alignment on eyes/nose and a bounded opening correction."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from dubline import landmarks as lm
+from dubline.backends.retrieval.transfer import (
+    TransferParams,
+    apply_transform,
+    open_mouth_to,
+    similarity_transform,
+    transfer_mouth,
+)
+
+
+def _face_image(points: np.ndarray, shape=(240, 240)) -> np.ndarray:
+    """A textured frame with the face drawn from its landmarks (skin, eyes, dark inner mouth)."""
+    rng = np.random.default_rng(0)
+    image = (rng.integers(0, 40, shape + (3,)) + 80).astype(np.uint8)
+    cv2.fillPoly(image, [points[0:17].astype(np.int32)], (200, 160, 140))
+    for eye in (lm.LEFT_EYE, lm.RIGHT_EYE):
+        cv2.fillPoly(image, [points[eye].astype(np.int32)], (30, 30, 30))
+    cv2.fillPoly(image, [points[48:60].astype(np.int32)], (170, 60, 60))
+    cv2.fillPoly(image, [points[60:68].astype(np.int32)], (20, 10, 10))
+    return image
+
+
+def test_similarity_transform_recovers_a_known_transform() -> None:
+    points = lm.face_template_68((100, 100), 80)
+    moved = lm.face_template_68((130, 90), 96, roll_degrees=8)
+    matrix = similarity_transform(points, moved)
+    assert np.abs(apply_transform(matrix, points) - moved).max() < 1e-6
+
+
+def test_aligned_crop_lands_on_the_target_face() -> None:
+    library_points = lm.face_template_68((110, 120), 100, mouth_open=0.06, roll_degrees=-6)
+    target_points = lm.face_template_68((130, 125), 120, mouth_open=0.06, roll_degrees=4)
+    library = _face_image(library_points)
+    target = _face_image(target_points)
+    aperture = lm.inner_lip_aperture(target_points)
+    result = transfer_mouth(library, library_points, target.shape, target_points, aperture)
+    x0, y0, x1, y1 = result.roi
+    # The dark inner mouth of the library lands where the target's inner mouth is.
+    inner = np.zeros(target.shape[:2], np.uint8)
+    cv2.fillPoly(inner, [target_points[60:68].astype(np.int32)], 1)
+    inner = cv2.erode(inner, np.ones((3, 3), np.uint8))[y0:y1, x0:x1].astype(bool)
+    assert inner.sum() > 30
+    assert result.crop[inner].mean() < 40
+    assert np.abs(result.landmarks - target_points).max() < 1.0
+
+
+def test_opening_is_corrected_within_bounds() -> None:
+    points = lm.face_template_68((120, 120), 120, mouth_open=0.04)
+    aperture = lm.inner_lip_aperture(points)
+    params = TransferParams(max_opening_change=0.08)
+    wider = open_mouth_to(points, aperture + 0.05, params)
+    assert abs(lm.inner_lip_aperture(wider) - (aperture + 0.05)) < 0.01
+    capped = open_mouth_to(points, aperture + 0.5, params)
+    assert abs(lm.inner_lip_aperture(capped) - (aperture + 0.08)) < 0.01
+    closed = open_mouth_to(points, 0.0, params)
+    assert lm.inner_lip_aperture(closed) < aperture
+    sealed = lm.face_template_68((120, 120), 120, mouth_open=0.0)
+    assert np.array_equal(open_mouth_to(sealed, 0.2, params), sealed)  # nothing inside to show
+
+
+def test_warp_moves_the_lower_lip_and_keeps_the_eyes() -> None:
+    points = lm.face_template_68((120, 120), 120, mouth_open=0.04)
+    image = _face_image(points)
+    aperture = lm.inner_lip_aperture(points)
+    same = transfer_mouth(image, points, image.shape, points, aperture)
+    opened = transfer_mouth(image, points, image.shape, points, aperture + 0.06)
+    dark_same = (same.crop.mean(axis=2) < 40).sum()
+    dark_opened = (opened.crop.mean(axis=2) < 40).sum()
+    assert dark_opened > dark_same * 1.2  # more inner mouth shows
+    x0, y0, _, _ = same.roi
+    upper = int(points[51, 1]) - y0 - 6
+    assert np.array_equal(same.crop[:upper], opened.crop[:upper])  # above the mouth: untouched
