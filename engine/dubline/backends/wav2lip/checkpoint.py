@@ -35,6 +35,13 @@ SYNCNET_FILE = "lipsync_expert.pth"
 _ModelT = TypeVar("_ModelT", bound=nn.Module)
 
 
+def _load_trusted(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise InvalidInputError(f"checkpoint {path} is not a readable torch file: {error!r}") from error
+
+
 def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """The state dict in ``path`` (official container or a bare state dict), ``module.`` stripped."""
     path = Path(path)
@@ -43,14 +50,16 @@ def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, t
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        # torch reports both "holds objects beyond tensors" and some plain corruption this way.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if not trust_pickle:
             raise InvalidInputError(
-                f"checkpoint {path} holds objects that safe loading refuses ({error}); if you trust "
-                f"the file, load it with trust_pickle=True (this runs code stored in the file)"
+                f"checkpoint {path} cannot be read safely as a torch checkpoint ({reason}); if it is "
+                f"a checkpoint you trust, load it with trust_pickle=True (this runs code stored in the file)"
             ) from error
-        content = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as error:
-        raise InvalidInputError(f"checkpoint {path} is not a readable torch file: {error}") from error
+        content = _load_trusted(path)
+    except Exception as error:  # a corrupt or foreign file fails in many ways inside torch.load
+        raise InvalidInputError(f"checkpoint {path} is not a readable torch file: {error!r}") from error
 
     state = content.get("state_dict", content) if isinstance(content, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
