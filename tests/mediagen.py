@@ -156,11 +156,12 @@ class AudioSpec:
 
 def audio_pattern(sample_indices: np.ndarray, channel: int, rate: int, tone_hz: float | None = None) -> np.ndarray:
     """The value of sample ``n`` on ``channel``: a sawtooth that identifies its position to the
-    sample (period 4000 samples), or a sine at ``tone_hz`` (for resampling checks)."""
+    sample (period 4000 samples, offset and inverted per channel), or the same sine at
+    ``tone_hz`` on every channel (for resampling checks)."""
     n = np.asarray(sample_indices, dtype=np.float64)
-    sign = 1.0 if channel % 2 == 0 else -1.0
     if tone_hz is not None:
-        return (0.5 * sign * np.sin(2 * np.pi * tone_hz * n / rate)).astype(np.float32)
+        return (0.5 * np.sin(2 * np.pi * tone_hz * n / rate)).astype(np.float32)
+    sign = 1.0 if channel % 2 == 0 else -1.0
     return (sign * (((n + 1000 * channel) % 4000) / 4000.0 - 0.5) * 0.8).astype(np.float32)
 
 

@@ -120,6 +120,8 @@ _UNSPECIFIED_MATRIX = 2
 
 # How many leading packets probe inspects to tell constant from variable frame rate.
 _VFR_SCAN_PACKETS = 120
+# Most frames a decoder may hold back for reordering (H.264/HEVC allow up to 16).
+_MAX_REORDER_DEPTH = 16
 
 
 # --------------------------------------------------------------------------- opening
@@ -240,7 +242,9 @@ def _is_variable_rate(container, stream, rate: Fraction, time_base: Fraction) ->
         if len(pts) >= _VFR_SCAN_PACKETS:
             break
     container.seek(stream.start_time or 0, stream=stream)
-    pts.sort()  # B-frames arrive out of presentation order
+    # B-frames arrive out of presentation order: sort, and drop the window's tail, where
+    # frames still to come (reordered past the window) would look like gaps.
+    pts = sorted(pts)[: max(2, len(pts) - _MAX_REORDER_DEPTH)]
     expected = 1 / (rate * time_base)
     tolerance = max(Fraction(1), expected / 100)  # coarse time bases round each step by a tick
     return any(abs((b - a) - expected) > tolerance for a, b in zip(pts, pts[1:]))
@@ -293,7 +297,8 @@ def _audio_info(stream, container) -> AudioStreamInfo:
         codec=context.name,
         sample_rate=context.sample_rate,
         channels=context.channels,
-        layout=context.layout.name,
+        # WAVs without a channel mask report "2 channels"; name the usual layout instead.
+        layout=_layout(context.channels) if context.layout.name.endswith("channels") else context.layout.name,
         sample_format=context.format.name if context.format else "",
         duration_seconds=seconds,
     )
@@ -474,8 +479,8 @@ def read_audio(
         origin = _clock_origin(container, stream)
         t0, t1 = _audio_bounds(span, stream, container, path)
         total = math.floor((t1 - t0) * rate + Fraction(1, 2))
-        channels = 1 if mono else stream.codec_context.channels
-        layout = "mono" if mono else (stream.codec_context.layout.name if channels > 2 else _layout(channels))
+        channels = stream.codec_context.channels
+        layout = stream.codec_context.layout.name if channels > 2 else _layout(channels)
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         start_seconds = origin + t0
         if t0 > 0:
@@ -506,7 +511,9 @@ def read_audio(
     samples = np.zeros((channels, total), np.float32)
     usable = min(total, decoded.shape[1])
     samples[:, :usable] = decoded[:, :usable]
-    return AudioClip(samples[0] if mono else samples, rate)
+    # Mono is the plain mean of the channels: swresample's downmix adds them at -3 dB each,
+    # which changes the level and can clip.
+    return AudioClip(samples.mean(axis=0, dtype=np.float32) if mono else samples, rate)
 
 
 def _layout(channels: int) -> str:
@@ -552,6 +559,7 @@ class _Codec:
     min_size: tuple[int, int] = (1, 1)
     even_width: bool = False
     even_height: bool = False
+    rgb: bool = False  # stores RGB: a YUV matrix / range tag does not apply (FFV1 refuses one)
 
 
 PATCH_CODECS: dict[str, _Codec] = {
@@ -559,8 +567,8 @@ PATCH_CODECS: dict[str, _Codec] = {
     "prores4444": _Codec("prores_ks", "yuva444p10le", {"profile": "4", "vendor": "apl0"}, (".mov",), alpha=True),
     "dnxhr": _Codec("dnxhd", "yuv422p", {"profile": "dnxhr_hq"}, (".mov",), min_size=(256, 120), even_width=True),
     "h264": _Codec("libx264", "yuv420p", {"crf": "18", "preset": "medium"}, (".mov", ".mp4"), even_width=True, even_height=True),
-    "ffv1": _Codec("ffv1", "gbrp", {}, (".mkv", ".mov")),
-    "png": _Codec("png", "rgb24", {}, (".mov",)),
+    "ffv1": _Codec("ffv1", "bgr0", {}, (".mkv",), rgb=True),
+    "png": _Codec("png", "rgb24", {}, (".mov",), rgb=True),
 }
 _MUXERS = {".mov": "mov", ".mp4": "mp4", ".mkv": "matroska"}
 
@@ -645,7 +653,7 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
         stream = container.add_stream(spec.encoder, rate=rate, options=dict(spec.options))
         stream.width, stream.height, stream.pix_fmt = width, height, spec.pix_fmt
         stream.thread_type = "AUTO"
-        _apply_colour(stream.codec_context, colour_tags)
+        _apply_colour(stream.codec_context, colour_tags, spec.rgb)
         if start_timecode:
             # mov/mp4 turn this into a tmcd track; matroska keeps it as a tag.
             stream.metadata["timecode"] = start_timecode
@@ -674,9 +682,11 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
             audio_writer.write_until(None)
 
 
-def _apply_colour(context, tags: ColourTags | None) -> None:
+def _apply_colour(context, tags: ColourTags | None, rgb: bool) -> None:
     if tags is None:
         return
+    if rgb:
+        tags = ColourTags(primaries=tags.primaries, transfer=tags.transfer)
     for value, table, attribute in (
         (tags.primaries, _PRIMARIES, "color_primaries"),
         (tags.transfer, _TRANSFERS, "color_trc"),

@@ -15,7 +15,7 @@ import sys
 from dubline import __version__
 from dubline.errors import DublineError
 
-COMMANDS: list[str] = []
+COMMANDS: list[str] = ["probe"]
 
 
 def build_parser() -> argparse.ArgumentParser:
