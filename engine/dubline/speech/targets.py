@@ -5,14 +5,15 @@ synthetic visual speech"): every viseme gesture (a phone, or half a diphthong) h
 state and a dominance that is full inside the gesture and decays exponentially outside it,
 ``D(t) = a * exp(-gap / tau)``, where ``gap`` is the distance to the gesture's nearest edge. The
 mouth at time t is the dominance-weighted mean of all targets. The decay is asymmetric: slower
-*before* a gesture (``anticipation_s``, 80 ms) than after it (``carryover_s``, 40 ms), because
+*before* a gesture (``anticipation_s``, 50 ms) than after it (``carryover_s``, 30 ms), because
 lips move towards an upcoming sound earlier than they linger on a past one (anticipatory
 coarticulation: lip rounding starts well ahead of a rounded vowel). The result is continuous in
 time, and a short phone between two frame centres still pulls on both.
 
-**Closures are reached.** A bilabial (P B M) is the lip event viewers notice when it is missed, but
-at 25 fps a 30 ms /p/ may fall between frame centres and blending would only approach it. So the
-frame nearest each closure's midpoint gets the closure target exactly.
+**Closures are reached.** A bilabial (P B M) is the lip event viewers notice when it is missed:
+the lips touch for the whole closure, however strongly the neighbouring vowels pull. So frames
+whose centre lies inside a closure get the closure target exactly, and so does the frame nearest
+each closure's midpoint (at 25 fps a 30 ms /p/ may fall between frame centres).
 
 **Silence.** Outside the VAD's speech segments, phones are replaced by the resting mouth with a high
 dominance (``silence_dominance``), so silences give a closed, relaxed mouth, and the mouth opens
@@ -33,8 +34,8 @@ from dubline.speech.visemes import CLOSURE_VISEMES, DIPHTHONG_SPLIT, REST, VISEM
 
 @dataclass(frozen=True)
 class CoarticulationParams:
-    anticipation_s: float = 0.08
-    carryover_s: float = 0.04
+    anticipation_s: float = 0.05
+    carryover_s: float = 0.03
     #: Dominance of the resting mouth in VAD silences (vowels have 1).
     silence_dominance: float = 3.0
     #: A gesture's influence is cut where it has decayed below exp(-reach) of its peak.
@@ -143,10 +144,11 @@ def blend_gestures(
     state = np.where(weight[:, None] > 0, weighted / np.maximum(weight, 1e-300)[:, None], rest_state)
     for g in gestures:
         if g.viseme in CLOSURE_VISEMES and n:
-            nearest = int(np.argmin(np.abs(times - 0.5 * (g.start_s + g.end_s))))
+            held = (times >= g.start_s) & (times < g.end_s)
+            held[int(np.argmin(np.abs(times - 0.5 * (g.start_s + g.end_s))))] = True
             target = VISEMES[g.viseme].target
-            state[nearest] = [target.openness, target.width, target.rounding, target.closure]
-            label[nearest] = g.viseme
+            state[held] = [target.openness, target.width, target.rounding, target.closure]
+            label[held] = g.viseme
     state = state.astype(np.float32)
     return FrameTargets(state[:, 0], state[:, 1], state[:, 2], state[:, 3], label.astype(str))
 

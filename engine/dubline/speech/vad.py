@@ -12,6 +12,7 @@ process; we restore the caller's setting and use ``threads`` only while the VAD 
 from __future__ import annotations
 
 import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -68,7 +69,10 @@ def _load_model():
     from silero_vad import load_silero_vad
 
     torch.set_num_threads(previous)
-    return load_silero_vad()
+    with warnings.catch_warnings():
+        # silero's loader uses deprecated importlib/torch.jit APIs; not actionable for our users.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_silero_vad()
 
 
 def silero_model():
