@@ -118,7 +118,7 @@ def make_video(path: Path, spec: VideoSpec, audio: "AudioSpec | None" = None) ->
             stream.metadata["timecode"] = spec.timecode
         audio_stream = None
         if audio is not None:
-            audio_stream = container.add_stream(audio.codec, rate=audio.rate, layout=_layout(audio.channels))
+            audio_stream = container.add_stream(audio.pcm_codec, rate=audio.rate, layout=_layout(audio.channels))
         for i in range(spec.frames):
             frame = av.VideoFrame.from_ndarray(
                 pattern_image(spec.first_index + i, spec.width, spec.height), format="rgb24"
