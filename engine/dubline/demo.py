@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -29,9 +30,11 @@ import opentimelineio as otio
 from scipy import signal
 
 from dubline import landmarks as lm
+from dubline.backends.retrieval.transfer import TransferParams, transfer_mouth
 from dubline.errors import InvalidInputError, NoFaceError
 from dubline.progress import ProgressSink, no_progress
-from dubline.timing import frames_to_range, seconds_to_frame
+from dubline.speech.targets import frame_centres
+from dubline.timing import frames_to_range, parse_rate, seconds_to_frame
 
 #: Sample rate of the synthesised speech (the analysis stages' own rate, so no resampling).
 SPEECH_RATE = 16000
@@ -277,3 +280,212 @@ def synthesise_speech(seconds: float, seed: int = 0, tempo: float = 1.0) -> Synt
     track = 0.6 * track / max(np.abs(track).max(), 1e-9)
     track += 0.0015 * rng.standard_normal(n)  # room noise floor, about -56 dBFS
     return SynthesisedSpeech(track.astype(np.float32), SPEECH_RATE, openness.astype(np.float32), score)
+
+
+# --- face --------------------------------------------------------------------------------------
+
+#: Inner-lip aperture (in inter-ocular distances) at openness 0 and 1. The photograph smiles with
+#: its upper teeth showing (aperture ~0.16): openness 0 brings the lower lip up over the teeth,
+#: openness 1 drops the jaw to a wide "a".
+_APERTURE_CLOSED = 0.13
+_APERTURE_OPEN = 0.38
+_MOUTH_WARP = TransferParams(max_opening_change=0.4, min_aperture_to_stretch=0.0, warp_sigma=0.3)
+
+
+@dataclass(frozen=True)
+class _Portrait:
+    image: np.ndarray  # the photograph, RGB uint8
+    landmarks: np.ndarray  # (68, 2) in photograph pixels
+    crop: tuple[int, int, int]  # x0, y0, side of the square that becomes the frame
+
+
+def _photo_landmarks(image: np.ndarray, crop: tuple[int, int, int]) -> np.ndarray:
+    """The 68 landmarks of the largest face inside ``crop``, from the face-track stage's detector.
+
+    The whole photograph also holds a face-like mission patch on the suit; detecting in the crop
+    keeps the detector on the astronaut.
+    """
+    from dubline.faces.detect import detect_frame
+    from dubline.faces.types import FaceTrackParams
+
+    x0, y0, side = crop
+    # The face is ~90 px wide in the photograph: upsample once so HOG's 80 px window finds it surely.
+    faces = detect_frame(image[y0 : y0 + side, x0 : x0 + side], FaceTrackParams(detect_upsample=1))
+    if not faces:
+        raise NoFaceError("demo: no face found in the astronaut photograph (skimage.data.astronaut)")
+    return faces[0].landmarks.astype(np.float64) + np.array([x0, y0], np.float64)
+
+
+def _load_portrait() -> _Portrait:
+    from skimage import data
+
+    image = np.ascontiguousarray(data.astronaut()[..., :3])
+    return _Portrait(image, _photo_landmarks(image, _PHOTO_CROP), _PHOTO_CROP)
+
+
+def _inner_mouth(shape: tuple[int, int], polygon: np.ndarray, openness: float) -> np.ndarray:
+    """RGB float image of a mouth cavity filling ``polygon``: dark red, darkest under the upper
+    teeth and towards the corners, with the tongue's back lit near the lower lip when open."""
+    height, width = shape
+    top, bottom = polygon[:, 1].min(), polygon[:, 1].max()
+    left, right = polygon[:, 0].min(), polygon[:, 0].max()
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    depth = np.clip((ys - top) / max(bottom - top, 1.0), 0.0, 1.0)  # 0 at the teeth, 1 at the lower lip
+    across = np.clip(np.abs(xs - (left + right) / 2) / max((right - left) / 2, 1.0), 0.0, 1.0)
+    cavity = np.array([26.0, 8.0, 10.0]) + np.array([62.0, 20.0, 24.0]) * depth[..., None] ** 1.5
+    cavity *= (1.0 - 0.6 * across**2)[..., None]
+    tongue = np.exp(-(((ys - bottom) / (0.35 * (bottom - top) + 1.0)) ** 2) - (((xs - (left + right) / 2) / (0.3 * (right - left) + 1.0)) ** 2))
+    tongue_colour = np.array([150.0, 62.0, 66.0])
+    weight = (0.55 * min(max(openness, 0.0), 1.0) * tongue)[..., None]
+    return cavity * (1.0 - weight) + tongue_colour * weight
+
+
+def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, blur: float) -> np.ndarray:
+    """Anti-aliased float mask of ``polygon`` (sub-pixel vertices), softened by ``blur`` pixels."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
+    mask = mask.astype(np.float32) / 255.0
+    return cv2.GaussianBlur(mask, (0, 0), blur) if blur > 0 else mask
+
+
+def _talking_photo(portrait: _Portrait, openness: float) -> np.ndarray:
+    """The photograph with the mouth opened to ``openness`` (0..1): jaw and lower lip lowered by
+    the retrieval backend's landmark warp, the parted lips filled with the photo's own upper teeth
+    (they stay with the upper jaw) above a painted cavity."""
+    target = _APERTURE_CLOSED + (_APERTURE_OPEN - _APERTURE_CLOSED) * openness
+    image = portrait.image
+    moved = transfer_mouth(image, portrait.landmarks, image.shape, portrait.landmarks, target, _MOUTH_WARP)
+    x0, y0, x1, y1 = moved.roi
+    frame = image.copy()
+    region = moved.crop.astype(np.float32)
+    shift = np.array([x0, y0], np.float64)
+    shape = (y1 - y0, x1 - x0)
+    opened = _polygon_mask(shape, moved.landmarks[lm.INNER_LIP] - shift, 0.6)
+    teeth = _polygon_mask(shape, portrait.landmarks[lm.INNER_LIP] - shift, 0.5)
+    inside = _inner_mouth(shape, moved.landmarks[lm.INNER_LIP] - shift, openness)
+    photo = image[y0:y1, x0:x1].astype(np.float32)
+    inside = photo * teeth[..., None] + inside * (1.0 - teeth[..., None])
+    region = region * (1.0 - opened[..., None]) + inside * opened[..., None]
+    frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+    return frame
+
+
+def _head_motion(frame_count: int, rate: Fraction, rng: np.random.Generator) -> np.ndarray:
+    """Per frame (dx, dy, roll_degrees, scale): slow sums of sinusoids, a pixel or two of drift
+    and well under a degree of roll, the way a seated speaker sways."""
+    times = np.arange(frame_count) / float(rate)
+    motion = np.zeros((frame_count, 4))
+    for column, amplitude in enumerate((1.6, 1.1, 0.5, 0.006)):
+        for _ in range(3):
+            frequency, phase = rng.uniform(0.15, 0.7), rng.uniform(0, 2 * np.pi)
+            motion[:, column] += amplitude / 3 * np.sin(2 * np.pi * frequency * times + phase)
+    motion[:, 3] += 1.0
+    return motion
+
+
+def _frame_transform(portrait: _Portrait, dx: float, dy: float, roll: float, scale: float) -> np.ndarray:
+    """2x3 affine from photograph pixels to output pixels: the crop scaled to FRAME_SIZE, then
+    the head motion about the face centre."""
+    x0, y0, side = portrait.crop
+    zoom = FRAME_SIZE / side
+    to_frame = np.array([[zoom, 0.0, -x0 * zoom], [0.0, zoom, -y0 * zoom], [0.0, 0.0, 1.0]])
+    centre = portrait.landmarks[lm.NOSE].mean(axis=0) * zoom - np.array([x0, y0]) * zoom
+    sway = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), roll, scale)
+    sway[:, 2] += (dx, dy)
+    return (np.vstack([sway, [0.0, 0.0, 1.0]]) @ to_frame)[:2]
+
+
+def render_talking_frames(
+    openness: np.ndarray, rate: Fraction, seed: int = 0, progress: ProgressSink = no_progress
+) -> Iterator[np.ndarray]:
+    """RGB uint8 frames (FRAME_SIZE square) of the astronaut saying ``openness`` (one value 0..1
+    per frame), with head sway and sensor noise; streamed so memory does not grow with length."""
+    portrait = _load_portrait()
+    rng = np.random.default_rng(seed + 7919)
+    motion = _head_motion(len(openness), rate, rng)
+    total = len(openness)
+    for index, (value, (dx, dy, roll, scale)) in enumerate(zip(openness, motion)):
+        photo = _talking_photo(portrait, float(value))
+        matrix = _frame_transform(portrait, dx, dy, roll, scale)
+        frame = cv2.warpAffine(photo, matrix, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        grain = rng.normal(0.0, 1.6, frame.shape).astype(np.float32)
+        exposure = 1.0 + 0.004 * rng.standard_normal()
+        yield np.clip(frame.astype(np.float32) * exposure + grain + 0.5, 0, 255).astype(np.uint8)
+        progress("demo video", index + 1, total)
+
+
+# --- files -------------------------------------------------------------------------------------
+
+#: The dub speaks faster than the clip, with its own syllables, so its rhythm differs.
+_DUB_TEMPO = 1.2
+
+
+def _write_wav(samples: np.ndarray, sample_rate: int, path: Path) -> Path:
+    """16-bit mono WAV via PyAV.
+
+    TEMPORARY: dubline.media has no audio-file writer yet and media is meant to be the only module
+    that opens media files; move this there (e.g. ``media.write_audio``) and call it from here.
+    """
+    import av
+
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16)[np.newaxis]
+    with av.open(str(path), "w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=sample_rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate, frame.pts = sample_rate, 0
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def make_demo_inputs(
+    directory: Path,
+    *,
+    seconds: float = 4.0,
+    rate: Fraction = Fraction(25),
+    seed: int = 0,
+    progress: ProgressSink = no_progress,
+) -> DemoInputs:
+    """Write a talking-astronaut clip (H.264 + its own speech as PCM, in .mov) and a different dub into
+    ``directory``, with a span in the middle of the clip that the dub is as long as.
+
+    Everything is made offline from scikit-image's public-domain astronaut photograph and our own
+    speech synthesis; the same ``seed`` gives the same files.
+    """
+    from dubline.media import AudioClip, write_patch
+
+    rate = parse_rate(rate)
+    frame_count = seconds_to_frame(seconds, rate)
+    margin = seconds_to_frame(0.5, rate)
+    if frame_count < 2 * margin + seconds_to_frame(1.0, rate):
+        raise InvalidInputError(f"demo clip of {seconds} s is too short; it needs at least 2 s")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    clip_seconds = frame_count / rate
+    speech = synthesise_speech(float(clip_seconds), seed)
+    openness = speech.openness_at(frame_centres(rate, frame_count))
+    video = write_patch(
+        render_talking_frames(openness, rate, seed, progress),
+        directory / "astronaut_talking.mov",
+        "h264",
+        rate,
+        start_timecode="01:00:00:00",
+        audio=AudioClip(speech.samples, speech.sample_rate),
+        overwrite=True,
+    )
+
+    span = frames_to_range(margin, frame_count - margin, rate)
+    dub_speech = synthesise_speech(float((frame_count - 2 * margin) / rate), seed + 1, tempo=_DUB_TEMPO)
+    dub = _write_wav(dub_speech.samples, dub_speech.sample_rate, directory / "dub.wav")
+    first, end = margin, frame_count - margin
+    notes = (
+        f"source: {video.name}, {frame_count} frames at {rate} fps ({FRAME_SIZE}x{FRAME_SIZE} H.264, "
+        f"start timecode 01:00:00:00), scikit-image's public-domain NASA astronaut portrait animated to "
+        f"its own synthetic speech ({len(speech.score.syllables)} syllables, {len(speech.score.phrases)} phrases); "
+        f"dub: {dub.name}, {float(dub_speech.samples.shape[0] / dub_speech.sample_rate):.2f} s of different "
+        f"synthetic speech ({len(dub_speech.score.syllables)} syllables, faster); span: frames {first}-{end - 1}."
+    )
+    return DemoInputs(video, dub, span, notes)
