@@ -250,7 +250,7 @@ def test_resident_generator_loads_once_from_model_dir(conformance, tmp_path, mon
 
 @pytest.mark.gpu
 @requires_cuda
-def test_cuda_fp16_matches_cpu(generator):
+def test_cuda_fp16_matches_cpu():
     faces, references, mels = _inputs(8)
     cpu = Wav2LipRunner(deterministic_generator(), batch_size=8).run(faces, references, mels)
     gpu = Wav2LipRunner(deterministic_generator(), device="cuda", batch_size=8, fp16=True).run(faces, references, mels)

@@ -87,8 +87,8 @@ def syncnet_face_input(face_crops_rgb: np.ndarray) -> np.ndarray:
     """[N, 96, 96, 3] uint8 RGB crops -> [N-4, 15, 48, 96] float32: lower halves of 5-frame windows, BGR."""
     frames = face_crops_rgb[:, 48:, :, ::-1].astype(np.float32) / 255.0  # [N, 48, 96, 3] BGR
     planes = frames.transpose(0, 3, 1, 2)  # [N, 3, 48, 96]
-    windows = [planes[t : t + SYNC_FRAMES].reshape(3 * SYNC_FRAMES, 48, 96) for t in range(len(planes) - SYNC_FRAMES + 1)]
-    return np.stack(windows)
+    starts = range(len(planes) - SYNC_FRAMES + 1)
+    return np.stack([planes[t : t + SYNC_FRAMES].reshape(3 * SYNC_FRAMES, 48, 96) for t in starts])
 
 
 @torch.inference_mode()
