@@ -208,8 +208,11 @@ def test_calibration_maps_targets_onto_the_speakers_range() -> None:
     assert calibration.aperture.at_one == pytest.approx(0.25, abs=0.02)
     assert calibration.width.at_zero == pytest.approx(0.8, abs=0.01)
     assert calibration.width.at_one == pytest.approx(0.9, abs=0.01)
-    mapped_aperture, _ = calibration.apply(np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+    mapped_aperture, mapped_width = calibration.apply(np.array([0.0, 1.0, 5.0]), np.array([0.0, 1.0, -5.0]))
     assert mapped_aperture[0] < mapped_aperture[1]
+    # Far outside the targets' range the result stays near what the speaker was seen to do.
+    assert mapped_aperture[2] <= np.nanmax(aperture) + 0.1 * (np.nanmax(aperture) - np.nanmin(aperture)) + 1e-6
+    assert mapped_width[2] >= measured_width.min() - 0.1 * np.ptp(measured_width) - 1e-6
     # Too little speech: documented defaults, with the reason.
     silent = fit_calibration(aperture, measured_width, openness, width, np.zeros(n))
     assert silent.fallback_reason is not None and "speech frames" in silent.fallback_reason
@@ -244,3 +247,12 @@ def test_cache_hit_returns_an_equal_track_without_recomputing(tmp_path, monkeypa
         analyse_speech(clip(samples * 0.5), rate=Fraction(25), frame_count=50, cache=tmp_path)
     with pytest.raises(pytest.fail.Exception):
         analyse_speech(clip(samples), rate=Fraction(25), frame_count=49, cache=tmp_path)
+
+
+def test_visemes_doc_renders_the_table_in_code() -> None:
+    from pathlib import Path
+
+    from dubline.speech.visemes import viseme_table_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "VISEMES.md"
+    assert viseme_table_markdown() in doc.read_text(encoding="utf-8")

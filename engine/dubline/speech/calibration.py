@@ -11,6 +11,8 @@ the measured descriptor. A least-squares fit would be the obvious choice, but ph
 explain only part of the measured aperture (r ~ 0.3 on natural footage, DESIGN.md), and a
 regression slope shrinks by that correlation, squashing the dub's mouth movements; quantile
 matching keeps the speaker's full range. Percentiles instead of min/max ignore landmark outliers.
+Mapped values are clipped to the speaker's observed range widened by ``range_margin`` (10 %),
+because the line is extrapolated beyond the fitted quantiles (targets seldom reach 0 or 1).
 The best audio-video lag within ``max_lag`` frames and the correlation there are reported as a
 diagnostic (a low correlation says the targets are weakly related to this footage).
 
@@ -38,6 +40,8 @@ class CalibrationParams:
     high_quantile: float = 0.95
     min_speech_frames: int = 25
     max_lag: int = 2
+    #: Mapped values may exceed the speaker's observed range by this share of it.
+    range_margin: float = 0.1
     #: Typical descriptor values at target 0 and 1 (used when the footage cannot tell).
     default_aperture: tuple[float, float] = (0.0, 0.35)
     default_width: tuple[float, float] = (0.75, 0.95)
@@ -45,13 +49,16 @@ class CalibrationParams:
 
 @dataclass(frozen=True)
 class LinearMap:
-    """descriptor = at_zero + target * (at_one - at_zero)."""
+    """descriptor = at_zero + target * (at_one - at_zero), kept within [floor, ceiling]."""
 
     at_zero: float
     at_one: float
+    floor: float = -np.inf
+    ceiling: float = np.inf
 
     def __call__(self, target: np.ndarray) -> np.ndarray:
-        return (self.at_zero + np.asarray(target, np.float64) * (self.at_one - self.at_zero)).astype(np.float32)
+        value = self.at_zero + np.asarray(target, np.float64) * (self.at_one - self.at_zero)
+        return np.clip(value, self.floor, self.ceiling).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,13 @@ def _quantile_map(
     if t_hi - t_lo < 1e-3 or m_hi - m_lo <= 0:
         return None
     slope = (m_hi - m_lo) / (t_hi - t_lo)
-    return LinearMap(float(m_lo - slope * t_lo), float(m_lo + slope * (1.0 - t_lo)))
+    # Targets rarely span 0..1 (e.g. few fully spread or rounded frames), so the line extrapolates;
+    # keep the result within what this speaker was seen to do, plus a margin.
+    seen_lo, seen_hi = float(np.min(measured)), float(np.max(measured))
+    margin = params.range_margin * (seen_hi - seen_lo)
+    return LinearMap(
+        float(m_lo - slope * t_lo), float(m_lo + slope * (1.0 - t_lo)), seen_lo - margin, seen_hi + margin
+    )
 
 
 def calibrate_speaker(
@@ -153,5 +166,7 @@ def fit_calibration(
     if aperture_map is None or width_map is None:
         return default_calibration("no spread in the targets or the measured mouth over speech", params)
     # A closed mouth cannot have negative aperture, whatever the extrapolation says.
-    aperture_map = LinearMap(max(aperture_map.at_zero, 0.0), aperture_map.at_one)
+    aperture_map = LinearMap(
+        max(aperture_map.at_zero, 0.0), aperture_map.at_one, max(aperture_map.floor, 0.0), aperture_map.ceiling
+    )
     return SpeakerCalibration(aperture_map, width_map, count, lag, r)
