@@ -21,7 +21,6 @@ from dubline.landmarks import inter_ocular_distance, face_template_68
 from dubline.quality import outside_matte_exact, seam_score
 
 HEIGHT, WIDTH = 240, 320
-RNG = np.random.default_rng(3)
 
 
 def skin_frame(brightness: float = 0.0, seed: int = 1) -> np.ndarray:

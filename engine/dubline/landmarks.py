@@ -3,7 +3,7 @@
 Indices are 0-based and follow the iBUG 300-W / dlib ``shape_predictor_68_face_landmarks``
 layout (image left = the subject's right side):
 
-    JAW 0..16, RIGHT_BROW 17..21, LEFT_BROW 22..26, NOSE 27..35 (bridge 27..30, base 31..35),
+    JAW 0..16, BROWS 17..26 (image-left brow first), NOSE 27..35 (bridge 27..30, base 31..35),
     LEFT_EYE 36..41, RIGHT_EYE 42..47 (image-left eye first, as dlib orders them),
     OUTER_LIP 48..59, INNER_LIP 60..67.
 

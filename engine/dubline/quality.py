@@ -270,14 +270,20 @@ def mouth_mask(landmarks68: np.ndarray | None, shape: tuple[int, int], margin: f
 
 @dataclass(frozen=True)
 class QcThresholds:
-    """Acceptance numbers from the render issue / DESIGN.md."""
+    """Acceptance numbers: the render issue's (PAC, identity, PSNR) and DESIGN.md read literally
+    (flicker no larger, sharpness no less than the source).
+
+    ``max_seam`` is calibrated, not given: on speaker_a, another frame's aligned lower face
+    pasted with ``composite.paste`` scores 0.80 (no seam visible), a hard paste of it 1.15 (a
+    visible edge), a hard paste of the same frame 20 code values brighter 2.47.
+    """
 
     min_pac_sync: float = 0.5
     max_identity_distance: float = 0.25
     min_psnr_outside_db: float = 45.0
-    max_seam: float = 0.5
-    max_flicker_ratio: float = 1.25
-    min_sharpness_ratio: float = 0.8
+    max_seam: float = 1.0
+    max_flicker_ratio: float = 1.0
+    min_sharpness_ratio: float = 1.0
 
 
 @dataclass
