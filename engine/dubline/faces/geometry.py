@@ -111,7 +111,8 @@ def yaw_ratio(landmarks: np.ndarray) -> float | np.ndarray:
     nose = np.einsum("nk,nk->n", points[:, NOSE_TIP], axis)
     left = nose - np.einsum("nk,nk->n", points[:, JAW_LEFT], axis)
     right = np.einsum("nk,nk->n", points[:, JAW_RIGHT], axis) - nose
-    return _result((left - right) / (left + right), single)
+    with np.errstate(divide="ignore", invalid="ignore"):  # collapsed fits give NaN
+        return _result((left - right) / (left + right), single)
 
 
 def similarity_transform(

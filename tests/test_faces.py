@@ -1,0 +1,432 @@
+"""Face track: detection, tracking, speaker choice, usability reasons, smoothing, cache."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import opentimelineio as otio
+import pytest
+
+from dubline import landmarks as convention
+from dubline import media
+from dubline.cache import FrameCache
+from dubline.errors import InvalidInputError, ModelNotFoundError, NoFaceError
+from dubline.faces import (
+    FaceDetection,
+    FaceTrackParams,
+    SpeakerHint,
+    detect_frame,
+    detect_frames,
+    geometry,
+    inner_lip_aperture,
+    landmark_jitter,
+    stage,
+    track_faces,
+    track_from_detections,
+)
+from dubline.faces.smooth import smooth_landmarks
+from dubline.faces.track import build_tracks, choose_speaker, unusable_reason
+from dubline.media import VideoFrame
+from dubline.progress import CancelToken
+
+FRAMES = 40  # per clip: enough for tracking and jitter, cheap on a busy 2-core machine
+RATE = 25
+
+
+def _span(count: int, start: int = 0) -> otio.opentime.TimeRange:
+    return otio.opentime.TimeRange(otio.opentime.RationalTime(start, RATE), otio.opentime.RationalTime(count, RATE))
+
+
+def _read(path: Path, count: int = FRAMES, scale: float = 1.0) -> list[VideoFrame]:
+    frames = []
+    for frame in media.read_span(path, _span(count)):
+        image = frame.image
+        if scale != 1.0:
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        frames.append(replace(frame, image=image))
+    return frames
+
+
+def _frame(index: int, image: np.ndarray) -> VideoFrame:
+    return VideoFrame(index=index, pts=index, time=otio.opentime.RationalTime(index, RATE), image=image)
+
+
+@pytest.fixture(scope="module")
+def clip_a(shared_media: Path) -> list[VideoFrame]:
+    return _read(shared_media / "speaker_a.mp4", scale=0.5)  # 422 px: IOD about 65 px
+
+
+@pytest.fixture(scope="module")
+def clip_b(shared_media: Path) -> list[VideoFrame]:
+    return _read(shared_media / "speaker_b.mp4")  # 524 px: IOD about 100 px
+
+
+@pytest.fixture(scope="module")
+def detections_a(clip_a):
+    return detect_frames(clip_a)
+
+
+@pytest.fixture(scope="module")
+def detections_b(clip_b):
+    return detect_frames(clip_b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real clips: a face on every frame, jitter lower after smoothing
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+def test_real_clip_face_on_every_frame_and_smoothing_lowers_jitter(name, request):
+    indices, detections = request.getfixturevalue(f"detections_{name}")
+    track = track_from_detections(indices, detections)
+    assert len(track) == FRAMES
+    assert track.present.all() and (track.reason == "").all()
+    assert np.isfinite(track.landmarks_raw).all() and np.isfinite(track.landmarks).all()
+    assert track.speaker_choice == "only_face" and (track.track_id == track.speaker_track_id).all()
+    raw, smoothed = landmark_jitter(track.landmarks_raw), landmark_jitter(track.landmarks)
+    print(f"speaker_{name}: anchor jitter raw {raw:.4f} IOD/frame, smoothed {smoothed:.4f}")
+    assert smoothed < 0.9 * raw
+    # Smoothing keeps speech: the smoothed aperture still follows the raw one closely.
+    raw_aperture = inner_lip_aperture(track.landmarks_raw)
+    assert np.corrcoef(raw_aperture, track.aperture)[0, 1] > 0.9
+    assert track.aperture.max() - track.aperture.min() > 0.05  # the mouth does move in these clips
+    # Pose maps the eye centres near the canonical ones; lip shape is in that frame.
+    eyes = geometry.apply_affine(track.pose[0], geometry.eye_centres(track.landmarks[0]))
+    np.testing.assert_allclose(eyes, geometry.eye_centres(geometry.CANONICAL_68), atol=0.04)
+    assert track.lip_shape.shape == (FRAMES, 20, 2) and np.all((track.lip_shape > 0.2) & (track.lip_shape < 0.9))
+    assert track.descriptors.shape == (FRAMES, 128) and track.boxes.shape == (FRAMES, 4)
+
+
+def test_aperture_matches_shared_convention(detections_a):
+    _, detections = detections_a
+    for faces in detections[:5]:
+        points = faces[0].landmarks
+        assert inner_lip_aperture(points) == pytest.approx(convention.inner_lip_aperture(points), rel=1e-6)
+        assert geometry.inter_ocular_distance(points) == pytest.approx(convention.inter_ocular_distance(points), rel=1e-6)
+
+
+def test_detections_are_full_resolution_and_identity_is_stable(clip_a, detections_a):
+    _, detections = detections_a
+    face = detections[0][0]
+    height, width = clip_a[0].image.shape[:2]
+    x0, y0, x1, y1 = face.box
+    assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+    inside = (face.landmarks[:, 0] > x0 - 20) & (face.landmarks[:, 0] < x1 + 20)
+    assert inside.all()
+    assert face.landmarks.dtype == np.float32 and face.descriptor.shape == (128,)
+    distances = [np.linalg.norm(f[0].descriptor - face.descriptor) for f in detections]
+    assert max(distances) < 0.4  # one person throughout
+
+
+# ---------------------------------------------------------------------------------------------
+# Two faces side by side: speaker_a talks (left), a still frame of speaker_b is silent (right)
+
+
+def _activity_from_audio(path: Path, count: int) -> np.ndarray:
+    """Per-frame 0..1 loudness of the clip's own audio (a stand-in for voice activity)."""
+    audio = media.read_audio(path, None, 16000, True).samples
+    hop = 16000 // RATE
+    rms = np.array([np.sqrt(np.mean(audio[i * hop : (i + 1) * hop] ** 2)) for i in range(count)])
+    return (rms - rms.min()) / (rms.max() - rms.min())
+
+
+@pytest.fixture(scope="module")
+def two_faces(shared_media: Path, clip_b):
+    side = 300
+    talker = _read(shared_media / "speaker_a.mp4")
+    silent = cv2.resize(clip_b[0].image, (side, side), interpolation=cv2.INTER_AREA)
+    frames = [
+        _frame(f.index, np.hstack([cv2.resize(f.image, (side, side), interpolation=cv2.INTER_AREA), silent]))
+        for f in talker
+    ]
+    indices, detections = detect_frames(frames)
+    activity = _activity_from_audio(shared_media / "speaker_a.mp4", len(frames))
+    return frames, indices, detections, activity
+
+
+def _is_left(track, width: int = 300) -> bool:
+    present = track.present
+    return bool(present.any() and np.all(track.boxes[present, 2] <= width + 1))
+
+
+def test_two_faces_speech_activity_picks_the_talker(two_faces):
+    frames, indices, detections, activity = two_faces
+    assert all(len(d) == 2 for d in detections)
+    track = track_from_detections(indices, detections, speech_activity=activity)
+    assert track.speaker_choice == "speech"
+    assert _is_left(track) and track.present.all()
+    assert (track.face_count == 2).all()
+    # Mirrored layout (talker on the right): still the talker, so position is not what decides.
+    mirrored = [[replace(d, box=(600 - d.box[2], d.box[1], 600 - d.box[0], d.box[3])) for d in faces] for faces in detections]
+    track = track_from_detections(indices, mirrored, speech_activity=activity)
+    assert not _is_left(track) and track.present.all()
+
+
+def test_two_faces_without_activity_falls_back_to_mouth_motion(two_faces):
+    _, indices, detections, _ = two_faces
+    track = track_from_detections(indices, detections)
+    assert track.speaker_choice == "motion" and _is_left(track)
+
+
+def test_speaker_by_point_box_and_reference_image(two_faces, shared_media: Path):
+    frames, indices, detections, activity = two_faces
+    frame_index = int(indices[10])
+    right_face = next(d for d in detections[10] if d.box[0] >= 300)
+    cx, cy = (right_face.box[0] + right_face.box[2]) / 2, (right_face.box[1] + right_face.box[3]) / 2
+    by_point = track_from_detections(indices, detections, speech_activity=activity, speaker=SpeakerHint(frame_index, point=(cx, cy)))
+    assert by_point.speaker_choice == "point" and not _is_left(by_point)
+    by_box = track_from_detections(indices, detections, speaker=SpeakerHint(frame_index, box=(320, 20, 580, 280)))
+    assert by_box.speaker_choice == "box" and not _is_left(by_box)
+
+    # Reference images are other frames of each person than the ones in the clip.
+    reference_b = next(media.read_span(shared_media / "speaker_b.mp4", _span(1, start=100))).image
+    by_reference = track_from_detections(indices, detections, speech_activity=activity, speaker=SpeakerHint(reference_image=reference_b))
+    assert by_reference.speaker_choice == "reference" and not _is_left(by_reference)
+    reference_a = next(media.read_span(shared_media / "speaker_a.mp4", _span(1, start=110))).image
+    by_reference = track_from_detections(indices, detections, speaker=SpeakerHint(reference_image=reference_a))
+    assert _is_left(by_reference)
+
+    with pytest.raises(NoFaceError, match="frame"):
+        track_from_detections(indices, detections, speaker=SpeakerHint(frame_index, point=(5, 5)))
+    with pytest.raises(NoFaceError, match="reference"):
+        track_from_detections(indices, detections, speaker=SpeakerHint(reference_image=np.zeros((200, 200, 3), np.uint8)))
+    with pytest.raises(InvalidInputError, match="outside the span"):
+        track_from_detections(indices, detections, speaker=SpeakerHint(999, point=(cx, cy)))
+    with pytest.raises(InvalidInputError):
+        SpeakerHint(3)
+    with pytest.raises(InvalidInputError, match="speech_activity"):
+        track_from_detections(indices, detections, speech_activity=activity[:5])
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic tracks: the speaker choice is driven by the activity, not by size or order
+
+
+def _template_face(centre_x: float, face_width: float, mouth_open: float) -> np.ndarray:
+    return convention.face_template_68((centre_x, 200.0), face_width, mouth_open).astype(np.float32)
+
+
+def _fake_detection(points: np.ndarray, descriptor: np.ndarray, score: float = 1.5) -> FaceDetection:
+    x0, y0 = points.min(axis=0) - 10
+    x1, y1 = points.max(axis=0) + 10
+    return FaceDetection((float(x0), float(y0), float(x1), float(y1)), score, points, descriptor)
+
+
+def test_speaker_choice_follows_activity_among_moving_mouths():
+    rng = np.random.default_rng(3)
+    count = 60
+    activity = (np.sin(np.arange(count) / 3.0) > 0).astype(float)
+    # Both mouths move; only the small one moves with the activity. The big one moves more.
+    talker_open = 0.02 + 0.05 * activity + rng.normal(0, 0.003, count)
+    other_open = 0.02 + 0.08 * np.abs(np.sin(np.arange(count) / 1.3 + 1))
+    id_talker, id_other = rng.normal(0, 0.1, 128), rng.normal(0, 0.1, 128)
+    detections = [
+        [
+            _fake_detection(_template_face(600, 320, other_open[i]), (id_other + rng.normal(0, 0.01, 128)).astype(np.float32)),
+            _fake_detection(_template_face(200, 200, talker_open[i]), (id_talker + rng.normal(0, 0.01, 128)).astype(np.float32)),
+        ]
+        for i in range(count)
+    ]
+    indices = np.arange(100, 100 + count)
+    track = track_from_detections(indices, detections, speech_activity=activity)
+    assert track.speaker_choice == "speech" and np.nanmax(track.boxes[:, 2]) < 400
+    # Without activity the busiest mouth wins; with no mouth moving, the largest face.
+    assert np.nanmin(track_from_detections(indices, detections).boxes[:, 0]) > 400
+    still = [[replace(d, landmarks=_template_face((d.box[0] + d.box[2]) / 2, d.box[2] - d.box[0] - 20, 0.02)) for d in faces] for faces in detections]
+    largest = track_from_detections(indices, still)
+    assert largest.speaker_choice == "largest" and np.nanmin(largest.boxes[:, 0]) > 400
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracking: one track per person, re-acquired after cuts
+
+
+def test_tracks_reacquire_the_same_person_after_cuts(detections_a, detections_b):
+    (_, dets_a), (_, dets_b) = detections_a, detections_b
+    # A, cut to B, cut back to A (its face elsewhere in frame), gap of empty frames, A again.
+    shifted = [[replace(d, box=(d.box[0] + 500, d.box[1], d.box[2] + 500, d.box[3]), landmarks=d.landmarks + [500, 0]) for d in f] for f in dets_a[10:15]]
+    sequence = dets_a[:5] + dets_b[:5] + shifted + [[]] * 3 + dets_a[20:25]
+    tracks = build_tracks(sequence, FaceTrackParams())
+    assert len(tracks) == 2
+    a_track = next(t for t in tracks if 0 in t.detections)
+    assert sorted(a_track.detections) == [*range(5), *range(10, 15), *range(18, 23)]
+    b_track = next(t for t in tracks if t is not a_track)
+    assert sorted(b_track.detections) == list(range(5, 10))
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames without a usable face
+
+
+def test_frames_without_a_face_are_marked_and_nothing_crashes(clip_a):
+    rng = np.random.default_rng(0)
+    shape = clip_a[0].image.shape
+    black = np.zeros(shape, np.uint8)
+    noise = rng.integers(0, 256, shape, dtype=np.uint8)
+    images = [f.image for f in clip_a[:4]] + [black, noise] + [f.image for f in clip_a[4:8]]
+    frames = [_frame(i, image) for i, image in enumerate(images)]
+    track = track_faces(frames)
+    assert list(track.reason) == [""] * 4 + ["no_face", "no_face"] + [""] * 4
+    assert list(track.present) == [True] * 4 + [False, False] + [True] * 4
+    assert np.isnan(track.landmarks[4:6]).all() and (track.track_id[4:6] == -1).all()
+    assert np.isfinite(track.landmarks[6:]).all()
+
+    nothing = track_faces([_frame(0, black), _frame(1, noise), _frame(2, np.zeros((12, 16, 3), np.uint8))])
+    assert nothing.speaker_choice == "none" and nothing.speaker_track_id == -1
+    assert list(nothing.reason) == ["no_face"] * 3 and not nothing.present.any()
+    with pytest.raises(InvalidInputError, match="RGB uint8"):
+        detect_frame(np.zeros((10, 10), np.uint8))
+    with pytest.raises(InvalidInputError, match="twice"):
+        track_faces([_frame(0, black), _frame(0, black)])
+
+
+def test_unusable_reasons(detections_b):
+    _, detections = detections_b
+    face = detections[0][0]
+    params = FaceTrackParams()
+    assert unusable_reason(face, params) == ""
+    assert unusable_reason(face, replace(params, min_iod_px=1000.0)) == "too_small"
+    assert unusable_reason(replace(face, score=-0.2), params) == "occluded"
+    collapsed = face.landmarks.copy()
+    collapsed[48:68] = collapsed[48:68].mean(axis=0)  # lips collapsed onto one point
+    collapsed[0:17] = collapsed[30]  # jaw collapsed onto the nose tip
+    assert unusable_reason(replace(face, landmarks=collapsed), params) == "occluded"
+
+    # Turned away: slide the nose tip (and the nose) towards one jaw end.
+    points = face.landmarks.copy()
+    jaw_span = points[16, 0] - points[0, 0]
+    turned = points.copy()
+    turned[27:36, 0] = points[0, 0] + 0.12 * jaw_span
+    assert geometry.yaw_ratio(turned) < -params.max_abs_yaw
+    assert unusable_reason(replace(face, landmarks=turned), params) == "turned_away"
+    mirrored = points[geometry.MIRROR] * [-1, 1]
+    assert geometry.yaw_ratio(mirrored) == pytest.approx(-geometry.yaw_ratio(points), abs=1e-9)
+
+    # In a track, the reason is set per frame and the frame is still present.
+    sequence = [[f[0]] for f in detections[:10]]
+    sequence[3] = [replace(sequence[3][0], score=-0.25)]
+    track = track_from_detections(np.arange(10), sequence)
+    assert track.reason[3] == "occluded" and track.present[3] and not track.usable[3]
+    assert track.usable.sum() == 9
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry and smoothing on synthetic shapes
+
+
+def test_similarity_transform_and_pose_recover_a_known_motion():
+    angle, scale, shift = np.radians(12), 240.0, np.array([310.0, 95.0])
+    matrix = np.array([[scale * np.cos(angle), -scale * np.sin(angle)], [scale * np.sin(angle), scale * np.cos(angle)]])
+    placed = geometry.CANONICAL_68 @ matrix.T + shift
+    pose = geometry.pose_to_canonical(placed)
+    np.testing.assert_allclose(geometry.apply_affine(pose, placed), geometry.CANONICAL_68, atol=1e-9)
+    np.testing.assert_allclose(geometry.invert_affine(pose)[:, :2], matrix, atol=1e-9)
+    assert geometry.inter_ocular_distance(placed) == pytest.approx(scale * geometry.CANONICAL_IOD)
+    assert geometry.yaw_ratio(placed) == pytest.approx(0.0, abs=1e-9)
+    assert geometry.fit_residual(placed) == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_allclose(geometry.lip_shape(placed), geometry.CANONICAL_68[48:68], atol=1e-9)
+    assert landmark_jitter(np.stack([placed] * 5)) == pytest.approx(0.0)
+
+
+def test_smoothing_removes_noise_but_keeps_mouth_motion():
+    rng = np.random.default_rng(7)
+    count = 50
+    truth = []
+    for i in range(count):
+        mouth = 0.03 + 0.03 * (1 + np.sin(i / 2.0))  # a syllable every ~12 frames
+        truth.append(_template_face(300 + 2.0 * i, 300, mouth))
+    truth = np.stack(truth)
+    noisy = truth + rng.normal(0, 1.5, truth.shape)  # detector noise of 1.5 px
+    present = np.ones(count, bool)
+    present[20] = False  # a missing frame splits the smoothing runs
+    noisy[20] = np.nan
+    smoothed, poses = smooth_landmarks(noisy, present, FaceTrackParams())
+    assert np.isnan(smoothed[20]).all() and np.isnan(poses[20]).all()
+    keep = present
+    assert np.abs(smoothed[keep] - truth[keep]).mean() < 0.75 * np.abs(noisy[keep] - truth[keep]).mean()
+    # Jitter drops to near the true motion (the face slides 2 px per frame).
+    true_jitter = landmark_jitter(truth)
+    assert abs(landmark_jitter(smoothed) - true_jitter) < 0.25 * (landmark_jitter(noisy) - true_jitter)
+    true_aperture = inner_lip_aperture(truth[keep])
+    assert np.corrcoef(inner_lip_aperture(smoothed[keep]), true_aperture)[0, 1] > 0.95
+    amplitude = np.ptp(inner_lip_aperture(smoothed[keep])) / np.ptp(true_aperture)
+    assert 0.8 < amplitude < 1.3
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache: a second call computes nothing; an overlapping span computes only its new frames
+
+
+def test_cache_serves_repeat_and_overlapping_spans(clip_a, tmp_path, monkeypatch):
+    calls: list[int] = []
+    real_detect = stage.detect_frame
+
+    def counting(image, params):
+        calls.append(1)
+        return real_detect(image, params)
+
+    monkeypatch.setattr(stage, "detect_frame", counting)
+    params = FaceTrackParams()
+    cache = stage.detection_cache("fingerprint-a", params, root=tmp_path)
+    assert isinstance(cache, FrameCache)
+    events = []
+    first = track_faces(clip_a[:10], frame_count=10, cache=cache, progress=lambda *e: events.append(e))
+    assert len(calls) == 10 and events[-1] == ("faces.detect", 10, 10)
+    second = track_faces(clip_a[:10], cache=stage.detection_cache("fingerprint-a", params, root=tmp_path))
+    assert len(calls) == 10  # nothing recomputed
+    for name in ("present", "reason", "boxes", "landmarks_raw", "landmarks", "pose", "aperture", "descriptors", "track_id"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name), err_msg=name)
+    overlapping = track_faces(clip_a[5:15], cache=cache)
+    assert len(calls) == 15 and overlapping.present.all()
+    # Tracking/smoothing parameters do not change the cache key; detection parameters do.
+    track_faces(clip_a[:10], params=replace(params, pose_window=5), cache=stage.detection_cache("fingerprint-a", replace(params, pose_window=5), root=tmp_path))
+    assert len(calls) == 15
+    assert stage.detection_cache("fingerprint-a", replace(params, detect_max_side=320), root=tmp_path).get_many(range(10)) == {}
+
+
+def test_cancel_stops_the_stage(clip_a):
+    token = CancelToken()
+    token.cancel()
+    from dubline.errors import CancelledError
+
+    with pytest.raises(CancelledError):
+        track_faces(clip_a[:3], cancel=token)
+
+
+# ---------------------------------------------------------------------------------------------
+# FAN backend: never downloads; clear error without package or weights
+
+
+def _has_face_alignment() -> bool:
+    return importlib.util.find_spec("face_alignment") is not None
+
+
+def test_fan_backend_without_weights_raises_model_not_found(clip_b, tmp_path):
+    params = FaceTrackParams(landmark_backend="fan", models_dir=str(tmp_path))
+    with pytest.raises(ModelNotFoundError) as raised:
+        detect_frame(clip_b[0].image, params)
+    message = str(raised.value)
+    if _has_face_alignment():
+        assert str(tmp_path / "face_alignment" / "checkpoints") in message
+    else:
+        assert "face-alignment" in message
+    assert not any(tmp_path.rglob("*.zip"))  # nothing was fetched
+
+
+@pytest.mark.weights
+def test_fan_backend_with_local_weights(clip_b):
+    if not _has_face_alignment():
+        pytest.skip("face-alignment is not installed")
+    from dubline.faces.fan import fan_weights_path
+
+    if not fan_weights_path().is_file():
+        pytest.skip(f"FAN weights not in the model directory ({fan_weights_path()})")
+    fan = detect_frame(clip_b[0].image, FaceTrackParams(landmark_backend="fan"))
+    dlib_fit = detect_frame(clip_b[0].image)
+    assert len(fan) == len(dlib_fit) == 1
+    difference = np.linalg.norm(fan[0].landmarks - dlib_fit[0].landmarks, axis=1).mean()
+    assert difference < 0.15 * geometry.inter_ocular_distance(dlib_fit[0].landmarks)
