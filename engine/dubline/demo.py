@@ -332,12 +332,28 @@ def _inner_mouth(shape: tuple[int, int], polygon: np.ndarray, openness: float) -
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     depth = np.clip((ys - top) / max(bottom - top, 1.0), 0.0, 1.0)  # 0 at the teeth, 1 at the lower lip
     across = np.clip(np.abs(xs - (left + right) / 2) / max((right - left) / 2, 1.0), 0.0, 1.0)
-    cavity = np.array([26.0, 8.0, 10.0]) + np.array([62.0, 20.0, 24.0]) * depth[..., None] ** 1.5
+    cavity = np.array([34.0, 9.0, 7.0]) + np.array([66.0, 20.0, 14.0]) * depth[..., None] ** 1.5
     cavity *= (1.0 - 0.6 * across**2)[..., None]
     tongue = np.exp(-(((ys - bottom) / (0.35 * (bottom - top) + 1.0)) ** 2) - (((xs - (left + right) / 2) / (0.3 * (right - left) + 1.0)) ** 2))
-    tongue_colour = np.array([150.0, 62.0, 66.0])
+    tongue_colour = np.array([160.0, 66.0, 58.0])
     weight = (0.55 * min(max(openness, 0.0), 1.0) * tongue)[..., None]
     return cavity * (1.0 - weight) + tongue_colour * weight
+
+
+def _lip_outline(inner_lip: np.ndarray, samples: int = 24) -> np.ndarray:
+    """A rounded outline through the 8 inner-lip points: the upper (60..64) and lower (64..67, 60)
+    edges each as a monotone cubic in x, so the opening is a curved mouth, not an octagon."""
+    from scipy.interpolate import PchipInterpolator
+
+    edges = []
+    for chain in (inner_lip[[0, 1, 2, 3, 4]], inner_lip[[4, 5, 6, 7, 0]]):
+        xs, order = np.unique(chain[:, 0], return_index=True)  # PCHIP needs strictly rising x
+        if xs.shape[0] < 2:
+            return inner_lip
+        along = np.linspace(xs[0], xs[-1], samples)
+        edge = np.stack([along, PchipInterpolator(xs, chain[order, 1])(along)], axis=1)
+        edges.append(edge if chain[0, 0] <= chain[-1, 0] else edge[::-1])
+    return np.vstack(edges)
 
 
 def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, blur: float) -> np.ndarray:
@@ -360,9 +376,10 @@ def _talking_photo(portrait: _Portrait, openness: float) -> np.ndarray:
     region = moved.crop.astype(np.float32)
     shift = np.array([x0, y0], np.float64)
     shape = (y1 - y0, x1 - x0)
-    opened = _polygon_mask(shape, moved.landmarks[lm.INNER_LIP] - shift, 0.6)
-    teeth = _polygon_mask(shape, portrait.landmarks[lm.INNER_LIP] - shift, 0.5)
-    inside = _inner_mouth(shape, moved.landmarks[lm.INNER_LIP] - shift, openness)
+    opening = _lip_outline(moved.landmarks[lm.INNER_LIP] - shift)
+    opened = _polygon_mask(shape, opening, 0.6)
+    teeth = _polygon_mask(shape, _lip_outline(portrait.landmarks[lm.INNER_LIP] - shift), 0.5)
+    inside = _inner_mouth(shape, opening, openness)
     photo = image[y0:y1, x0:x1].astype(np.float32)
     inside = photo * teeth[..., None] + inside * (1.0 - teeth[..., None])
     region = region * (1.0 - opened[..., None]) + inside * opened[..., None]
@@ -440,6 +457,60 @@ def _write_wav(samples: np.ndarray, sample_rate: int, path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class DemoPlan:
+    """What the demo files will hold: the clip's speech, the dub's, and the span (frames)."""
+
+    rate: Fraction
+    frame_count: int
+    span_first: int
+    span_end: int  # exclusive
+    source: SynthesisedSpeech  # the clip's own track; the mouth follows its openness
+    dub: SynthesisedSpeech  # as long as the span
+    dub_source_correlation: float  # best-lag (±2 frames) correlation of the two openness tracks over the span
+
+    @property
+    def source_openness(self) -> np.ndarray:
+        """Mouth openness per clip frame (at frame centres)."""
+        return self.source.openness_at(frame_centres(self.rate, self.frame_count))
+
+    @property
+    def dub_openness(self) -> np.ndarray:
+        """Openness the dub asks for, per span frame."""
+        return self.dub.openness_at(frame_centres(self.rate, self.span_end - self.span_first))
+
+
+#: A dub whose mouth rhythm correlates with the undubbed span above this is re-drawn: the demo must
+#: show a change (natural footage with someone else's audio scores about 0.1).
+_MAX_DUB_SOURCE_CORRELATION = 0.3
+_DUB_DRAWS = 16
+
+
+def plan_demo(seconds: float = 4.0, rate: Fraction = Fraction(25), seed: int = 0) -> DemoPlan:
+    """Speech for the clip and a dub of a different rhythm for a span in the middle of the clip
+    (0.5 s in from each end). A pure function of its arguments."""
+    from dubline.speech.calibration import best_lag
+
+    rate = parse_rate(rate)
+    frame_count = seconds_to_frame(seconds, rate)
+    margin = seconds_to_frame(0.5, rate)
+    if frame_count < 2 * margin + seconds_to_frame(1.0, rate):
+        raise InvalidInputError(f"demo clip of {seconds} s is too short; it needs at least 2 s")
+    first, end = margin, frame_count - margin
+    source = synthesise_speech(float(frame_count / rate), seed)
+    span_openness = source.openness_at(frame_centres(rate, frame_count))[first:end]
+    best: tuple[float, SynthesisedSpeech] | None = None
+    for draw in range(_DUB_DRAWS):
+        dub = synthesise_speech(float((end - first) / rate), seed + 1 + draw, tempo=_DUB_TEMPO)
+        _, correlation = best_lag(span_openness, dub.openness_at(frame_centres(rate, end - first)), 2)
+        correlation = float(np.nan_to_num(correlation))
+        if best is None or correlation < best[0]:
+            best = (correlation, dub)
+        if correlation <= _MAX_DUB_SOURCE_CORRELATION:
+            break
+    return DemoPlan(rate, frame_count, first, end, source, best[1], best[0])
+
+
 def make_demo_inputs(
     directory: Path,
     *,
@@ -448,44 +519,33 @@ def make_demo_inputs(
     seed: int = 0,
     progress: ProgressSink = no_progress,
 ) -> DemoInputs:
-    """Write a talking-astronaut clip (H.264 + its own speech as PCM, in .mov) and a different dub into
-    ``directory``, with a span in the middle of the clip that the dub is as long as.
+    """Write a talking-astronaut clip (H.264 + its own speech as PCM, in .mov) and a different dub
+    (16 kHz WAV) into ``directory``, with a span in the middle of the clip as long as the dub.
 
     Everything is made offline from scikit-image's public-domain astronaut photograph and our own
-    speech synthesis; the same ``seed`` gives the same files.
+    speech synthesis (see ``plan_demo``); the same arguments give the same files.
     """
     from dubline.media import AudioClip, write_patch
 
-    rate = parse_rate(rate)
-    frame_count = seconds_to_frame(seconds, rate)
-    margin = seconds_to_frame(0.5, rate)
-    if frame_count < 2 * margin + seconds_to_frame(1.0, rate):
-        raise InvalidInputError(f"demo clip of {seconds} s is too short; it needs at least 2 s")
+    plan = plan_demo(seconds, rate, seed)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-
-    clip_seconds = frame_count / rate
-    speech = synthesise_speech(float(clip_seconds), seed)
-    openness = speech.openness_at(frame_centres(rate, frame_count))
     video = write_patch(
-        render_talking_frames(openness, rate, seed, progress),
+        render_talking_frames(plan.source_openness, plan.rate, seed, progress),
         directory / "astronaut_talking.mov",
         "h264",
-        rate,
+        plan.rate,
         start_timecode="01:00:00:00",
-        audio=AudioClip(speech.samples, speech.sample_rate),
+        audio=AudioClip(plan.source.samples, plan.source.sample_rate),
         overwrite=True,
     )
-
-    span = frames_to_range(margin, frame_count - margin, rate)
-    dub_speech = synthesise_speech(float((frame_count - 2 * margin) / rate), seed + 1, tempo=_DUB_TEMPO)
-    dub = _write_wav(dub_speech.samples, dub_speech.sample_rate, directory / "dub.wav")
-    first, end = margin, frame_count - margin
+    dub = _write_wav(plan.dub.samples, plan.dub.sample_rate, directory / "dub.wav")
     notes = (
-        f"source: {video.name}, {frame_count} frames at {rate} fps ({FRAME_SIZE}x{FRAME_SIZE} H.264, "
-        f"start timecode 01:00:00:00), scikit-image's public-domain NASA astronaut portrait animated to "
-        f"its own synthetic speech ({len(speech.score.syllables)} syllables, {len(speech.score.phrases)} phrases); "
-        f"dub: {dub.name}, {float(dub_speech.samples.shape[0] / dub_speech.sample_rate):.2f} s of different "
-        f"synthetic speech ({len(dub_speech.score.syllables)} syllables, faster); span: frames {first}-{end - 1}."
+        f"source: {video.name}, {plan.frame_count} frames at {plan.rate} fps ({FRAME_SIZE}x{FRAME_SIZE} H.264, "
+        f"start timecode 01:00:00:00), scikit-image's public-domain NASA astronaut portrait animated to its own "
+        f"synthetic speech ({len(plan.source.score.syllables)} syllables in {len(plan.source.score.phrases)} phrases); "
+        f"dub: {dub.name}, {plan.dub.samples.shape[0] / plan.dub.sample_rate:.2f} s of other, faster synthetic "
+        f"speech ({len(plan.dub.score.syllables)} syllables; mouth-rhythm correlation with the undubbed span "
+        f"{plan.dub_source_correlation:.2f}); span: frames {plan.span_first}-{plan.span_end - 1}."
     )
-    return DemoInputs(video, dub, span, notes)
+    return DemoInputs(video, dub, frames_to_range(plan.span_first, plan.span_end, plan.rate), notes)
