@@ -168,7 +168,8 @@ def _smooth(values: np.ndarray, seconds: float) -> np.ndarray:
 
 
 def _pitch_track(score: SpeechScore, n: int, rng: np.random.Generator) -> np.ndarray:
-    """F0 (Hz) per sample: per-phrase declination, an accent on one syllable, slow wander."""
+    """F0 (Hz) per sample: per-phrase declination, rise-falls on about a third of the syllables,
+    and a slow wander of up to 1.5 %."""
     times = np.arange(n) / SPEECH_RATE
     base = 205.0 * rng.uniform(0.95, 1.05)
     f0 = np.full(n, base)
@@ -181,7 +182,7 @@ def _pitch_track(score: SpeechScore, n: int, rng: np.random.Generator) -> np.nda
             centre = (syllable.vowel_start_s + syllable.end_s) / 2
             f0 *= 1 + 0.1 * np.exp(-(((times - centre) / 0.06) ** 2))
     wander = _smooth(rng.standard_normal(n), 0.08)
-    return f0 * (1 + 0.5 * wander / max(np.abs(wander).max(), 1e-9) * 0.03)
+    return f0 * (1 + 0.015 * wander / max(np.abs(wander).max(), 1e-9))
 
 
 def _glottal_source(f0: np.ndarray, rng: np.random.Generator) -> np.ndarray:
