@@ -40,7 +40,7 @@ from dubline.errors import (
     OutputExistsError,
     OutputPathError,
 )
-from dubline.timing import frames_to_range, parse_rate, parse_timecode, range_to_frames, snap_rate
+from dubline.timing import parse_rate, range_to_frames, snap_rate, timecode_to_frames
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +401,11 @@ def _decode_span(container, stream, info: VideoStreamInfo, selection: _Selection
                 index = math.floor(key * info.rate + Fraction(1, 2))
             else:
                 index = int(key)
+                if previous is None and index != int(selection.first):
+                    raise MediaDecodeError(
+                        f"{path}: frame {int(selection.first)} cannot be decoded (the first decodable frame"
+                        f" at or after it is {index})"
+                    )
                 if previous is not None and index <= previous.index:
                     continue  # a duplicated timestamp; the frame for this index is already out
                 # A constant-rate stream with a hole: repeat the last frame so the span keeps
@@ -600,7 +605,7 @@ def write_patch(
         raise InvalidInputError(f"{codec} patches go in {' or '.join(spec.suffixes)} files, not {path.name}")
     rate = parse_rate(rate)
     if start_timecode is not None:
-        parse_timecode(start_timecode)  # reject a malformed timecode before any work
+        timecode_to_frames(start_timecode, rate)  # reject a malformed timecode before any work
     if not path.parent.is_dir():
         raise OutputPathError(f"output directory {path.parent} does not exist")
     if path.exists() and not overwrite:
