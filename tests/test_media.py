@@ -14,7 +14,7 @@ import opentimelineio as otio
 import pytest
 
 from dubline import media
-from dubline.cli.main import main as cli_main
+from dubline.cli import main as cli
 from dubline.errors import (
     DublineError,
     InvalidRangeError,
@@ -129,17 +129,19 @@ def test_probe_reports_timecode_colour_and_audio(tmp_path):
     assert audio.duration_seconds == pytest.approx(0.5, abs=0.03)
 
 
-def test_probe_cli_table_and_json(tmp_path, capsys):
+def test_probe_cli_table_and_json(tmp_path, capsys, monkeypatch):
+    # Only this command: the test should not depend on the other commands' modules.
+    monkeypatch.setattr(cli, "COMMANDS", ["probe"])
     path = make_video(tmp_path / "clip.mov", spec_for("prores", rate=Fraction(30000, 1001), frames=6, timecode="00:59:59;28"))
-    assert cli_main(["probe", str(path), "--json"]) == 0
+    assert cli.main(["probe", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["video"]["rate"] == "30000/1001"
     assert data["video"]["frame_count"] == 6
     assert data["video"]["start_timecode"] == "00:59:59;28"
-    assert cli_main(["probe", str(path)]) == 0
+    assert cli.main(["probe", str(path)]) == 0
     table = capsys.readouterr().out
     assert "30000/1001 (29.970 fps)" in table and "00:59:59;28" in table
-    assert cli_main(["probe", str(tmp_path / "missing.mov")]) == 2
+    assert cli.main(["probe", str(tmp_path / "missing.mov")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
