@@ -10,6 +10,7 @@ Face boxes come from our own detector; FAN's detector slot gets dlib's HOG (no w
 
 from __future__ import annotations
 
+import inspect
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,14 +26,14 @@ HUB_SUBDIR = "face_alignment"
 NETWORK = "2DFAN-4"
 
 
-def _import_face_alignment() -> Any:
+def _import_face_alignment(models_dir: str | Path | None = None) -> Any:
     try:
         import face_alignment
     except ImportError as error:
         raise ModelNotFoundError(
             "landmark backend 'fan' needs the face-alignment package, which is not installed "
             "(pip install face-alignment), and its 2DFAN-4 weights in the model directory "
-            f"({fan_hub_dir()}/checkpoints)"
+            f"({fan_hub_dir(models_dir)}/checkpoints)"
         ) from error
     return face_alignment
 
@@ -46,12 +47,14 @@ def fan_weights_path(models_dir: str | Path | None = None) -> Path:
     """Where the installed face-alignment version expects its 2DFAN-4 weights (may not exist)."""
     import torch
 
-    api = _import_face_alignment().api
-    # face-alignment picks its weights URL by the torch "major.minor" version.
+    api = _import_face_alignment(models_dir).api
+    # Older releases key their URL table by torch "major.minor" (falling back to
+    # default_model_urls); newer ones have one flat table.
     version = torch.__version__.split("+")[0]
     version = version.rsplit(".", 2 if "dev" in version else 1)[0]
-    tables = getattr(api, "models_urls", {})
-    urls = tables.get(version, getattr(api, "default_model_urls", {}))
+    urls = getattr(api, "models_urls", {})
+    if NETWORK not in urls:
+        urls = urls.get(version, getattr(api, "default_model_urls", {}))
     if NETWORK not in urls:
         raise ModelNotFoundError(
             f"this face-alignment version lists no {NETWORK} weights for torch {version}; "
@@ -96,6 +99,9 @@ def load_fan(models_dir: str | Path | None = None) -> Any:
 
     def build() -> Any:
         landmarks_type = getattr(face_alignment.LandmarksType, "TWO_D", None) or face_alignment.LandmarksType._2D
+        options: dict[str, Any] = {}
+        if "compile" in inspect.signature(face_alignment.FaceAlignment).parameters:
+            options["compile"] = False  # newer releases torch.compile and write a cache by default
         with _offline_hub(weights.parent.parent):
             return face_alignment.FaceAlignment(
                 landmarks_type,
@@ -103,6 +109,7 @@ def load_fan(models_dir: str | Path | None = None) -> Any:
                 flip_input=False,
                 face_detector="dlib",
                 face_detector_kwargs={"path_to_detector": str(embedded_model_path(CNN_FACE_DETECTOR))},
+                **options,
             )
 
     return registry().get((f"face_alignment.{NETWORK}:{weights}", "cpu", "float32"), build, weights.stat().st_size)
@@ -115,7 +122,7 @@ def fan_landmarks(
     if not boxes:
         return []
     model = load_fan(models_dir)
-    found = model.get_landmarks_from_image(image, detected_faces=[np.asarray(b, dtype=np.float32) for b in boxes])
+    found = model.get_landmarks_from_image(image, detected_faces=[np.asarray(b, dtype=np.float64) for b in boxes])
     if found is None or len(found) != len(boxes):
         raise DublineError(f"face-alignment returned landmarks for {0 if found is None else len(found)} of {len(boxes)} face boxes")
     return [np.asarray(points, dtype=np.float32)[:, :2] for points in found]

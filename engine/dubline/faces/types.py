@@ -28,9 +28,9 @@ class FaceTrackParams:
     """
 
     # Detection: HOG runs on the frame scaled so its longer side is at most detect_max_side (the
-    # HOG window finds faces of about 80 px and up at that scale); landmarks and descriptors are
-    # then computed at full resolution.
-    detect_max_side: int = 640
+    # HOG window finds faces of about 80 px and up at that scale, so 960 finds faces from about
+    # 160 px high in 1080p); landmarks and descriptors are then computed at full resolution.
+    detect_max_side: int = 960
     detect_upsample: int = 0
     detect_threshold: float = -0.3  # HOG score threshold; below 0 also finds weaker (occluded) faces
     landmark_backend: str = "dlib"  # "dlib" (embedded 68-point predictor) or "fan" (face-alignment)
