@@ -264,3 +264,43 @@ def test_empty_reversed_and_negative_spans(clip):
 def test_span_past_the_end_names_frame_count(clip):
     with pytest.raises(InvalidRangeError, match=f"has {FRAMES} frames"):
         media.read_span(clip, frames_to_range(15, FRAMES + 1, Fraction(25)))
+
+
+class _LateSeekingContainer:
+    """Wraps a PyAV container so keyframe seeks land up to half a second *after* the target,
+    as some demuxers do (index by dts, open GOPs)."""
+
+    def __init__(self, container, late_ticks: int) -> None:
+        self._container = container
+        self._late_ticks = late_ticks
+        self.seeks: list[int] = []
+
+    def seek(self, offset, *, backward=True, any_frame=False, stream=None):
+        if offset > 0 and not any_frame:
+            self.seeks.append(offset)
+            offset += self._late_ticks
+        return self._container.seek(offset, backward=backward, any_frame=any_frame, stream=stream)
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._container.close()
+
+
+def test_seek_landing_after_the_span_start_is_retried_further_back(tmp_path, monkeypatch):
+    path = make_video(tmp_path / "clip.mp4", spec_for("h264", frames=60))
+    time_base = media.probe(path).video.time_base
+    opened = []
+    real_open = media._open
+
+    def late_open(p):
+        opened.append(_LateSeekingContainer(real_open(p), late_ticks=int(Fraction(1, 2) / time_base)))
+        return opened[-1]
+
+    monkeypatch.setattr(media, "_open", late_open)
+    assert read_indices(path, 31, 40, Fraction(25)) == (list(range(31, 40)),) * 2
+    assert len(opened[-1].seeks) >= 2  # the first seek overshot and was retried

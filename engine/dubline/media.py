@@ -339,7 +339,6 @@ class _Selection:
     end: Fraction
     by_time: bool
     seek_pts: int
-    expected_frames: int | None  # known for constant rate
 
 
 def _select(span: otio.opentime.TimeRange, info: VideoStreamInfo, path: Path) -> _Selection:
@@ -357,7 +356,7 @@ def _select(span: otio.opentime.TimeRange, info: VideoStreamInfo, path: Path) ->
                 f" ({info.frame_count} frames)"
             )
         seek_pts = info.start_pts + math.floor(start / info.time_base)
-        return _Selection(start, end, True, seek_pts, None)
+        return _Selection(start, end, True, seek_pts)
     first, end = range_to_frames(span, info.rate)
     if end <= first:
         raise InvalidRangeError(f"span {_describe(span)} of {path} is shorter than one frame")
@@ -366,7 +365,7 @@ def _select(span: otio.opentime.TimeRange, info: VideoStreamInfo, path: Path) ->
             f"span frames {first}-{end - 1} run past the end of {path}, which has {info.frame_count} frames"
             f" (0-{info.frame_count - 1})"
         )
-    return _Selection(Fraction(first), Fraction(end), False, _pts_of_index(first, info), end - first)
+    return _Selection(Fraction(first), Fraction(end), False, _pts_of_index(first, info))
 
 
 def _describe(span: otio.opentime.TimeRange) -> str:
@@ -411,8 +410,9 @@ def _decode_span(container, stream, info: VideoStreamInfo, selection: _Selection
                 # A constant-rate stream with a hole: repeat the last frame so the span keeps
                 # its exact frame count (the patch must overlay the source frame for frame).
                 while previous is not None and previous.index + 1 < index:
-                    log.warning("%s: frame %d is missing; repeating frame %d", path, previous.index + 1, previous.index)
-                    previous = VideoFrame(previous.index + 1, previous.pts, _time(previous.index + 1, info), previous.image)
+                    missing = previous.index + 1
+                    log.warning("%s: frame %d is missing; repeating frame %d", path, missing, previous.index)
+                    previous = VideoFrame(missing, previous.pts, _time(missing, info), previous.image)
                     yield previous
             previous = VideoFrame(index, frame.pts, _time(index, info), frame.to_ndarray(format="rgb24"))
             yield previous
