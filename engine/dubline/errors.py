@@ -77,3 +77,27 @@ class CancelledError(DublineError):
     """The job was cancelled; nothing was left under the output names."""
 
     status_code = "CANCELLED"
+
+
+class AccessDeniedError(InvalidInputError):
+    """A request names a path outside the engine's media roots (directly, via ``..`` or a symlink)."""
+
+    status_code = "PERMISSION_DENIED"
+
+
+class UnknownJobError(InvalidInputError):
+    """A job id the engine does not know (never issued, or forgotten after it finished long ago)."""
+
+    status_code = "NOT_FOUND"
+
+
+class EngineBusyError(DublineError):
+    """The engine's job queue is full; try again when running jobs finish."""
+
+    status_code = "RESOURCE_EXHAUSTED"
+
+
+class FrameUnavailableError(DublineError):
+    """The one-frame RPC cannot answer: the span's render failed or lacks the matte it needs."""
+
+    status_code = "FAILED_PRECONDITION"

@@ -15,7 +15,7 @@ import sys
 from dubline import __version__
 from dubline.errors import DublineError
 
-COMMANDS: list[str] = ["probe"]
+COMMANDS = ["probe", "analyse", "render", "qc", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
