@@ -57,6 +57,11 @@ def test_round_trip_keeps_count_rate_timecode(tmp_path, codec, suffix, size, rat
         assert info.colour == BT709
     if codec == "ffv1":  # RGB storage keeps primaries and transfer; a YUV matrix does not apply
         assert (info.colour.primaries, info.colour.transfer) == ("bt709", "bt709")
+    if suffix in (".mov", ".mp4"):  # the muxer turned the timecode into a tmcd track
+        with av.open(str(out)) as container:
+            [data] = [s for s in container.streams if s.type == "data"]
+            assert data.metadata["handler_name"] == "TimeCodeHandler"
+            assert data.metadata["timecode"] == timecode
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary left behind
 
 
