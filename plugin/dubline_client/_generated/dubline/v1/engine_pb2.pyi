@@ -160,22 +160,20 @@ class LoadedModel(_message.Message):
     def __init__(self, name: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., bytes: _Optional[int] = ..., load_seconds: _Optional[float] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_frame_width", "max_frame_height", "max_message_bytes", "max_path_length", "max_concurrent_jobs", "max_queued_jobs", "max_span_frames")
+    __slots__ = ("max_frame_width", "max_frame_height", "max_message_bytes", "max_path_length", "max_concurrent_jobs", "max_queued_jobs")
     MAX_FRAME_WIDTH_FIELD_NUMBER: _ClassVar[int]
     MAX_FRAME_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_PATH_LENGTH_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_JOBS_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
-    MAX_SPAN_FRAMES_FIELD_NUMBER: _ClassVar[int]
     max_frame_width: int
     max_frame_height: int
     max_message_bytes: int
     max_path_length: int
     max_concurrent_jobs: int
     max_queued_jobs: int
-    max_span_frames: int
-    def __init__(self, max_frame_width: _Optional[int] = ..., max_frame_height: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_path_length: _Optional[int] = ..., max_concurrent_jobs: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_span_frames: _Optional[int] = ...) -> None: ...
+    def __init__(self, max_frame_width: _Optional[int] = ..., max_frame_height: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_path_length: _Optional[int] = ..., max_concurrent_jobs: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ...) -> None: ...
 
 class CapabilitiesResponse(_message.Message):
     __slots__ = ("version", "api", "backends", "loaded_models", "codecs", "limits", "model_dir", "media_roots", "resident_analyses")
