@@ -256,6 +256,12 @@ def test_tracks_reacquire_the_same_person_after_cuts(detections_a, detections_b)
     assert sorted(a_track.detections) == [*range(5), *range(10, 15), *range(18, 23)]
     b_track = next(t for t in tracks if t is not a_track)
     assert sorted(b_track.detections) == list(range(5, 10))
+    # A cut straight from one shot of A to another: same track, but smoothing restarts at the cut.
+    cut = dets_a[:8] + shifted
+    track = track_from_detections(np.arange(len(cut)), cut)
+    assert len(set(track.track_id.tolist())) == 1 and track.present.all()
+    np.testing.assert_allclose(track.landmarks[8:, 30, 0] - track.landmarks_raw[8:, 30, 0], 0, atol=15)
+    np.testing.assert_allclose(track.landmarks[:8, 30, 0] - track.landmarks_raw[:8, 30, 0], 0, atol=15)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,6 +288,24 @@ def test_frames_without_a_face_are_marked_and_nothing_crashes(clip_a):
         detect_frame(np.zeros((10, 10), np.uint8))
     with pytest.raises(InvalidInputError, match="twice"):
         track_faces([_frame(0, black), _frame(0, black)])
+
+
+def test_covered_mouth_is_tracked_and_marked_occluded(clip_b, detections_b):
+    _, detections = detections_b
+    x0, y0, x1, y1 = (int(v) for v in detections[0][0].box)
+    frames = []
+    for frame in clip_b[:8]:
+        image = frame.image.copy()
+        if frame.index in (3, 4):  # a hand-coloured block over the mouth and chin
+            image[int(y0 + 0.65 * (y1 - y0)) : y1 + 20, x0 - 10 : x1 + 10] = (200, 180, 160)
+        frames.append(replace(frame, image=image))
+    track = track_faces(frames)
+    assert track.present.all()
+    assert list(track.reason) == ["", "", "", "occluded", "occluded", "", "", ""]
+    assert len(set(track.track_id.tolist())) == 1
+    # Unusable frames keep their raw fit and are not smoothed into their neighbours.
+    np.testing.assert_array_equal(track.landmarks[3:5], track.landmarks_raw[3:5])
+    assert np.isfinite(track.pose).all()
 
 
 def test_unusable_reasons(detections_b):

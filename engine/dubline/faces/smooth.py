@@ -4,8 +4,8 @@ Each frame is split into a rigid part and a shape part. The rigid part is the si
 maps the canonical face onto the frame, fitted to the stable anchors only (eye centres and nose,
 which speech does not move); its four parameters get the longer ``pose_window``. The shape part
 is the landmarks seen in the canonical frame; it gets the short ``shape_window`` so lip motion
-survives. Smoothed landmarks = smoothed pose applied to the smoothed shape. Runs of present
-frames are smoothed independently: nothing is blended across a missing frame or a cut.
+survives. Smoothed landmarks = smoothed pose applied to the smoothed shape. Runs of included
+(usable) frames are smoothed independently: nothing is blended across a missing frame or a cut.
 """
 
 from __future__ import annotations
@@ -23,11 +23,20 @@ SPEECH_POINTS = np.concatenate([np.arange(4, 13), geometry.MOUTH])
 RIGID_POINTS = np.setdiff1d(np.arange(68), SPEECH_POINTS)
 
 
-def present_runs(present: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) ranges of consecutive True values."""
-    padded = np.concatenate([[False], np.asarray(present, dtype=bool), [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+def present_runs(present: np.ndarray, breaks: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """[start, stop) ranges of consecutive True values, also split where ``breaks`` is True
+    (a run starts there: a cut or a jump of the face)."""
+    runs = []
+    start = None
+    for position, inside in enumerate(np.asarray(present, dtype=bool)):
+        if start is not None and (not inside or (breaks is not None and breaks[position])):
+            runs.append((start, position))
+            start = None
+        if inside and start is None:
+            start = position
+    if start is not None:
+        runs.append((start, len(present)))
+    return runs
 
 
 def savgol(values: np.ndarray, window: int, polyorder: int) -> np.ndarray:
@@ -51,14 +60,15 @@ def _similarity_matrix(params: np.ndarray) -> np.ndarray:
 
 
 def smooth_landmarks(
-    landmarks: np.ndarray, present: np.ndarray, params: FaceTrackParams
+    landmarks: np.ndarray, include: np.ndarray, params: FaceTrackParams, breaks: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Smoothed landmarks ``(N, 68, 2)`` and poses ``(N, 2, 3)`` (frame -> canonical face) from
-    raw landmarks ``(N, 68, 2)``; frames where ``present`` is False stay NaN."""
+    raw landmarks ``(N, 68, 2)``; runs of ``include`` frames (split at ``breaks``) are smoothed
+    independently, the rest stay NaN."""
     count = len(landmarks)
     smoothed = np.full((count, 68, 2), np.nan)
     poses = np.full((count, 2, 3), np.nan)
-    for start, stop in present_runs(present):
+    for start, stop in present_runs(include, breaks):
         raw = np.asarray(landmarks[start:stop], dtype=np.float64)
         to_canonical = [geometry.pose_to_canonical(points) for points in raw]
         shapes = np.stack([geometry.apply_affine(m, p) for m, p in zip(to_canonical, raw)])

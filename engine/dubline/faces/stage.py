@@ -12,7 +12,7 @@ from dubline.errors import InvalidInputError
 from dubline.faces import geometry
 from dubline.faces.detect import detect_frame
 from dubline.faces.smooth import smooth_landmarks
-from dubline.faces.track import Track, build_tracks, choose_speaker, unusable_reason
+from dubline.faces.track import Track, box_iou, build_tracks, choose_speaker, unusable_reason
 from dubline.faces.types import FaceDetection, FaceTrack, FaceTrackParams, SpeakerHint
 from dubline.media import VideoFrame
 from dubline.progress import CancelToken, ProgressSink, no_progress
@@ -122,6 +122,16 @@ def track_from_detections(
     return _assemble(frame_indices, detections, chosen, how, params)
 
 
+def _jumps(boxes: np.ndarray, params: FaceTrackParams) -> np.ndarray:
+    """(N,) bool: the face's box barely overlaps the previous frame's (a cut to another shot of
+    the same person, re-acquired by identity), so smoothing must not blend across it."""
+    jumps = np.zeros(len(boxes), dtype=bool)
+    for position in range(1, len(boxes)):
+        if np.isfinite(boxes[position]).all() and np.isfinite(boxes[position - 1]).all():
+            jumps[position] = box_iou(tuple(boxes[position - 1]), tuple(boxes[position])) < params.min_iou
+    return jumps
+
+
 def _assemble(
     frame_indices: np.ndarray,
     detections: list[list[FaceDetection]],
@@ -146,7 +156,13 @@ def _assemble(
         confidence[position] = detection.score
         track_id[position] = chosen.track_id
 
-    smoothed, poses = smooth_landmarks(raw, present, params)
+    # Only usable frames are smoothed together, so a covered or turned face does not drag its
+    # neighbours; unusable-but-present frames keep their raw fit (later stages skip them anyway).
+    usable = reason == ""
+    smoothed, poses = smooth_landmarks(raw, usable, params, breaks=_jumps(boxes, params))
+    for position in np.flatnonzero(present & ~usable):
+        smoothed[position] = raw[position]
+        poses[position] = geometry.pose_to_canonical(raw[position])
     aperture = np.full(count, np.nan)
     width = np.full(count, np.nan)
     iod = np.full(count, np.nan)

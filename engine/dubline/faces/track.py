@@ -169,10 +169,10 @@ def choose_speaker(
             raise NoFaceError("the speaker's reference image has no detectable face")
         distances = [float(np.linalg.norm(t.mean_descriptor - reference_descriptor)) for t in tracks]
         best = int(np.argmin(distances))
-        if distances[best] > params.continue_distance:
+        if distances[best] > params.reference_distance:
             raise NoFaceError(
                 f"no face in the span matches the speaker's reference image "
-                f"(nearest descriptor distance {distances[best]:.2f} > {params.continue_distance})"
+                f"(nearest descriptor distance {distances[best]:.2f} > {params.reference_distance})"
             )
         return tracks[best], "reference"
 

@@ -32,7 +32,9 @@ class FaceTrackParams:
     # 160 px high in 1080p); landmarks and descriptors are then computed at full resolution.
     detect_max_side: int = 960
     detect_upsample: int = 0
-    detect_threshold: float = -0.3  # HOG score threshold; below 0 also finds weaker (occluded) faces
+    # HOG score threshold. Below 0 so a face with its mouth or chin covered (scores about -0.2 to
+    # -0.5) is still found, tracked and marked "occluded" rather than lost.
+    detect_threshold: float = -0.6
     landmark_backend: str = "dlib"  # "dlib" (embedded 68-point predictor) or "fan" (face-alignment)
     models_dir: str | None = None  # for "fan": defaults to dubline.models.model_dir()
 
@@ -47,6 +49,7 @@ class FaceTrackParams:
     max_gap_frames: int = 2  # frames a track may miss and still be continued by overlap
     continue_distance: float = 0.7  # descriptor distance allowed when the boxes overlap
     same_person_distance: float = 0.5  # descriptor distance to re-acquire or merge tracks
+    reference_distance: float = 0.6  # a reference image matches a track within this (dlib's same-person bound)
 
     # Speaker choice without a hint.
     min_track_share: float = 0.25  # tracks seen in fewer frames than this share of the longest are not candidates
