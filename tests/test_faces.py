@@ -29,7 +29,7 @@ from dubline.faces import (
     track_from_detections,
 )
 from dubline.faces.smooth import smooth_landmarks
-from dubline.faces.track import build_tracks, choose_speaker, unusable_reason
+from dubline.faces.track import build_tracks, unusable_reason
 from dubline.media import VideoFrame
 from dubline.progress import CancelToken
 
