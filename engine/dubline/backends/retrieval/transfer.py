@@ -139,26 +139,29 @@ def transfer_mouth(
     shift = np.array([x0, y0], dtype=np.float64)
     to_roi = matrix.copy()
     to_roi[:, 2] -= shift
-    crop = cv2.warpAffine(
-        library_image, to_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-    )
+    size = (x1 - x0, y1 - y0)
     opened = open_mouth_to(aligned, target_aperture, params)
     moving = np.r_[_LOWER_LIP, _JAW_LOWER]
-    if np.abs(opened[moving] - aligned[moving]).max() > 0.25:
-        # Everything that does not move anchors the field: upper lip, nose, eyes, ROI border.
-        h, w = crop.shape[:2]
-        border = np.array(
-            [[x, y] for x in np.linspace(0, w - 1, 6) for y in (0, h - 1)]
-            + [[x, y] for y in np.linspace(0, h - 1, 6)[1:-1] for x in (0, w - 1)]
-        )
-        fixed = np.vstack([aligned[np.r_[_UPPER_LIP, ANCHORS]] - shift, border])
-        map_x, map_y = _warp_field(
-            (h, w),
-            aligned[moving] - shift,
-            opened[moving] - shift,
-            fixed,
-            params.warp_sigma * iod,
-            params.grid_step,
-        )
-        crop = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if np.abs(opened[moving] - aligned[moving]).max() <= 0.25:
+        crop = cv2.warpAffine(library_image, to_roi, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        return TransferResult(crop=crop, roi=roi, landmarks=opened)
+    # Everything that does not move anchors the field: upper lip, nose, eyes, ROI border.
+    w, h = size
+    border = np.array(
+        [[x, y] for x in np.linspace(0, w - 1, 6) for y in (0, h - 1)]
+        + [[x, y] for y in np.linspace(0, h - 1, 6)[1:-1] for x in (0, w - 1)]
+    )
+    fixed = np.vstack([aligned[np.r_[_UPPER_LIP, ANCHORS]] - shift, border])
+    map_x, map_y = _warp_field(
+        (h, w), aligned[moving] - shift, opened[moving] - shift, fixed, params.warp_sigma * iod, params.grid_step
+    )
+    # Compose the fine warp with the inverse of the rigid one: a single (bicubic) resampling of
+    # the library image keeps the mouth as sharp as the footage.
+    inverse = cv2.invertAffineTransform(to_roi)
+    source_x = inverse[0, 0] * map_x + inverse[0, 1] * map_y + inverse[0, 2]
+    source_y = inverse[1, 0] * map_x + inverse[1, 1] * map_y + inverse[1, 2]
+    crop = cv2.remap(
+        library_image, source_x.astype(np.float32), source_y.astype(np.float32), cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REFLECT,
+    )
     return TransferResult(crop=crop, roi=roi, landmarks=opened)
