@@ -70,3 +70,39 @@ def save_png(image: np.ndarray, path: Path) -> Path:
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise OutputPathError(f"could not write {path}")
     return path
+
+
+def mouth_box(landmarks: np.ndarray, inter_ocular: float) -> tuple[int, int, int, int] | None:
+    """A square-ish box around the lips, sized by the inter-ocular distance."""
+    mouth = landmarks[48:68]
+    if not np.all(np.isfinite(mouth)) or not np.isfinite(inter_ocular):
+        return None
+    cx, cy = mouth.mean(axis=0)
+    half = 0.9 * inter_ocular
+    return int(cx - half), int(cy - 0.8 * half), int(cx + half), int(cy + 1.2 * half)
+
+
+def sheet_for_render(
+    source: Path,
+    first: int,
+    patch: Path,
+    faces,  # dubline.faces.FaceTrack over every frame of the source
+    out: Path,
+    matte: Path | None = None,
+    columns: int = 8,
+) -> Path:
+    """Contact sheet of a written patch against the source frames it replaces."""
+    from dubline import media, timing
+
+    info = media.probe(patch)
+    count, rate = info.video.frame_count, info.video.rate
+    picks = sorted(set(np.linspace(0, count - 1, min(columns, count)).round().astype(int).tolist()))
+    wanted = set(picks)
+    source_images = [
+        f.image for f in media.read_span(source, timing.frames_to_range(first, first + count, rate)) if f.index - first in wanted
+    ]
+    whole = timing.frames_to_range(0, count, rate)
+    patch_images = [f.image for f in media.read_span(patch, whole) if f.index in wanted]
+    mattes = [f.image[..., 0] / 255.0 for f in media.read_span(matte, whole) if f.index in wanted] if matte else None
+    boxes = [mouth_box(faces.landmarks[first + i], float(faces.inter_ocular[first + i])) for i in picks]
+    return save_png(contact_sheet([first + i for i in picks], source_images, patch_images, boxes, mattes), out)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -438,26 +438,6 @@ def render_talking_frames(
 _DUB_TEMPO = 1.2
 
 
-def _write_wav(samples: np.ndarray, sample_rate: int, path: Path) -> Path:
-    """16-bit mono WAV via PyAV.
-
-    TEMPORARY: dubline.media has no audio-file writer yet and media is meant to be the only module
-    that opens media files; move this there (e.g. ``media.write_audio``) and call it from here.
-    """
-    import av
-
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16)[np.newaxis]
-    with av.open(str(path), "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=sample_rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate, frame.pts = sample_rate, 0
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 @dataclass(frozen=True)
 class DemoPlan:
     """What the demo files will hold: the clip's speech, the dub's, and the span (frames)."""
@@ -526,21 +506,21 @@ def make_demo_inputs(
     Everything is made offline from scikit-image's public-domain astronaut photograph and our own
     speech synthesis (see ``plan_demo``); the same arguments give the same files.
     """
-    from dubline.media import AudioClip, write_patch
+    from dubline import media
 
     plan = plan_demo(seconds, rate, seed)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    video = write_patch(
+    video = media.write_patch(
         render_talking_frames(plan.source_openness, plan.rate, seed, progress),
         directory / "astronaut_talking.mov",
         "h264",
         plan.rate,
         start_timecode="01:00:00:00",
-        audio=AudioClip(plan.source.samples, plan.source.sample_rate),
+        audio=media.AudioClip(plan.source.samples, plan.source.sample_rate),
         overwrite=True,
     )
-    dub = _write_wav(plan.dub.samples, plan.dub.sample_rate, directory / "dub.wav")
+    dub = media.write_audio(media.AudioClip(plan.dub.samples, plan.dub.sample_rate), directory / "dub.wav", overwrite=True)
     notes = (
         f"source: {video.name}, {plan.frame_count} frames at {plan.rate} fps ({FRAME_SIZE}x{FRAME_SIZE} H.264, "
         f"start timecode 01:00:00:00), scikit-image's public-domain NASA astronaut portrait animated to its own "
@@ -550,3 +530,35 @@ def make_demo_inputs(
         f"{plan.dub_source_correlation:.2f}); span: frames {plan.span_first}-{plan.span_end - 1}."
     )
     return DemoInputs(video, dub, frames_to_range(plan.span_first, plan.span_end, plan.rate), notes)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    inputs: DemoInputs
+    render: Any  # pipeline.RenderResult
+    qc: Any  # quality.QcReport
+    contact_sheet: Path
+
+
+def run_demo(directory: Path, progress: ProgressSink = no_progress) -> DemoResult:
+    """Make the inputs, render the span with the default backend, measure it, draw a contact sheet."""
+    from dubline.contact_sheet import sheet_for_render
+    from dubline.pipeline import RenderRequest, analyse_clip, render
+    from dubline.qc import run_qc
+
+    directory.mkdir(parents=True, exist_ok=True)
+    inputs = make_demo_inputs(directory, progress=progress)
+    patch, matte = directory / "patch.mov", directory / "patch_matte.mov"
+    result = render(
+        RenderRequest(
+            video=inputs.video, audio=inputs.dub, span=inputs.span, out=patch, matte=matte,
+            otio_path=directory / "patch.otio", overwrite=True,
+        ),
+        progress=progress,
+        cache_root=directory / "cache",
+    )
+    report = run_qc(patch, inputs.dub, source=inputs.video, span=inputs.span, matte=matte,
+                    cache_root=directory / "cache", progress=progress)
+    faces = analyse_clip(inputs.video, cache_root=directory / "cache").faces
+    sheet = sheet_for_render(inputs.video, result.span[0], patch, faces, directory / "contact_sheet.png", matte)
+    return DemoResult(inputs, result, report, sheet)

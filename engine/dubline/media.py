@@ -739,6 +739,55 @@ class _AudioWriter:
                 self._container.mux(packet)
 
 
+def check_output(path: str | Path, overwrite: bool = False) -> Path:
+    """Fail before any work when ``path`` could not be published at the end."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputPathError(f"output directory {path.parent} does not exist")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass overwrite (--overwrite) to replace it")
+    return path
+
+
+def write_audio(clip: AudioClip, path: str | Path, overwrite: bool = False) -> Path:
+    """A 16-bit PCM WAV of ``clip`` (mono or (channels, n)), written atomically like patches."""
+    path = check_output(path, overwrite)
+    samples = np.atleast_2d(np.asarray(clip.samples, dtype=np.float32))
+    pcm = np.ascontiguousarray((np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16))
+    layout = _layout(pcm.shape[0])
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with av.open(str(temporary), "w", format="wav") as container:
+            stream = container.add_stream("pcm_s16le", rate=clip.sample_rate, layout=layout)
+            # s16 is interleaved: (1, n * channels)
+            frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1), format="s16", layout=layout)
+            frame.sample_rate, frame.pts = clip.sample_rate, 0
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        _publish(temporary, path, overwrite)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A still image (PNG, JPEG, ...) as RGB uint8 (H, W, 3), e.g. a reference photo of the speaker."""
+    path = _check_input(path)
+    container = _open(path)
+    try:
+        if not container.streams.video:
+            raise NoStreamError(f"{path} has no image")
+        for frame in container.decode(video=0):
+            return frame.to_ndarray(format="rgb24")
+        raise MediaDecodeError(f"{path} holds no decodable image")
+    except av.error.FFmpegError as error:
+        raise MediaDecodeError(f"{path} is not a readable image ({error})") from error
+    finally:
+        container.close()
+
+
 def _publish(temporary: Path, path: Path, overwrite: bool) -> None:
     if overwrite:
         os.replace(temporary, path)
