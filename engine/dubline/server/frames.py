@@ -128,19 +128,25 @@ def fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def composite_over(host: np.ndarray, patch: np.ndarray, matte: np.ndarray) -> np.ndarray:
     """host + matte * (patch - host) on RGB; host alpha kept; where the matte is 0 the host's
-    pixels come back bit-exact."""
+    pixels come back bit-exact. Only the matte's bounding box is blended (the mouth is small)."""
     height, width = host.shape[:2]
-    patch = fit(patch, width, height).astype(np.float32)
-    weight = fit(matte, width, height).astype(np.float32)[..., None] / 255.0
+    weight = fit(matte, width, height)
     out = host.copy()
+    rows, cols = np.nonzero(weight.any(axis=1))[0], np.nonzero(weight.any(axis=0))[0]
+    if not len(rows):
+        return out
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    patch_box = fit(patch, width, height)[box].astype(np.float32)
+    alpha = weight[box].astype(np.float32)[..., None] / 255.0
+    region = out[box]
     if host.dtype == np.uint8:
-        rgb = host[..., :3].astype(np.float32)
-        blended = np.rint(rgb + weight * (patch - rgb)).clip(0, 255).astype(np.uint8)
+        rgb = region[..., :3].astype(np.float32)
+        blended = np.rint(rgb + alpha * (patch_box - rgb)).clip(0, 255).astype(np.uint8)
     else:
-        rgb = host[..., :3]
-        blended = rgb + weight * (patch / 255.0 - rgb)
-    inside = weight[..., 0] > 0
-    out[..., :3][inside] = blended[inside]
+        rgb = region[..., :3]
+        blended = rgb + alpha * (patch_box / 255.0 - rgb)
+    inside = alpha[..., 0] > 0
+    region[..., :3][inside] = blended[inside]
     return out
 
 
