@@ -157,10 +157,9 @@ def dub_mel_windows(dub_audio: media.AudioClip, rate: Fraction, frame_count: int
     return mel_windows(wav2lip_mel(samples), rate, frame_count)
 
 
-def reference_frames(job: BackendJob, reference: str, crop_boxes: np.ndarray) -> np.ndarray:
+def reference_frames(faces: FaceTrack, span: tuple[int, int], reference: str, crop_boxes: np.ndarray) -> np.ndarray:
     """(T,) the source frame whose crop is the reference half of each output frame (-1: not rendered)."""
-    first, end = job.span
-    faces = job.source.faces
+    first, end = span
     has_crop = crop_boxes[:, 0] >= 0
     span_usable = (faces.usable & has_crop)[first:end]
     if reference == "same":
@@ -209,7 +208,7 @@ class Wav2LipBackend:
         assert video is not None  # the pipeline checked it
         first, end = job.span
         crop_boxes = source_crop_boxes(job.source.faces, (video.height, video.width))
-        references = reference_frames(job, options.reference, crop_boxes)
+        references = reference_frames(job.source.faces, job.span, options.reference, crop_boxes)
         crops: dict[int, np.ndarray] = {}
         if options.reference == "rest":
             for frame in _frames_at(job.source.path, video.rate, references[references >= 0]):

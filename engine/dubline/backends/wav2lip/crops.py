@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.ndimage import median_filter
 
 from dubline.backends.wav2lip.model import FACE_SIZE
 from dubline.errors import InvalidInputError
@@ -29,10 +30,13 @@ SMOOTH_WINDOW = 5
 #: percentile of the speaker's usable frames.
 REST_PERCENTILE = 10.0
 #: Pose distance units (roll in radians, yaw ratio): a difference of this much counts as 1.
-POSE_SCALE = np.array([0.1, 0.1])
+#: The yaw ratio of one frame's raw landmarks jitters by about +-0.05 on steady heads.
+POSE_SCALE = np.array([0.05, 0.15])
+#: Frames of the running median that steadies the target pose before references are matched.
+POSE_MEDIAN_FRAMES = 9
 #: Keep the previous frame's reference unless another is this much closer in pose (scaled units):
 #: switching references changes the texture the generator copies, so it should be rare.
-SWITCH_MARGIN = 0.5
+SWITCH_MARGIN = 1.0
 
 
 def smooth_boxes(boxes: np.ndarray, present: np.ndarray, window: int = SMOOTH_WINDOW) -> np.ndarray:
@@ -138,15 +142,18 @@ def choose_references(
 ) -> np.ndarray:
     """One candidate frame per target frame (-1 where the target is not usable).
 
-    The nearest candidate in head pose (roll, yaw), with hysteresis: the previous frame's reference
-    is kept unless another candidate is SWITCH_MARGIN closer, so references change rarely.
+    The nearest candidate in head pose (roll, yaw; the target's steadied by a running median),
+    with hysteresis: the previous frame's reference is kept unless another candidate is
+    SWITCH_MARGIN closer, so references change rarely.
     """
     chosen = np.full(len(target_pose), -1, dtype=np.int64)
-    if not len(candidates):
+    usable_rows = np.flatnonzero(target_usable)
+    if not len(candidates) or not len(usable_rows):
         return chosen
+    steady = median_filter(target_pose[usable_rows], size=(POSE_MEDIAN_FRAMES, 1), mode="nearest")
     previous = -1
-    for t in np.flatnonzero(target_usable):
-        distances = np.linalg.norm((candidate_pose - target_pose[t]) / POSE_SCALE, axis=1)
+    for t, pose in zip(usable_rows, steady):
+        distances = np.linalg.norm((candidate_pose - pose) / POSE_SCALE, axis=1)
         best = int(np.argmin(distances))
         if previous >= 0 and distances[previous] <= distances[best] + SWITCH_MARGIN:
             best = previous
