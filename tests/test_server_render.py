@@ -250,3 +250,15 @@ def test_submit_command_through_a_tcp_subprocess_engine(workspace: Path) -> None
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
+
+
+def test_analyse_warms_the_resident_cache(engine, workspace: Path) -> None:
+    _, client = engine
+    video = str(workspace / "media" / CLIP)
+    first = client.analyse(video, speaker="262,200@10")
+    again = client.analyse(video, speaker="262,200@10")
+    assert not first.cached and again.cached
+    assert first.frame_count == again.frame_count == media.probe(workspace / "media" / CLIP).video.frame_count
+    assert 0 < first.frames_with_face <= first.frame_count
+    assert (first.frame_rate.value, first.frame_rate.rate_num, first.frame_rate.rate_den) == (1, 25, 1)
+    assert client.capabilities().resident_analyses >= 1
