@@ -29,7 +29,7 @@ from dubline.backends import get_backend
 from dubline.cache import FrameCache, media_fingerprint
 from dubline.composite import CompositeParams, TemporalDeflicker, paste
 from dubline.errors import InvalidInputError, NoFaceError
-from dubline.faces import FaceTrack, FaceTrackParams, SpeakerHint, track_faces
+from dubline.faces import FaceTrack, FaceTrackParams, SpeakerHint, detection_cache, track_faces, track_from_detections
 from dubline.progress import CancelToken, ProgressSink, no_progress
 from dubline.speech.analyse import SpeechTrack, analyse_speech
 from dubline.speech.calibration import SpeakerCalibration, calibrate_speaker, default_calibration
@@ -220,21 +220,29 @@ def analyse_clip(
         )
 
     thumb_cache = FrameCache("thumbs", fingerprint, {"width": THUMB_WIDTH}, root=cache_root)
-    thumbs: dict[int, np.ndarray] = thumb_cache.get_many(range(video.frame_count))
-    fresh: dict[int, np.ndarray] = {}
-    frames: Iterable[media.VideoFrame] = media.read_span(path, whole)
-    frames = _thumbnails(frames, fresh) if len(thumbs) < video.frame_count else frames
-    faces = track_faces(
-        frames,
-        frame_count=video.frame_count,
-        speech_activity=None if own_speech is None else own_speech.voice_activity,
-        speaker=speaker,
-        params=face_params,
-        cache=FrameCache("faces", fingerprint, face_params.detection_key(), root=cache_root),
-        progress=progress,
-        cancel=cancel,
-    )
-    if fresh:
+    detections = detection_cache(fingerprint, face_params, root=cache_root)
+    every_frame = range(video.frame_count)
+    thumbs: dict[int, np.ndarray] = thumb_cache.get_many(every_frame)
+    cached = detections.get_many(every_frame) if len(thumbs) == video.frame_count else {}
+    activity = None if own_speech is None else own_speech.voice_activity
+    if len(cached) == video.frame_count:
+        # Warm: no frame needs decoding, only the cheap tracking and smoothing.
+        faces = track_from_detections(
+            np.arange(video.frame_count), [cached[i] for i in every_frame],
+            speech_activity=activity, speaker=speaker, params=face_params,
+        )
+    else:
+        fresh: dict[int, np.ndarray] = {}
+        faces = track_faces(
+            _thumbnails(media.read_span(path, whole), fresh),
+            frame_count=video.frame_count,
+            speech_activity=activity,
+            speaker=speaker,
+            params=face_params,
+            cache=detections,
+            progress=progress,
+            cancel=cancel,
+        )
         thumb_cache.put_many(fresh)
         thumbs.update(fresh)
 
@@ -525,7 +533,7 @@ def analyse_span(
         speech_activity=own_activity,
         speaker=speaker,
         params=params,
-        cache=FrameCache("faces", media_fingerprint(video_path), params.detection_key(), root=cache_root),
+        cache=detection_cache(media_fingerprint(video_path), params, root=cache_root),
         progress=progress,
         cancel=cancel,
     )

@@ -11,7 +11,8 @@ from pathlib import Path
 from dubline.errors import InvalidInputError
 from dubline.progress import TqdmProgress
 
-CODECS = ("prores", "dnxhr", "h264", "prores4444")
+#: Delivery codecs, plus lossless ones (png in .mov, ffv1 in .mkv) for bit-exact outside-matte pixels.
+CODECS = ("prores", "dnxhr", "h264", "prores4444", "png", "ffv1")
 
 
 def speaker_hint(text: str):
