@@ -136,6 +136,8 @@ def test_missing_weights_name_the_expected_file(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundError, match="wav2lip_gan.pth") as caught:
         generator_for(Wav2LipOptions.parse({"device": "cpu"}))
     assert str(tmp_path) in str(caught.value)
+    with pytest.raises(ModelNotFoundError, match="wav2lip_gan.pth"):
+        get_backend("wav2lip").preflight({"device": "cpu"})
     missing = tmp_path / "elsewhere" / "my_wav2lip.pth"
     with pytest.raises(ModelNotFoundError, match="my_wav2lip.pth"):
         generator_for(Wav2LipOptions.parse({"device": "cpu", "checkpoint": str(missing)}))

@@ -200,6 +200,11 @@ class Wav2LipBackend:
         },
     )
 
+    def preflight(self, options: Mapping[str, Any]) -> None:
+        """Check the options and load the generator now (it stays resident for ``prepare``), so
+        bad options or missing weights fail before the minutes of clip analysis, not after."""
+        generator_for(Wav2LipOptions.parse(options))
+
     def prepare(self, job: BackendJob) -> Wav2LipPlan:
         options = Wav2LipOptions.parse(job.options)
         model = generator_for(options)
