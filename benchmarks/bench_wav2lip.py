@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from dubline.backends.wav2lip.checkpoint import deterministic_generator
 from dubline.backends.wav2lip.infer import Wav2LipRunner
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from dubline import media, timing
 from dubline.backends import get_backend
 from dubline.backends.wav2lip.backend import (
@@ -23,7 +22,10 @@ from dubline.backends.wav2lip.backend import (
     reference_frames,
     source_crop_boxes,
 )
-from dubline.backends.wav2lip.checkpoint import deterministic_syncnet
+from dubline.backends.wav2lip.checkpoint import (
+    deterministic_generator,
+    deterministic_syncnet,
+)
 from dubline.backends.wav2lip.crops import (
     PAD_BOTTOM_FRACTION,
     REST_PERCENTILE,
@@ -143,6 +145,16 @@ def test_missing_weights_name_the_expected_file(tmp_path, monkeypatch):
         generator_for(Wav2LipOptions.parse({"device": "cpu", "checkpoint": str(missing)}))
 
 
+def test_checkpoint_option_loads_an_official_container_once(tmp_path):
+    state = deterministic_generator(seed=3).state_dict()
+    path = tmp_path / "renamed_checkpoint.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "global_step": 1}, path)
+    options = Wav2LipOptions.parse({"device": "cpu", "checkpoint": str(path)})
+    model = generator_for(options)
+    assert generator_for(options) is model  # resident in the registry
+    assert torch.equal(model.state_dict()["output_block.1.weight"], state["output_block.1.weight"])
+
+
 def test_backend_is_registered_and_declares_weights_and_gpu():
     info = get_backend("wav2lip").info
     assert info.name == "wav2lip" and info.prefers_gpu
@@ -213,7 +225,7 @@ def _frames(path: Path, first: int, end: int) -> list[np.ndarray]:
 
 
 def test_render_keeps_frames_timecode_and_everything_outside_the_matte(rendered, shared_media):
-    root, results = rendered
+    _, results = rendered
     result = results["rest"]
     source_path = shared_media / "speaker_a.mp4"
     source_info = media.probe(source_path)
@@ -238,7 +250,7 @@ def test_render_keeps_frames_timecode_and_everything_outside_the_matte(rendered,
 
 
 def test_reference_modes_render_differently_inside_the_matte(rendered):
-    root, results = rendered
+    _, results = rendered
     count = SPAN[1] - SPAN[0]
     rest = _frames(results["rest"].out, 0, count)
     same = _frames(results["same"].out, 0, count)

@@ -25,11 +25,12 @@ Options (``--backend-option`` / ``RenderRequest.backend_options``):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -55,7 +56,13 @@ from dubline.backends.wav2lip.crops import (
 from dubline.backends.wav2lip.infer import Wav2LipRunner
 from dubline.errors import InvalidInputError
 from dubline.models import registry
-from dubline.speech.mel import HOP_LENGTH, SAMPLE_RATE, WINDOW_COLUMNS, mel_windows, wav2lip_mel
+from dubline.speech.mel import (
+    HOP_LENGTH,
+    SAMPLE_RATE,
+    WINDOW_COLUMNS,
+    mel_windows,
+    wav2lip_mel,
+)
 
 if TYPE_CHECKING:
     from dubline.faces import FaceTrack

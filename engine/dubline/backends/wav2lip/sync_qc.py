@@ -9,8 +9,9 @@ measured this way (see docs/WAV2LIP.md, "Sync measure").
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,12 @@ from dubline import media
 from dubline.backends.wav2lip.backend import dub_mel_windows
 from dubline.backends.wav2lip.checkpoint import resident_syncnet
 from dubline.backends.wav2lip.crops import crop_face, padded_boxes, smooth_boxes
-from dubline.backends.wav2lip.syncnet import DEFAULT_MAX_OFFSET, SYNC_FRAMES, SyncNetColor, sync_measures
+from dubline.backends.wav2lip.syncnet import (
+    DEFAULT_MAX_OFFSET,
+    SYNC_FRAMES,
+    SyncNetColor,
+    sync_measures,
+)
 from dubline.errors import InvalidInputError, ModelNotFoundError
 from dubline.speech.mel import SAMPLE_RATE
 
