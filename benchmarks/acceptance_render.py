@@ -29,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/acceptance"))
     parser.add_argument("--codec", default="prores")
+    parser.add_argument("--only", default="", help="run only pairs whose name contains this")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.out / "cache"
@@ -36,6 +37,8 @@ def main() -> None:
     for speaker in SPEAKERS:
         for dub in DUBS:
             name = f"{Path(speaker).stem}__{Path(dub).stem}"
+            if args.only not in name:
+                continue
             patch, matte = args.out / f"{name}.mov", args.out / f"{name}_matte.mov"
             video = SHARED / speaker
             frames = media.probe(video).video.frame_count

@@ -25,7 +25,10 @@ ANCHORS = np.r_[np.arange(27, 36), np.arange(36, 48)]
 #: Points the fine warp moves: lower lip (outer and inner) and the lower jaw.
 _LOWER_LIP = np.array([55, 56, 57, 58, 59, 65, 66, 67])
 _JAW_LOWER = np.arange(4, 13)
-_UPPER_LIP = np.array([48, 49, 50, 51, 52, 53, 54, 60, 61, 62, 63, 64])
+# The outer upper lip anchors the field; the inner upper lip is left free because on a nearly
+# closed mouth it almost coincides with the moved inner lower lip, and an RBF pinned to zero and
+# to a displacement at nearly one point is ill-conditioned (it smears the lip).
+_UPPER_LIP = np.array([48, 49, 50, 51, 52, 53, 54])
 _LOWER_FACE = np.r_[np.arange(2, 15), np.arange(31, 36), np.arange(48, 68)]
 
 
@@ -87,8 +90,8 @@ def open_mouth_to(points: np.ndarray, target_aperture: float, params: TransferPa
     if not np.isfinite(aperture) or not np.isfinite(target_aperture):
         return points.copy()
     change = float(np.clip(target_aperture - aperture, -params.max_opening_change, params.max_opening_change))
-    if aperture < params.min_aperture_to_stretch and change > 0:
-        change = 0.0
+    if aperture < params.min_aperture_to_stretch:
+        change = 0.0  # sealed lips: nothing inside to show, and nothing to close
     change = max(change, -aperture)  # never push the lower lip through the upper one
     # "Down" is the face's own vertical: perpendicular to the eye line.
     left, right = lm.eye_centres(points)
@@ -110,13 +113,15 @@ def _warp_field(
     controls = np.vstack([moved_to, fixed])
     displacement = np.vstack([moved_from - moved_to, np.zeros_like(fixed)])
     distances = np.linalg.norm(controls[:, None] - controls[None, :], axis=2)
-    kernel = np.exp(-((distances / sigma) ** 2)) + 1e-6 * np.eye(len(controls))
+    kernel = np.exp(-((distances / sigma) ** 2)) + 1e-3 * np.eye(len(controls))
     weights = np.linalg.solve(kernel, displacement)
     height, width = shape
     ys, xs = np.mgrid[0:height:step, 0:width:step].astype(np.float64)
     grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
     field = np.exp(-((np.linalg.norm(grid[:, None] - controls[None], axis=2) / sigma) ** 2)) @ weights
-    field = field.reshape(xs.shape + (2,)).astype(np.float32)
+    # Never move a pixel further than the largest landmark displacement.
+    limit = max(float(np.abs(displacement).max()), 1e-6)
+    field = np.clip(field, -limit, limit).reshape(xs.shape + (2,)).astype(np.float32)
     field = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
     base_y, base_x = np.mgrid[0:height, 0:width].astype(np.float32)
     return base_x + field[..., 0], base_y + field[..., 1]
