@@ -149,3 +149,17 @@ def test_source_without_audio_uses_default_calibration(tmp_path, cache, speaker_
                                   out=tmp_path / "p.mov"), cache_root=cache)
     assert result.frames_written == 40
     assert any("calibration uses defaults" in w for w in result.warnings)
+
+
+def test_cli_backend_options_reach_the_backend_before_analysis(tmp_path, speaker_b, shared_media, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("DUBLINE_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("DUBLINE_CACHE", str(tmp_path / "cache"))
+    args = ["render", "--video", str(speaker_b), "--audio", str(shared_media / "dub_en_16k.wav"), "--range", "0-5",
+            "--out", str(tmp_path / "p.mov"), "--backend", "wav2lip"]
+    assert cli([*args, "--backend-option", "device=cpu"]) == 2
+    assert "wav2lip_gan.pth" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # failed before any analysis
+    assert cli([*args, "--backend-option", "batch_size=many"]) == 2
+    assert "batch_size" in capsys.readouterr().err
+    assert cli([*args, "--backend-option", "nonsense"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err

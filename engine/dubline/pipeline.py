@@ -348,6 +348,8 @@ def render(
     if request.expression not in EXPRESSIONS:
         raise InvalidInputError(f"--expression must be one of {', '.join(EXPRESSIONS)}, got {request.expression!r}")
     backend = get_backend(request.backend)
+    if hasattr(backend, "preflight"):
+        backend.preflight(request.backend_options)  # missing weights fail before any analysis
     if request.matte is not None:
         matte_codec(request.matte)
     for output in (request.out, request.matte, request.otio_path):

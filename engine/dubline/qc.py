@@ -112,6 +112,7 @@ def run_qc(
     params = FaceTrackParams()
     aperture = np.full(frame_count, np.nan)
     out_descriptors = np.full((frame_count, 128), np.nan)
+    out_boxes = np.full((frame_count, 4), np.nan)
     tally, flicker = _Tally(), FlickerMeter()
     seams, sharpness = [], []
     for row, frame in enumerate(media.read_span(patch, timing.frames_to_range(0, frame_count, video.rate))):
@@ -120,6 +121,7 @@ def run_qc(
         if face is not None:
             aperture[row] = lm.inner_lip_aperture(face.landmarks)
             out_descriptors[row] = face.descriptor
+            out_boxes[row] = face.box
         if source_frames is not None:
             src = next(source_frames).image
             points = source_faces.landmarks[first + row]
@@ -150,6 +152,12 @@ def run_qc(
         report.flicker_ratio = flicker.ratio()
         finite = [s for s in sharpness if np.isfinite(s)]
         report.sharpness_ratio = float(np.median(finite)) if finite else None
+    from dubline.backends.wav2lip.sync_qc import wav2lip_sync_report
+
+    whole = timing.frames_to_range(0, frame_count, video.rate)
+    report.expert_sync = wav2lip_sync_report(
+        (f.image for f in media.read_span(patch, whole)), out_boxes, dub, video.rate
+    )
     missing = int(np.isnan(aperture).sum())
     if missing:
         report.warnings.append(f"no face found in {missing} of {frame_count} patch frames")

@@ -303,6 +303,8 @@ class QcReport:
     seam: float | None = None
     flicker_ratio: float | None = None
     sharpness_ratio: float | None = None
+    #: LSE-style numbers from Wav2Lip's expert discriminator, when lipsync_expert.pth is installed.
+    expert_sync: dict | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property

@@ -43,6 +43,10 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--range", required=True, dest="span", help="span: 120-245, 00:00:04:20-00:00:09:20 or 4.8s-9.8s")
     parser.add_argument("--out", required=True, type=Path, help="patch file (.mov; .mp4 for h264)")
     parser.add_argument("--backend", default="retrieval", help="render backend (default: retrieval)")
+    parser.add_argument(
+        "--backend-option", action="append", default=[], metavar="KEY=VALUE",
+        help="backend setting, repeatable (wav2lip: checkpoint=PATH, device=cpu|cuda, batch_size=N, reference=rest|same)",
+    )
     parser.add_argument("--codec", default="prores", choices=CODECS)
     parser.add_argument("--matte", type=Path, help="also write the matte as a lossless clip of the same frames")
     parser.add_argument("--otio", type=Path, help="also write an OTIO timeline: source on V1, patch on V2")
@@ -92,7 +96,18 @@ def request_from_args(args: argparse.Namespace):
         overwrite=args.overwrite,
         with_audio=args.with_audio,
         length_policy=args.length_policy,
+        backend_options=backend_options(args.backend_option),
     )
+
+
+def backend_options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--backend-option {pair!r} is not KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return options
 
 
 def run(args: argparse.Namespace) -> int:

@@ -53,6 +53,8 @@ def spec_from_args(args: argparse.Namespace):
     """The RenderSpec of a ``render`` command line; paths made absolute (the engine has its own cwd)."""
     from dubline_client import rational, render_spec
 
+    from dubline.cli.render import backend_options
+
     def absolute(path: Path | None) -> str:
         return os.path.abspath(path) if path else ""
 
@@ -64,7 +66,7 @@ def spec_from_args(args: argparse.Namespace):
         backend=args.backend, codec=args.codec, matte=absolute(args.matte), otio=absolute(args.otio),
         audio_offset=rational(offset_seconds(args.audio_offset)), speaker=speaker, expression=args.expression,
         library=[absolute(p) for p in args.library], overwrite=args.overwrite, with_audio=args.with_audio,
-        length_policy=args.length_policy,
+        length_policy=args.length_policy, backend_options=backend_options(args.backend_option),
     )
 
 
