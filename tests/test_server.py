@@ -7,7 +7,6 @@ function injected into the job queue.
 from __future__ import annotations
 
 import filecmp
-import os
 import subprocess
 import sys
 import threading

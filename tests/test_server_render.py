@@ -6,7 +6,6 @@ speaker_b.mp4; the rest pay for their span.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess

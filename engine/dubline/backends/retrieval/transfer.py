@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 
 from dubline import landmarks as lm
+from dubline.faces.geometry import apply_affine as apply_transform
+from dubline.faces.geometry import similarity_transform
 
 #: Landmarks that do not move with speech: eyes and nose.
 ANCHORS = np.r_[np.arange(27, 36), np.arange(36, 48)]
@@ -46,29 +48,6 @@ class TransferResult:
     crop: np.ndarray  # (h, w, 3) uint8: the library lower face, aligned into the target's ROI
     roi: tuple[int, int, int, int]  # x0, y0, x1, y1 in the target frame
     landmarks: np.ndarray  # (68, 2) where the transferred face's landmarks lie in the target frame
-
-
-def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping ``source`` onto
-    ``target`` points (Umeyama's closed form); 2x3 float64."""
-    src_mean, dst_mean = source.mean(axis=0), target.mean(axis=0)
-    src, dst = source - src_mean, target - dst_mean
-    covariance = dst.T @ src / len(source)
-    u, singular, vt = np.linalg.svd(covariance)
-    reflect = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        reflect[1, 1] = -1
-    rotation = u @ reflect @ vt
-    variance = (src**2).sum() / len(source)
-    scale = float((singular * np.diag(reflect)).sum() / variance) if variance > 0 else 1.0
-    matrix = np.zeros((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
-    return matrix
-
-
-def apply_transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ matrix[:, :2].T + matrix[:, 2]
 
 
 def lower_face_roi(
