@@ -151,8 +151,8 @@ class _EntryDir:
             raise
 
 
-class FrameCache:
-    """Per-frame results of one stage over one media file with one set of parameters."""
+class _CacheEntry:
+    """One (stage, fingerprint, params) entry on disk."""
 
     def __init__(
         self,
@@ -166,6 +166,10 @@ class FrameCache:
     @property
     def path(self) -> Path:
         return self._entry.path
+
+
+class FrameCache(_CacheEntry):
+    """Per-frame results of one stage over one media file with one set of parameters."""
 
     def get_many(self, indices: Iterable[int]) -> dict[int, Any]:
         """Cached results for those of ``indices`` that are present and intact."""
@@ -191,21 +195,8 @@ class FrameCache:
                 self._entry.write(name, merged)
 
 
-class BlobCache:
+class BlobCache(_CacheEntry):
     """One cached value per (stage, fingerprint, params)."""
-
-    def __init__(
-        self,
-        stage: str,
-        fingerprint: str,
-        params: Mapping[str, Any],
-        root: Path | None = None,
-    ) -> None:
-        self._entry = _EntryDir(stage, fingerprint, params, root)
-
-    @property
-    def path(self) -> Path:
-        return self._entry.path
 
     def get(self) -> Any | None:
         return self._entry.read("blob.pkl")
