@@ -308,42 +308,46 @@ class EngineServicer(pb_grpc.EngineServicer):
 
     def RenderFrame(self, request: pb.RenderFrameRequest, context: grpc.ServicerContext) -> pb.RenderFrameResponse:
         with _answering(context):
-            if not request.HasField("time"):
-                raise InvalidInputError("time is required (a rational source time)")
-            seconds = convert.rational_fraction(request.time, "time")
-            if seconds < 0:
-                raise InvalidInputError(f"time {seconds} s is negative")
-            if request.output not in pb.FrameOutput.values():
-                raise InvalidInputError(f"output {request.output} is not a FrameOutput")
-            if request.format not in (pb.PIXEL_FORMAT_UNSPECIFIED, pb.PIXEL_FORMAT_RGBA8, pb.PIXEL_FORMAT_RGBA_F32):
-                raise InvalidInputError("format must be RGBA8 or RGBA_F32")
-            host = frames.host_image(request.source_frame) if request.HasField("source_frame") else None
-            target = request.WhichOneof("target")
-            if target is None:
-                raise InvalidInputError("give job_id (a finished render) or clip (a RenderSpec) to say which span")
-            job = self.jobs.get(request.job_id) if target == "job_id" else self._frame_job(request.clip)
-            if job.kind not in ("render", "frame"):
-                raise InvalidInputError(f"job {job.id} is a {job.kind} job, not a render")
-            if not job.state.finished:
-                return pb.RenderFrameResponse(
-                    status=pb.FRAME_STATUS_NOT_READY, job_id=job.id, progress=_progress_message(job.progress),
-                    message=f"the engine is still working on this span ({job.progress[0]} {job.progress[1]}/{job.progress[2]})",
-                )
-            if job.error is not None:
-                code, message = status_for(job.error)
-                raise FrameUnavailableError(f"the render of this span failed ({code.name}): {message}")
-            result = job.result
-            if host is not None and result.matte is None:
-                raise FrameUnavailableError(f"job {job.id} was rendered without a matte; a host frame needs one to composite over")
-            span = self.spans.get(result.out, result.matte, result.span[0])
-            index = frames.frame_index(seconds, span.rate)
-            local = index - span.first
-            if not 0 <= local < len(span.patch):
-                return pb.RenderFrameResponse(
-                    status=pb.FRAME_STATUS_OUTSIDE_SPAN, job_id=job.id, frame_index=index,
-                    message=f"frame {index} is outside the rendered span {span.first}-{span.first + len(span.patch)}",
-                )
-            return self._frame_answer(request, host, span, local, job.id, index)
+            return self.render_frame(request)
+
+    def render_frame(self, request: pb.RenderFrameRequest) -> pb.RenderFrameResponse:
+        """The one-frame answer (raises DublineError); shared by RenderFrame and the OFX frame socket."""
+        if not request.HasField("time"):
+            raise InvalidInputError("time is required (a rational source time)")
+        seconds = convert.rational_fraction(request.time, "time")
+        if seconds < 0:
+            raise InvalidInputError(f"time {seconds} s is negative")
+        if request.output not in pb.FrameOutput.values():
+            raise InvalidInputError(f"output {request.output} is not a FrameOutput")
+        if request.format not in (pb.PIXEL_FORMAT_UNSPECIFIED, pb.PIXEL_FORMAT_RGBA8, pb.PIXEL_FORMAT_RGBA_F32):
+            raise InvalidInputError("format must be RGBA8 or RGBA_F32")
+        host = frames.host_image(request.source_frame) if request.HasField("source_frame") else None
+        target = request.WhichOneof("target")
+        if target is None:
+            raise InvalidInputError("give job_id (a finished render) or clip (a RenderSpec) to say which span")
+        job = self.jobs.get(request.job_id) if target == "job_id" else self._frame_job(request.clip)
+        if job.kind not in ("render", "frame"):
+            raise InvalidInputError(f"job {job.id} is a {job.kind} job, not a render")
+        if not job.state.finished:
+            return pb.RenderFrameResponse(
+                status=pb.FRAME_STATUS_NOT_READY, job_id=job.id, progress=_progress_message(job.progress),
+                message=f"the engine is still working on this span ({job.progress[0]} {job.progress[1]}/{job.progress[2]})",
+            )
+        if job.error is not None:
+            code, message = status_for(job.error)
+            raise FrameUnavailableError(f"the render of this span failed ({code.name}): {message}")
+        result = job.result
+        if host is not None and result.matte is None:
+            raise FrameUnavailableError(f"job {job.id} was rendered without a matte; a host frame needs one to composite over")
+        span = self.spans.get(result.out, result.matte, result.span[0])
+        index = frames.frame_index(seconds, span.rate)
+        local = index - span.first
+        if not 0 <= local < len(span.patch):
+            return pb.RenderFrameResponse(
+                status=pb.FRAME_STATUS_OUTSIDE_SPAN, job_id=job.id, frame_index=index,
+                message=f"frame {index} is outside the rendered span {span.first}-{span.first + len(span.patch)}",
+            )
+        return self._frame_answer(request, host, span, local, job.id, index)
 
     def _frame_answer(self, request: pb.RenderFrameRequest, host, span, local: int, job_id: str, index: int) -> pb.RenderFrameResponse:
         import numpy as np
