@@ -23,6 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=2, help="jobs run at once (GPU-heavy jobs: one per device)")
     parser.add_argument("--max-queued", type=int, default=32, help="jobs that may wait before new ones are refused")
     parser.add_argument("--cache", type=Path, help="analysis cache directory (default $DUBLINE_CACHE or ~/.cache/dubline)")
+    parser.add_argument("--frame-socket", metavar="ADDRESS",
+                        help="also serve frames to the OpenFX plug-in on unix:PATH or a loopback HOST:PORT (docs/OFX.md)")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds running jobs get to finish on shutdown")
     parser.set_defaults(func=run)
 
@@ -37,12 +39,14 @@ def run(args: argparse.Namespace) -> int:
     token = read_token_file(args.token_file) if args.token_file else None
     server, port = create_server(
         args.listen, media_roots=args.media_root, token=token, max_workers=args.workers,
-        max_queued=args.max_queued, cache_root=args.cache,
+        max_queued=args.max_queued, cache_root=args.cache, frame_socket=args.frame_socket,
     )
     server.start()
     shown = args.listen if port == 0 or not args.listen.endswith(":0") else f"{args.listen[:-2]}:{port}"
     # One machine-readable line, so a parent process (tests, the Blender add-on) learns the address.
     print(f"dubline engine listening on {shown}", flush=True)
+    if server.frame_socket is not None:
+        print(f"dubline frame socket listening on {server.frame_socket.address}", flush=True)
 
     stopping = threading.Event()
 

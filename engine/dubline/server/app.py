@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dubline.errors import InvalidInputError
+from dubline.server.frame_socket import FrameSocketServer
 from dubline.server.jobs import JobQueue
 from dubline.server.security import MediaRoots, TokenInterceptor, parse_listen
 from dubline.server.servicer import EngineConfig, EngineServicer
@@ -32,11 +33,12 @@ class EngineServer:
     """A started-or-not engine: ``start()``, ``stop(grace)`` (drains running jobs), ``wait()``."""
 
     def __init__(self, grpc_server: grpc.Server, servicer: EngineServicer, health_servicer: health.HealthServicer,
-                 unix_path: Path | None) -> None:
+                 unix_path: Path | None, frame_socket: FrameSocketServer | None = None) -> None:
         self.grpc_server = grpc_server
         self.servicer = servicer
         self._health = health_servicer
         self._unix_path = unix_path
+        self.frame_socket = frame_socket  # the OpenFX bridge's listener (docs/OFX.md), when asked for
 
     @property
     def jobs(self) -> JobQueue:
@@ -44,12 +46,16 @@ class EngineServer:
 
     def start(self) -> None:
         self.grpc_server.start()
+        if self.frame_socket is not None:
+            self.frame_socket.start()
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace: float | None = 30.0) -> None:
         """Stop taking calls, let running jobs finish within ``grace`` seconds, then cancel the rest."""
         self._health.enter_graceful_shutdown()
+        if self.frame_socket is not None:
+            self.frame_socket.stop()
         stopped = self.grpc_server.stop(grace)
         self.jobs.shutdown(grace)
         stopped.wait()
@@ -84,12 +90,14 @@ def create_server(
     work_dir: Path | None = None,
     max_analyses: int = 8,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    frame_socket: str | None = None,
 ) -> tuple[EngineServer, int]:
     """An engine bound to ``address`` (``HOST:PORT``, port 0 picks one, or ``unix:PATH``), not yet
     started. Returns it and the bound TCP port (0 for a unix socket).
 
     A non-loopback address needs ``token``; without TLS that token crosses the network in clear,
-    which is logged as a warning.
+    which is logged as a warning. ``frame_socket`` (``unix:PATH`` or a loopback ``HOST:PORT``) also
+    serves the one-frame RPC to the OpenFX plug-in over the protocol of docs/OFX.md.
     """
     listen = parse_listen(address)
     if not listen.local and not token:
@@ -131,4 +139,6 @@ def create_server(
     port = server.add_insecure_port(listen.target)
     if listen.unix_path is None and port == 0:
         raise InvalidInputError(f"cannot listen on {address} (address in use or not available)")
-    return EngineServer(server, servicer, health_servicer, listen.unix_path), (port if listen.unix_path is None else 0)
+    frames_listener = FrameSocketServer(frame_socket, servicer) if frame_socket else None
+    engine = EngineServer(server, servicer, health_servicer, listen.unix_path, frames_listener)
+    return engine, (port if listen.unix_path is None else 0)
