@@ -15,7 +15,7 @@ import sys
 from dubline import __version__
 from dubline.errors import DublineError
 
-COMMANDS = ["probe", "analyse", "render", "qc", "demo", "serve", "submit", "status"]
+COMMANDS = ["probe", "analyse", "render", "qc", "demo", "serve", "submit", "status", "otio"]
 
 
 def build_parser() -> argparse.ArgumentParser:
