@@ -356,3 +356,64 @@ def test_cli_renders_the_span_and_places_it(tmp_path: Path, shared_media: Path) 
     assert clip.source_range.start_time.to_frames() == 40 and clip.source_range.duration.to_frames() == 10
     assert clip.media_reference.target_url == str(patch)
     assert clip.metadata["dubline"]["dub"] == str(shared_media / "dub_en_16k.wav")
+
+
+def test_dry_run_prints_the_plan_without_rendering(tmp_path: Path, shared_media: Path, capsys: pytest.CaptureFixture) -> None:
+    timeline = speaker_timeline(tmp_path, shared_media / "speaker_b.mp4")
+    code = main(["otio", "--timeline", str(timeline), "--clip", "1", "--range", "75-85", "--audio",
+                 str(shared_media / "dub_en_16k.wav"), "--out", str(tmp_path / "out.otio"), "--dry-run", "--json"])
+    assert code == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["record"] == "01:00:03:00-01:00:03:10" and plan["file_frames"] == [45, 55]
+    assert plan["patch"] == str(tmp_path / "speaker_b.dubline.45-55.mov")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speaker.otio"]
+
+
+def test_engine_renderer_sends_file_frames_and_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dubline_client import pb
+
+    rate = Fraction(30000, 1001)
+    path = save(editorial_timeline(tmp_path, rate), tmp_path)
+    plan = rt.plan_span(rt.resolve_clip(rt.read_timeline(path), "interview", path), "01:00:01:00-01:00:01:12")
+    sent = []
+
+    class FakeEngine:
+        def render_and_wait(self, spec, on_event=None):
+            sent.append(spec)
+            return pb.RenderDone(out=spec.out, frames_written=12, span_first=55, span_end=67,
+                                 start_timecode="01:00:01:25", backend=spec.backend)
+
+    monkeypatch.chdir(tmp_path)
+    settings = rt.RenderSettings(audio=Path("dub.wav"), audio_offset=Fraction(1, 3), codec="h264")
+    media, report, _ = rt.engine_renderer(FakeEngine())(plan, Path("p.mov"), settings, False)
+    spec = sent[0]
+    assert (spec.span.range.start.value, spec.span.range.duration.value) == (55, 12)  # 30 frames from 01:00:00:00 is 18 into the cut, whose head is trimmed by 37
+    assert (spec.span.range.start.rate_num, spec.span.range.start.rate_den) == (30000, 1001)
+    assert spec.video == str(tmp_path / "media dir" / "interview take 1.mov")
+    assert spec.audio == str(tmp_path / "dub.wav") and spec.out == str(tmp_path / "p.mov")
+    assert (spec.audio_offset.value, spec.audio_offset.rate_num) == (1, 3) and spec.codec == "h264"
+    assert media == rt.PatchMedia(tmp_path / "p.mov", 12, 108000 + 55)
+    assert report["span"] == [55, 67]
+
+
+def test_round_trip_writes_nothing_when_the_render_fails(tmp_path: Path, shared_media: Path) -> None:
+    timeline = speaker_timeline(tmp_path, shared_media / "speaker_b.mp4")
+    settings = rt.RenderSettings(audio=shared_media / "dub_en_16k.wav")
+    calls = []
+
+    def failing(plan, patch, settings, overwrite):
+        calls.append((plan.file_frames(), patch))
+        raise rt.InvalidInputError("render failed")
+
+    with pytest.raises(rt.InvalidInputError, match="render failed"):
+        rt.round_trip(timeline, "speaker_b", tmp_path / "out.otio", settings, failing, span="70-80")
+    assert calls == [((40, 50), tmp_path / "speaker_b.dubline.40-50.mov")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speaker.otio"]
+
+    def short(plan, patch, settings, overwrite):
+        patch.write_bytes(b"patch")
+        return rt.PatchMedia(patch, plan.frame_count - 1, plan.source[0]), {}, []
+
+    with pytest.raises(rt.InvalidInputError, match="has 9 frames, the span 10"):
+        rt.round_trip(timeline, "speaker_b", tmp_path / "out.otio", settings, short, span="70-80")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speaker.otio"]  # the unplaceable patch is removed
