@@ -16,22 +16,21 @@ Frame arithmetic uses exact rates (``Fraction(24000, 1001)``): OTIO stores rates
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Callable
+from typing import Any
 
 import opentimelineio as otio
 
 from dubline import timing
 from dubline.errors import InvalidInputError, InvalidRangeError, MediaNotFoundError
 
-log = logging.getLogger(__name__)
 
 RationalTime = otio.opentime.RationalTime
 TimeRange = otio.opentime.TimeRange
@@ -238,7 +237,7 @@ def select_clip(timeline: otio.schema.Timeline, selector: str) -> tuple[int, int
     if len(named) > 1 and not text.startswith("#"):
         candidates = "; ".join(f"#{i} on V{t} at {_record_tc(c, timeline)}" for i, t, _, c in named)
         raise ClipSelectionError(f"{len(named)} clips are named {text!r} ({candidates}); pass --clip '#N' to pick one")
-    number = text[1:] if text.startswith("#") else text
+    number = text.removeprefix("#")
     if number.isdigit():
         index = int(number)
         if not 1 <= index <= len(clips):
@@ -517,7 +516,9 @@ def check_media(plan: PatchPlan, probe: Callable[[Path], Any] | None = None) -> 
     from the file's start timecode when the timeline does not give it. Returns the plan (with the
     origin filled in) and warnings."""
     if probe is None:
-        from dubline.media import probe
+        from dubline import media
+
+        probe = media.probe
     info = probe(plan.clip.media)
     video = info.video
     if video is None:
@@ -607,6 +608,8 @@ def round_trip(
     from dubline.interchange import write_timeline
     from dubline.media import check_output
 
+    if Path(out).suffix.lower() != ".otio":
+        raise InvalidInputError(f"--out {out} must be an .otio file (convert it with otioconvert if your host needs XML)")
     timeline = read_timeline(timeline_path, adapter, edl_rate)
     plan = plan_span(resolve_clip(timeline, clip, timeline_path), span, range_in)
     plan, warnings = check_media(plan)

@@ -99,9 +99,10 @@ def _round_trip(args: argparse.Namespace, settings, renderer, edl_rate):
 
 
 def _via_engine(args: argparse.Namespace, settings, edl_rate, bar):
+    from dubline_client import EngineClient, EngineError
+
     from dubline import otio_roundtrip as rt
     from dubline.server.security import read_token_file
-    from dubline_client import EngineClient, EngineError
 
     token = read_token_file(args.token_file) if args.token_file else None
 
@@ -121,8 +122,8 @@ def _via_engine(args: argparse.Namespace, settings, edl_rate, bar):
 def _describe(summary: dict, warnings: list[str]) -> str:
     lines = [
         f"clip {summary['clip']!r} (#{summary['clip_index']} on {summary['track']}): {summary['media']}",
-        f"span {summary['frames']} frames at {summary['rate']} fps: record {summary['record']}, "
-        f"source {summary['source']}, file frames {summary.get('file_frames')}",
+        (f"span {summary['frames']} frames at {summary['rate']} fps: record {summary['record']}, "
+         f"source {summary['source']}, file frames {summary.get('file_frames')}"),
         f"patch {summary['patch']}",
     ]
     return "\n".join(lines + [f"warning: {w}" for w in warnings])
