@@ -416,3 +416,9 @@ def test_round_trip_writes_nothing_when_the_render_fails(tmp_path: Path, shared_
     with pytest.raises(rt.InvalidInputError, match="has 9 frames, the span 10"):
         rt.round_trip(timeline, "speaker_b", tmp_path / "out.otio", settings, short, span="70-80")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speaker.otio"]  # the unplaceable patch is removed
+
+
+def test_out_must_be_an_otio_file(tmp_path: Path) -> None:
+    settings = rt.RenderSettings(audio=tmp_path / "dub.wav")
+    with pytest.raises(rt.InvalidInputError, match=r"--out .*edit\.xml must be an \.otio file"):
+        rt.round_trip(tmp_path / "edit.otio", "a", tmp_path / "edit.xml", settings, renderer=None)  # type: ignore[arg-type]
