@@ -1,0 +1,90 @@
+"""Property groups: the render settings on the scene, a job's state on its strip."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+from . import compat
+
+STATUS_ITEMS = [
+    ("NONE", "None", "No render asked for"),
+    ("STARTING", "Starting", "Connecting to (or starting) the engine"),
+    ("QUEUED", "Queued", "Waiting for the engine"),
+    ("PROGRESS", "Rendering", "The engine is rendering"),
+    ("DONE", "Done", "The patch is on the timeline"),
+    ("FAILED", "Failed", "The render failed; see the message"),
+    ("CANCELLED", "Cancelled", "The render was cancelled"),
+]
+ACTIVE_STATUSES = ("STARTING", "QUEUED", "PROGRESS")
+
+BACKEND_ITEMS = [
+    ("retrieval", "Retrieval", "The speaker's own mouths from the clip (no weights, CPU)"),
+    ("wav2lip", "Wav2Lip", "Wav2Lip generator (needs wav2lip_gan.pth or wav2lip.pth in the engine's model folder)"),
+]
+CODEC_ITEMS = [
+    ("prores", "ProRes 422 HQ", "10-bit 4:2:2, .mov"),
+    ("prores4444", "ProRes 4444", "10-bit 4:4:4 with alpha, .mov"),
+    ("dnxhr", "DNxHR HQ", "8-bit 4:2:2, .mov"),
+    ("h264", "H.264", "Small files for review, .mov"),
+]
+SPAN_ITEMS = [
+    ("AUTO", "Auto", "The preview range when it is on, else two selected markers, else the whole strip"),
+    ("PREVIEW", "Preview Range", "The scene's preview range (inclusive) within the active strip"),
+    ("MARKERS", "Markers", "From the first to the second selected marker (inclusive) within the active strip"),
+    ("STRIP", "Whole Strip", "Every visible frame of the active strip"),
+]
+DUB_ITEMS = [
+    ("STRIP", "Sound Strip", "A sound strip on the timeline, as it plays against the clip"),
+    ("FILE", "File", "An audio file that starts at the span's first frame (added as a sound strip)"),
+]
+
+
+class DUBLINE_PG_strip(bpy.types.PropertyGroup):
+    """A dubline job's state, on the source strip (and on the patch strip it produced)."""
+
+    job_key: StringProperty(name="Job Key", description="The add-on's handle of the running job")
+    job_id: StringProperty(name="Job", description="The engine's job id")
+    status: EnumProperty(name="Status", items=STATUS_ITEMS, default="NONE")
+    stage: StringProperty(name="Stage")
+    progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR")
+    message: StringProperty(name="Message")
+    patch_path: StringProperty(name="Patch", subtype="FILE_PATH")
+    patch_strip: StringProperty(name="Patch Strip", description="Name of the strip holding the patch")
+    dub_strip: StringProperty(name="Dub Strip", description="Name of the sound strip of the dub")
+    source_strip: StringProperty(name="Source Strip", description="On a patch strip: the strip it replaces")
+    span_first: IntProperty(name="First Frame", description="Timeline frame the patch starts on")
+    span_frames: IntProperty(name="Frames")
+
+
+class DUBLINE_PG_scene(bpy.types.PropertyGroup):
+    """What the next render uses."""
+
+    dub_source: EnumProperty(name="Dub", items=DUB_ITEMS, default="STRIP")
+    dub_strip: StringProperty(name="Dub Strip", description="Sound strip holding the dub")
+    dub_file: StringProperty(name="Dub File", subtype="FILE_PATH", description="Audio file of the dub")
+    span_mode: EnumProperty(name="Span", items=SPAN_ITEMS, default="AUTO")
+    backend: EnumProperty(name="Backend", items=BACKEND_ITEMS, default="retrieval")
+    codec: EnumProperty(name="Codec", items=CODEC_ITEMS, default="prores")
+    patch_folder: StringProperty(
+        name="Patch Folder", subtype="DIR_PATH", default="//dubline/",
+        description="Where patches are written (// is the .blend file's folder); existing files are never replaced",
+    )
+    message: StringProperty(name="Message", description="Why the last Render did not start")
+
+
+CLASSES = (DUBLINE_PG_strip, DUBLINE_PG_scene)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    compat.STRIP_TYPE.dubline = PointerProperty(type=DUBLINE_PG_strip)
+    bpy.types.Scene.dubline = PointerProperty(type=DUBLINE_PG_scene)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.dubline
+    del compat.STRIP_TYPE.dubline
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,99 @@
+"""The Sequencer sidebar panel (tab "Dubline")."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import compat, engine, frames, ops, prefs
+from .props import ACTIVE_STATUSES
+
+_client_problem_cache: dict[str, str] = {}
+
+
+def _client_problem(context: bpy.types.Context) -> str:
+    """Whether the client library imports, checked once per environment path (draw runs often)."""
+    path = prefs.site_packages(context)
+    if path not in _client_problem_cache:
+        _client_problem_cache[path] = engine.client_problem(path)
+    return _client_problem_cache[path]
+
+
+def _alert_lines(layout: bpy.types.UILayout, text: str, icon: str = "ERROR") -> None:
+    box = layout.box()
+    box.alert = True
+    for number, line in enumerate(prefs._wrap(text, 40)):
+        box.label(text=line, icon=icon if number == 0 else "BLANK1")
+
+
+class DUBLINE_PT_panel(bpy.types.Panel):
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "Dubline"
+    bl_label = "Dubline"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        scene = compat.sequencer_scene(context)
+        settings = scene.dubline
+        problem = _client_problem(context)
+        if problem:
+            _alert_lines(layout, problem)
+        layout.label(text=f"Engine: {prefs.get(context).address}", icon="LINKED")
+
+        strip = ops.active_movie(context)
+        box = layout.box()
+        box.label(text=f"Clip: {strip.name}" if strip else "Clip: click a movie strip", icon="FILE_MOVIE")
+        box.prop(settings, "span_mode")
+        if strip is not None:
+            try:
+                span = ops.resolve_span(scene, strip)
+                box.label(text=f"Frames {span.first_timeline}-{span.end_timeline - 1} ({span.frames})")
+                box.label(text=f"Source frames {span.first_source}-{span.end_source - 1}")
+            except frames.PlanError as error:
+                _alert_lines(box, str(error))
+
+        box = layout.box()
+        box.prop(settings, "dub_source", expand=True)
+        if settings.dub_source == "STRIP" and scene.sequence_editor is not None:
+            box.prop_search(settings, "dub_strip", scene.sequence_editor,
+                            "strips_all" if hasattr(scene.sequence_editor, "strips_all") else "sequences_all",
+                            icon="SOUND")
+        else:
+            box.prop(settings, "dub_file")
+
+        col = layout.column()
+        col.prop(settings, "backend")
+        col.prop(settings, "codec")
+        col.prop(settings, "patch_folder")
+
+        state = strip.dubline if strip is not None else None
+        if state is not None and state.status in ACTIVE_STATUSES:
+            compat.progress_bar(layout, state.progress, f"{state.stage or state.status.title()}")
+            layout.operator("dubline.cancel", icon="CANCEL")
+        else:
+            row = layout.row()
+            row.scale_y = 1.4
+            row.enabled = not problem
+            row.operator("dubline.render", icon="RENDER_ANIMATION")
+        if settings.message:
+            _alert_lines(layout, settings.message)
+        if state is not None and state.status != "NONE" and state.message:
+            if state.status == "FAILED":
+                _alert_lines(layout, state.message)
+            else:
+                for line in prefs._wrap(state.message, 40):
+                    layout.label(text=line)
+
+
+CLASSES = (DUBLINE_PT_panel,)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    _client_problem_cache.clear()
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
