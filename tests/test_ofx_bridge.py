@@ -1,0 +1,265 @@
+"""The OpenFX plug-in, built with CMake and driven by tests/ofx_host.py (a ctypes host), against a
+real engine: describe, passthrough when the engine is down or hangs, protocol errors, and frames
+equal to the engine's gRPC RenderFrame answer for the same request."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ofx_host import ERR_UNSUPPORTED, OfxHost  # noqa: E402
+
+from dubline_client import EngineClient, frames_span, image_message, pb, rational, render_spec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BRIDGE = ROOT / "ofx_bridge"
+BINARY = Path("Dubline.ofx.bundle/Contents/Linux-x86-64/Dubline.ofx")
+CLIP, DUB = "speaker_b.mp4", "dub_en_16k.wav"
+SPAN = (20, 30)  # source frames [20, 30) of speaker_b (25 fps)
+
+
+def _sources() -> list[Path]:
+    return [BRIDGE / "CMakeLists.txt", *BRIDGE.glob("src/*"), *BRIDGE.glob("include/*")]
+
+
+@pytest.fixture(scope="session")
+def plugin_binary(tmp_path_factory) -> Path:
+    """ofx_bridge/build's bundle when it is newer than the sources, else a fresh CMake build."""
+    built = BRIDGE / "build" / BINARY
+    if built.exists() and built.stat().st_mtime >= max(p.stat().st_mtime for p in _sources()):
+        return built
+    if shutil.which("cmake") is None:
+        pytest.fail("cmake is needed to build the OpenFX plug-in")
+    build = tmp_path_factory.mktemp("ofx_build")
+    for command in (["cmake", "-S", str(BRIDGE), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"],
+                    ["cmake", "--build", str(build), "-j2"]):
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return build / BINARY
+
+
+@pytest.fixture()
+def host(plugin_binary: Path) -> OfxHost:
+    host = OfxHost(plugin_binary)
+    host.load()
+    host.describe()
+    assert host.describe_in_context() == 0
+    return host
+
+
+def _synthetic(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+
+
+def test_bundle_exports_only_the_two_entry_points(plugin_binary: Path) -> None:
+    assert plugin_binary.parent.name == "Linux-x86-64" and plugin_binary.parents[2].name == "Dubline.ofx.bundle"
+    if shutil.which("nm") is None:
+        pytest.skip("nm is not installed")
+    symbols = subprocess.run(["nm", "-D", "--defined-only", str(plugin_binary)], capture_output=True, text=True, check=True)
+    exported = sorted(line.split()[-1] for line in symbols.stdout.splitlines() if " T " in line)
+    assert exported == ["OfxGetNumberOfPlugins", "OfxGetPlugin"]
+
+
+def test_describe_declares_a_filter_on_8bit_and_float_rgba(host: OfxHost) -> None:
+    props = host.descriptor.props.values
+    assert props["OfxImageEffectPropSupportedContexts"] == ["OfxImageEffectContextFilter"]
+    assert props["OfxImageEffectPropSupportedPixelDepths"] == ["OfxBitDepthByte", "OfxBitDepthFloat"]
+    assert props["OfxImageEffectPluginRenderThreadSafety"] == ["OfxImageEffectRenderInstanceSafe"]
+    assert props["OfxImageEffectPropSupportsTiles"] == [0]
+    assert set(host.descriptor.clips) == {"Source", "Output"}
+    params = host.descriptor.params
+    assert {"engineAddress", "sourceMedia", "sourceFrameOffset", "dubAudio", "dubOffset", "backend", "mix", "showMatte",
+            "status"} <= set(params)
+    assert params["backend"].props.values["OfxParamPropChoiceOption"] == ["retrieval", "wav2lip"]
+    assert params["status"].props.values["OfxParamPropStringMode"] == ["OfxParamStringIsLabel"]
+    assert params["mix"].props.values["OfxParamPropMax"] == [1.0]
+    assert host.describe_in_context("OfxImageEffectContextGenerator") == ERR_UNSUPPORTED
+    assert set(host.fetched) <= {"OfxPropertySuite", "OfxParameterSuite", "OfxImageEffectSuite"}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_passthrough_when_no_engine_listens(host: OfxHost, tmp_path: Path, dtype) -> None:
+    instance = host.create_instance({"sourceMedia": "/media/a.mov", "dubAudio": "/media/dub.wav",
+                                     "engineAddress": f"unix:{tmp_path / 'absent.sock'}"})
+    source = _synthetic()
+    source = source if dtype == np.uint8 else source.astype(np.float32) / 255
+    for negative_row_bytes in (False, True):
+        started = time.monotonic()
+        out = instance.render(source, 5, negative_row_bytes=negative_row_bytes)
+        assert time.monotonic() - started < 0.5
+        assert out.dtype == source.dtype and np.array_equal(out, source)
+    assert "no dubline engine" in instance.status
+    # A partial render window is filled from the source; the rest of the output is untouched.
+    out = instance.render(source, 5, window=(8, 4, 40, 30))
+    rows = slice(48 - 30, 48 - 4)  # OpenFX y runs upwards
+    assert np.array_equal(out[rows, 8:40], source[rows, 8:40]) and not out[:rows.start].any()
+
+
+def test_render_time_is_bounded_when_the_engine_hangs(host: OfxHost) -> None:
+    silent = socket.socket()  # accepts connections (backlog) but never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        instance = host.create_instance({"sourceMedia": "/media/a.mov", "dubAudio": "/media/dub.wav", "timeoutMs": 300,
+                                         "engineAddress": f"127.0.0.1:{silent.getsockname()[1]}"})
+        source = _synthetic()
+        started = time.monotonic()
+        out = instance.render(source, 5)
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert 0.25 <= elapsed < 1.0, elapsed
+    assert np.array_equal(out, source) and "did not answer in time" in instance.status
+
+
+def test_missing_parameters_pass_through_with_a_message(host: OfxHost) -> None:
+    instance = host.create_instance({})
+    source = _synthetic()
+    assert np.array_equal(instance.render(source, 0), source)
+    assert "Source Media" in instance.status
+
+
+# -- against an in-process engine (no media needed) ----------------------------------------------
+
+
+@pytest.fixture()
+def bare_engine(tmp_path: Path):
+    from dubline.server.app import create_server
+
+    server, _ = create_server(f"unix:{tmp_path / 'g.sock'}", cache_root=tmp_path / "cache", work_dir=tmp_path / "work",
+                              frame_socket=f"unix:{tmp_path / 'f.sock'}")
+    server.start()
+    yield server
+    server.stop(1)
+
+
+def test_engine_errors_reach_the_status_parameter(host: OfxHost, bare_engine, tmp_path: Path) -> None:
+    assert (tmp_path / "f.sock").stat().st_mode & 0o777 == 0o600
+    instance = host.create_instance({"sourceMedia": str(tmp_path / "missing.mp4"), "dubAudio": str(tmp_path / "dub.wav"),
+                                     "engineAddress": bare_engine.frame_socket.address, "spanStart": 0, "spanEnd": 10})
+    source = _synthetic()
+    assert np.array_equal(instance.render(source, 3), source)
+    assert instance.status.startswith("engine error NOT_FOUND") and "missing.mp4" in instance.status
+
+
+def test_frame_socket_answers_malformed_messages_with_an_error(bare_engine, tmp_path: Path) -> None:
+    from dubline.server import frame_socket
+
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(str(tmp_path / "f.sock"))
+        raw.sendall(b"XXXX" + struct.pack("<HHQ", 1, 1, 0))
+        kind, body = frame_socket.read_message(raw)
+    answer = frame_socket.decode_answer(body)
+    assert kind == frame_socket.KIND_FRAME_ANSWER and answer.status == frame_socket.STATUS_ERROR
+    assert answer.code == "INVALID_ARGUMENT" and "DBLF" in answer.message
+
+    request = frame_socket.FrameRequest(5, 0, 10, 0, 1, 1, True, 4, 4, "/a.mp4", "/b.wav", "", "", b"\0" * 63)
+    with pytest.raises(frame_socket.ProtocolError, match="pixel bytes"):
+        frame_socket.decode_request(frame_socket.encode_request(request)[frame_socket.HEADER.size:])
+    request.pixels, request.audio_offset = b"\0" * 64, 1.5
+    decoded = frame_socket.decode_request(frame_socket.encode_request(request)[frame_socket.HEADER.size:])
+    assert decoded.audio_offset == 1.5 and decoded.video == "/a.mp4" and decoded.bottom_up
+
+
+# -- against a real engine subprocess on shared media --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory, shared_media: Path):
+    root = tmp_path_factory.mktemp("ofx_engine")
+    env = dict(os.environ, DUBLINE_CACHE=str(root / "cache"))
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dubline"), "serve", "--listen", f"unix:{root / 'grpc.sock'}",
+         "--frame-socket", f"unix:{root / 'frames.sock'}", "--cache", str(root / "cache"), "--grace", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    lines = [process.stdout.readline(), process.stdout.readline()]
+    assert lines[1].startswith("dubline frame socket listening on unix:"), (lines, process.poll())
+    client = EngineClient(lines[0].removeprefix("dubline engine listening on ").strip(), timeout=60)
+    yield client, f"unix:{root / 'frames.sock'}", shared_media
+    client.close()
+    process.terminate()
+    process.wait(30)
+
+
+def _host_frame(media_dir: Path, frame: int) -> np.ndarray:
+    """The source frame as the host would hold it, with a synthetic alpha ramp."""
+    from dubline import media, timing
+
+    rgb = next(media.read_span(media_dir / CLIP, timing.frames_to_range(frame, frame + 1, 25))).image
+    height, width = rgb.shape[:2]
+    alpha = np.tile(np.linspace(64, 255, width).astype(np.uint8), (height, 1))
+    return np.dstack([rgb, alpha])
+
+
+def _engine_frame(client: EngineClient, media_dir: Path, host_frame: np.ndarray, frame: int, output=pb.FRAME_OUTPUT_COMPOSITED):
+    """The gRPC RenderFrame answer for the request the plug-in makes (same clip key)."""
+    height, width = host_frame.shape[:2]
+    fmt = pb.PIXEL_FORMAT_RGBA8 if host_frame.dtype == np.uint8 else pb.PIXEL_FORMAT_RGBA_F32
+    spec = render_spec(str(media_dir / CLIP), str(media_dir / DUB), frames_span(*SPAN, 25))
+    answer = client.render_frame(rational(frame, 25), clip=spec, output=output, format=fmt,
+                                 source_frame=image_message(host_frame[::-1].tobytes(), width, height, fmt, bottom_up=True))
+    assert answer.status == pb.FRAME_STATUS_READY, answer
+    image = np.frombuffer(answer.image.data, host_frame.dtype).reshape(height, width, 4)[::-1]
+    matte_type = np.uint8 if host_frame.dtype == np.uint8 else np.float32
+    matte = np.frombuffer(answer.matte.data, matte_type).reshape(height, width)[::-1] if answer.matte.width else None
+    return image, matte
+
+
+def _render_until_ready(instance, source: np.ndarray, time_: float, deadline_s: float = 150) -> np.ndarray:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        out = instance.render(source, time_)
+        if not instance.status.startswith("rendering the span") and "did not answer" not in instance.status:
+            return out
+        assert np.array_equal(out, source)  # the source shows while the engine works
+        assert time.monotonic() < deadline, instance.status
+        time.sleep(0.5)
+
+
+def test_frames_equal_the_engines_answer(host: OfxHost, engine) -> None:
+    client, frames_address, media_dir = engine
+    params = {"engineAddress": frames_address, "sourceMedia": str(media_dir / CLIP), "dubAudio": str(media_dir / DUB),
+              "spanStart": SPAN[0], "spanEnd": SPAN[1], "timeoutMs": 10000}
+    instance = host.create_instance(params)
+    source = _host_frame(media_dir, 25)
+    out = _render_until_ready(instance, source, 25)
+    assert instance.status == "dubbed frame 25"
+    expected, _ = _engine_frame(client, media_dir, source, 25)
+    assert np.array_equal(out, expected)
+    changed = (out != source).any(axis=2)
+    assert 0 < changed.mean() < 0.3 and np.array_equal(out[..., 3], source[..., 3])  # the mouth only; alpha kept
+
+    # Float RGBA: the same composite in float.
+    as_float = source.astype(np.float32) / 255
+    out_float = instance.render(as_float, 25, negative_row_bytes=True)
+    expected_float, _ = _engine_frame(client, media_dir, as_float, 25)
+    assert out_float.dtype == np.float32 and np.array_equal(out_float, expected_float)
+
+    # The source frame offset maps host time to source frames; outside the span: passthrough.
+    shifted = host.create_instance({**params, "sourceFrameOffset": 20})
+    assert np.array_equal(shifted.render(source, 5), expected)
+    elsewhere = _host_frame(media_dir, 40)
+    assert np.array_equal(shifted.render(elsewhere, 20), elsewhere) and shifted.status.startswith("outside the span")
+
+    # No span parameters: the effect's frame range (inclusive) is the span.
+    ranged = host.create_instance({**params, "spanStart": 0, "spanEnd": 0}, frame_range=(SPAN[0], SPAN[1] - 1))
+    assert np.array_equal(ranged.render(source, 25), expected)
+
+    # Mix blends towards the source; show matte shows the engine's matte.
+    half = host.create_instance({**params, "mix": 0.5}).render(source, 25)
+    assert np.abs(half.astype(int) - (source + 0.5 * (expected.astype(int) - source))).max() <= 0.5 + 1e-9
+    matte_view = host.create_instance({**params, "showMatte": 1}).render(source, 25)
+    _, matte = _engine_frame(client, media_dir, source, 25, pb.FRAME_OUTPUT_PATCH_AND_MATTE)
+    assert np.array_equal(matte_view[..., 0], matte) and (matte_view[..., 3] == 255).all() and matte.max() == 255
