@@ -70,10 +70,40 @@ def test_warp_moves_the_lower_lip_and_keeps_the_eyes() -> None:
     image = _face_image(points)
     aperture = lm.inner_lip_aperture(points)
     same = transfer_mouth(image, points, image.shape, points, aperture)
-    opened = transfer_mouth(image, points, image.shape, points, aperture + 0.06)
+    # Without detail restoration, which sharpens the whole crop by the amount the warp blurred.
+    opened = transfer_mouth(image, points, image.shape, points, aperture + 0.06, TransferParams(max_detail_gain=0.0))
     dark_same = (same.crop.mean(axis=2) < 40).sum()
     dark_opened = (opened.crop.mean(axis=2) < 40).sum()
     assert dark_opened > dark_same * 1.2  # more inner mouth shows
     x0, y0, _, _ = same.roi
     upper = int(points[51, 1]) - y0 - 6
     assert np.array_equal(same.crop[:upper], opened.crop[:upper])  # above the mouth: untouched
+
+
+def _mouth_detail(image: np.ndarray, points: np.ndarray) -> float:
+    mouth = points[lm.OUTER_LIP]
+    x0, y0 = np.floor(mouth.min(axis=0) - 5).astype(int)
+    x1, y1 = np.ceil(mouth.max(axis=0) + 5).astype(int)
+    grey = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(cv2.Laplacian(grey, cv2.CV_32F, ksize=3).var())
+
+
+def test_half_pixel_alignment_keeps_the_library_mouths_detail() -> None:
+    # A half-pixel shift is bicubic resampling's worst case: it halves the finest detail.
+    library_points = lm.face_template_68((120, 120), 100, mouth_open=0.05)
+    target_points = library_points + 0.5
+    library = _face_image(library_points)
+    library_detail = _mouth_detail(library, library_points)
+
+    plain = transfer_mouth(library, library_points, library.shape, target_points, 0.05,
+                           TransferParams(max_detail_gain=0.0))
+    restored = transfer_mouth(library, library_points, library.shape, target_points, 0.05)
+
+    def detail(result) -> float:
+        frame = library.copy()
+        x0, y0, x1, y1 = result.roi
+        frame[y0:y1, x0:x1] = result.crop
+        return _mouth_detail(frame, result.landmarks)
+
+    assert detail(plain) < 0.8 * library_detail
+    assert 0.9 * library_detail < detail(restored) < 1.1 * library_detail

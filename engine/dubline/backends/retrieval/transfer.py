@@ -9,6 +9,10 @@
 
 Only a region of interest around the lower face is warped, so the cost does not grow with the
 frame size.
+
+3. Detail: any resampling at sub-pixel offsets is a low-pass filter, so the aligned mouth comes out
+   softer than the library frame it was taken from. An unsharp mask restores the mouth's
+   high-frequency energy (variance of the Laplacian) to the library frame's own level, never above.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ _JAW_LOWER = np.arange(4, 13)
 # closed mouth it almost coincides with the moved inner lower lip, and an RBF pinned to zero and
 # to a displacement at nearly one point is ill-conditioned (it smears the lip).
 _UPPER_LIP = np.array([48, 49, 50, 51, 52, 53, 54])
+_GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 luma, as cv2's RGB2GRAY
 _LOWER_FACE = np.r_[np.arange(2, 15), np.arange(31, 36), np.arange(48, 68)]
 
 
@@ -41,6 +46,8 @@ class TransferParams:
     min_aperture_to_stretch: float = 0.03  # a sealed mouth has no inner mouth to show: never open it
     warp_sigma: float = 0.22  # reach of a moved landmark's influence, in IOD
     grid_step: int = 4  # the warp field is solved on a grid this many pixels apart
+    detail_sigma: float = 1.0  # pixels: the band the unsharp mask restores
+    max_detail_gain: float = 2.0  # a bound on the unsharp mask's amount
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,7 @@ def transfer_mouth(
     moving = np.r_[_LOWER_LIP, _JAW_LOWER]
     if np.abs(opened[moving] - aligned[moving]).max() <= 0.25:
         crop = cv2.warpAffine(library_image, to_roi, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        crop = restore_detail(crop, opened - shift, library_image, library_points, iod, params)
         return TransferResult(crop=crop, roi=roi, landmarks=opened)
     # Everything that does not move anchors the field: upper lip, nose, eyes, ROI border.
     w, h = size
@@ -148,4 +156,51 @@ def transfer_mouth(
         library_image, source_x.astype(np.float32), source_y.astype(np.float32), cv2.INTER_CUBIC,
         borderMode=cv2.BORDER_REFLECT,
     )
+    crop = restore_detail(crop, opened - shift, library_image, library_points, iod, params)
     return TransferResult(crop=crop, roi=roi, landmarks=opened)
+
+
+def _mouth_laplacian(image: np.ndarray, points: np.ndarray, margin: float) -> np.ndarray | None:
+    """The Laplacian (grey, float) over the mouth landmarks' box grown by ``margin`` px."""
+    mouth = points[lm.OUTER_LIP]
+    x0, y0 = np.floor(mouth.min(axis=0) - margin).astype(int)
+    x1, y1 = np.ceil(mouth.max(axis=0) + margin).astype(int) + 1
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return None
+    grey = image[y0:y1, x0:x1].astype(np.float32) @ _GREY_WEIGHTS
+    return cv2.Laplacian(grey, cv2.CV_32F, ksize=3)
+
+
+def restore_detail(
+    crop: np.ndarray,
+    crop_points: np.ndarray,
+    library_image: np.ndarray,
+    library_points: np.ndarray,
+    iod: float,
+    params: TransferParams = TransferParams(),
+) -> np.ndarray:
+    """Unsharp-mask ``crop`` so its mouth's Laplacian variance equals the library mouth's.
+
+    The Laplacian is linear, so for ``out = crop + k * (crop - blur(crop))`` the variance is a
+    quadratic in ``k``; its root gives the amount exactly, bounded by ``max_detail_gain``.
+    """
+    margin = 0.15 * iod
+    reference = _mouth_laplacian(library_image, library_points, margin)
+    current = _mouth_laplacian(crop, crop_points, margin)
+    if reference is None or current is None:
+        return crop
+    wanted = float(reference.var())
+    blurred = cv2.GaussianBlur(crop, (0, 0), params.detail_sigma)
+    detail = crop.astype(np.float32) - blurred.astype(np.float32)
+    detail_laplacian = _mouth_laplacian(detail, crop_points, margin)
+    a, b = current.ravel().astype(np.float64), detail_laplacian.ravel().astype(np.float64)
+    var_a, var_b = a.var(), b.var()
+    covariance = float(np.mean((a - a.mean()) * (b - b.mean())))
+    if var_a >= wanted or var_b <= 0:
+        return crop
+    discriminant = covariance**2 - var_b * (var_a - wanted)
+    gain = (-covariance + np.sqrt(discriminant)) / var_b
+    gain = float(np.clip(gain, 0.0, params.max_detail_gain))
+    return cv2.addWeighted(crop, 1.0 + gain, blurred, -gain, 0.0)
