@@ -1,6 +1,6 @@
 """Drive the dubline add-on inside a real Blender (the ``bpy`` module or ``blender -b``).
 
-    python run_addon.py -- --scenario render --plugin DIR --media DIR --work DIR --address ADDR
+    python run_addon.py -- --scenario render --plugin DIR --media DIR --work DIR --address ADDR --dubline EXE
     blender -b --factory-startup --python-exit-code 1 --python run_addon.py -- (same arguments)
 
 Scenarios: ``render`` (two renders: dub from a sound strip over the preview range, then dub from
@@ -31,7 +31,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--media", required=True)
     parser.add_argument("--work", required=True)
     parser.add_argument("--address", required=True)
-    parser.add_argument("--python-path", default="", help="the add-on's 'dubline Python environment'")
+    parser.add_argument("--dubline", required=True, help="the dubline executable; its environment provides the client")
     return parser.parse_args(argv)
 
 
@@ -53,7 +53,8 @@ def setup(args: argparse.Namespace):
     bpy.ops.wm.read_factory_settings(use_empty=True)
     addon_utils.enable("dubline_vse", default_set=True, handle_error=reraise)
     prefs = bpy.context.preferences.addons["dubline_vse"].preferences
-    prefs.address, prefs.auto_start, prefs.python_path = args.address, False, args.python_path
+    # The client library comes from the dubline executable's environment (found by the add-on).
+    prefs.address, prefs.auto_start, prefs.executable = args.address, False, args.dubline
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = 25, 1.0
     editor = scene.sequence_editor_create()

@@ -226,7 +226,7 @@ def _notify(level: str, message: str) -> None:
     try:
         bpy.ops.dubline.notify(level=level, message=message)
     except RuntimeError:
-        print(message)  # no context to report in (e.g. while Blender quits); the panel still shows the state
+        pass  # bpy.ops raises after an ERROR report (it was shown), or there is no context to report in
 
 
 class DUBLINE_OT_notify(bpy.types.Operator):

@@ -1,0 +1,234 @@
+"""The Blender add-on (plugin/blender/dubline_vse): its bpy-free arithmetic and engine handling in
+plain Python, and the whole add-on inside real Blenders against a real engine subprocess.
+
+Blenders: the ``bpy`` 5.0 wheel in its own environment (it pins numpy 1.26, the project 2.x):
+``$DUBLINE_BPY_PYTHON`` or ``.venv-bpy/bin/python`` in the checkout; and Debian's ``blender``
+3.4 on PATH. Each is skipped when absent. No fake ``bpy``: the scripts in tests/blender/ run in
+Blender and exit non-zero when a check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+PLUGIN = REPOSITORY / "plugin" / "blender"
+SCRIPT = REPOSITORY / "tests" / "blender" / "run_addon.py"
+DUBLINE = Path(sys.executable).with_name("dubline")
+sys.path.insert(0, str(PLUGIN))
+
+from dubline_vse import engine, frames, jobs  # noqa: E402  (bpy-free modules of the add-on)
+
+import dubline_client  # noqa: E402
+
+
+def movie(**changes) -> frames.MovieTiming:
+    values = dict(name="clip", frame_start=100.0, frame_final_start=130, frame_final_end=222,
+                  animation_offset_start=0, clip_fps=25.0)
+    values.update(changes)
+    return frames.MovieTiming(**values)
+
+
+# ---- frame arithmetic ---------------------------------------------------------------------------
+
+def test_span_maps_timeline_frames_to_source_frames_through_trims() -> None:
+    clip = movie()  # source frame 0 on timeline frame 100, first 30 frames trimmed
+    assert frames.span_for(clip) == frames.Span(130, 222, 30, 122)
+    assert frames.span_for(clip, 140, 149) == frames.Span(140, 150, 40, 50)
+    assert frames.span_for(clip, 140, 149).text == "40-50"
+    # The range is clipped to the visible strip on both sides.
+    assert frames.span_for(clip, 90, 135) == frames.Span(130, 136, 30, 36)
+    assert frames.span_for(clip, 200, 400) == frames.Span(200, 222, 100, 122)
+    # A hold offset (animation_offset_start) shifts which media frame frame_start shows.
+    assert frames.span_for(movie(animation_offset_start=3), 140, 149) == frames.Span(140, 150, 43, 53)
+
+
+def test_span_refuses_what_it_cannot_map() -> None:
+    with pytest.raises(frames.PlanError, match="does not overlap"):
+        frames.span_for(movie(), 10, 20)
+    with pytest.raises(frames.PlanError, match="retimed"):
+        frames.span_for(movie(retimed=True))
+    with pytest.raises(frames.PlanError, match="reversed"):
+        frames.span_for(movie(reversed=True))
+    with pytest.raises(frames.PlanError, match="between frames"):
+        frames.span_for(movie(frame_start=100.5))
+
+
+def test_scene_rates_are_exact_and_must_match_the_clip() -> None:
+    assert frames.scene_rate(24, 1.0010000467300415) == Fraction(24000, 1001)  # Blender's float32 base
+    assert frames.scene_rate(30, 1.001) == Fraction(30000, 1001)
+    assert frames.scene_rate(25, 1.0) == 25
+    assert frames.scene_rate(50, 2.0) == 25
+    frames.check_rates(movie(clip_fps=23.976023976), Fraction(24000, 1001))
+    with pytest.raises(frames.PlanError, match="is 25 fps but the scene runs at 24 fps"):
+        frames.check_rates(movie(), Fraction(24))
+    with pytest.raises(frames.PlanError, match="23.976 fps"):
+        frames.check_rates(movie(clip_fps=24.0), Fraction(24000, 1001))
+
+
+def test_markers_and_dub_offset() -> None:
+    assert frames.markers_range([159, 150]) == (150, 159)
+    with pytest.raises(frames.PlanError, match="exactly two markers"):
+        frames.markers_range([150])
+    span = frames.Span(140, 150, 40, 50)
+    sound = frames.SoundTiming("dub", frame_start=120.0, frame_final_start=120, frame_final_end=245, animation_offset_start=0)
+    assert frames.dub_offset(sound, span, Fraction(25)) == Fraction(4, 5)
+    # A sound starting after the span plays silence first: a negative offset.
+    later = frames.SoundTiming("dub", 150.0, 150, 200, 0)
+    assert frames.dub_offset(later, span, Fraction(25)) == Fraction(-2, 5)
+    trimmed = frames.SoundTiming("dub", 120.0, 125, 245, 5, sound_offset=0.25)
+    assert frames.dub_offset(trimmed, span, Fraction(25)) == Fraction(4, 5) + Fraction(1, 5) + Fraction(1, 4)
+    with pytest.raises(frames.PlanError, match="retimed"):
+        frames.dub_offset(frames.SoundTiming("dub", 120.0, 120, 245, 0, retimed=True), span, Fraction(25))
+
+
+def test_free_channel_is_the_lowest_clear_one_above() -> None:
+    strips = [frames.Occupant(2, 100, 222), frames.Occupant(3, 100, 300), frames.Occupant(4, 145, 146),
+              frames.Occupant(5, 150, 160)]
+    assert frames.free_channel(strips, 140, 150, above=2) == 5  # 5 starts where the span ends
+    assert frames.free_channel(strips, 140, 151, above=2) == 6
+    assert frames.free_channel(strips, 300, 310, above=2) == 3
+    with pytest.raises(frames.PlanError, match="no free channel"):
+        frames.free_channel([frames.Occupant(c, 0, 10) for c in range(1, 129)], 0, 10, above=1)
+
+
+def test_patch_path_never_names_an_existing_file(tmp_path: Path) -> None:
+    span = frames.Span(140, 150, 40, 50)
+    first = frames.patch_path(str(tmp_path), "/media/speaker_b.mp4", span, "prores")
+    assert first == str(tmp_path / "speaker_b.dub.000040-000050.mov")
+    Path(first).write_bytes(b"x")
+    assert frames.patch_path(str(tmp_path), "/media/speaker_b.mp4", span, "h264") == str(tmp_path / "speaker_b.dub.000040-000050.2.mov")
+    with pytest.raises(frames.PlanError, match="not an absolute path"):
+        frames.patch_path("patches", "/media/a.mp4", span, "prores")
+
+
+# ---- engine discovery and the local engine -------------------------------------------------------
+
+def test_client_environment_is_found_from_the_dubline_executable(tmp_path: Path) -> None:
+    if not DUBLINE.exists():
+        pytest.skip("no dubline executable beside this Python")
+    assert Path(engine.site_packages_of(str(DUBLINE))) == Path(sysconfig.get_paths()["purelib"])
+    assert engine.site_packages_of(str(tmp_path / "bin" / "dubline")) == ""
+    assert engine.is_local("unix:/tmp/x.sock") and engine.is_local("127.0.0.1:50917") and engine.is_local("[::1]:5")
+    assert not engine.is_local("10.0.0.7:50917")
+
+
+def test_local_engine_refuses_clearly_without_starting(tmp_path: Path) -> None:
+    address = f"unix:{tmp_path}/none.sock"
+    local = engine.LocalEngine()
+    with pytest.raises(engine.EngineUnavailable, match="turn on 'Start a local engine'"):
+        local.ensure(dubline_client, engine.EngineSettings(address=address, auto_start=False))
+    with pytest.raises(engine.EngineUnavailable, match="executable 'no-such-dubline' is not found"):
+        local.ensure(dubline_client, engine.EngineSettings(address=address, executable="no-such-dubline"))
+    with pytest.raises(engine.EngineUnavailable, match="only a local address"):
+        local.ensure(dubline_client, engine.EngineSettings(address="192.0.2.1:9", executable=str(DUBLINE)))
+    assert not local.running
+
+
+def test_local_engine_starts_when_none_answers_and_stops(tmp_path: Path, monkeypatch) -> None:
+    if not DUBLINE.exists():
+        pytest.skip("no dubline executable beside this Python")
+    monkeypatch.setenv("DUBLINE_CACHE", str(tmp_path / "cache"))
+    settings = engine.EngineSettings(address=f"unix:{tmp_path}/auto.sock", executable=str(DUBLINE),
+                                     token="a-token-of-sixteen-plus", start_timeout=60)
+    local = engine.LocalEngine()
+    started = time.monotonic()
+    local.ensure(dubline_client, settings)
+    try:
+        assert local.running
+        with dubline_client.EngineClient(settings.address, token=settings.token, timeout=10) as client:
+            assert client.capabilities().api == "dubline.v1"  # the token reached the engine
+        with dubline_client.EngineClient(settings.address, timeout=10) as client:
+            with pytest.raises(dubline_client.EngineError, match="UNAUTHENTICATED"):
+                client.capabilities()
+        process = local._process
+        local.ensure(dubline_client, settings)  # answers now: no second engine
+        assert local._process is process
+    finally:
+        local.stop()
+    assert not local.running and process.returncode is not None
+    assert time.monotonic() - started < 60
+
+
+# ---- the job runner against a real engine -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def engine_address(tmp_path_factory) -> str:
+    """One real engine subprocess for this module (its own cache, on a unix socket)."""
+    if not DUBLINE.exists():
+        pytest.skip("no dubline executable beside this Python")
+    work = tmp_path_factory.mktemp("engine")
+    address = f"unix:{work}/engine.sock"
+    log = open(work / "engine.log", "w")
+    process = subprocess.Popen([str(DUBLINE), "serve", "--listen", address, "--cache", str(work / "cache")],
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with dubline_client.EngineClient(address) as client:
+            client.wait_until_ready(60)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def test_runner_reports_an_engine_error_as_a_failed_event(engine_address: str, tmp_path: Path) -> None:
+    runner = jobs.JobRunner(dubline_client)
+    order = jobs.RenderOrder(video=str(tmp_path / "missing.mp4"), audio=str(tmp_path / "missing.wav"),
+                             span_text="0-10", out=str(tmp_path / "patch.mov"))
+    key = runner.submit(order, engine.EngineSettings(address=engine_address, auto_start=False))
+    events: list[jobs.JobEvent] = []
+    deadline = time.monotonic() + 30
+    while not any(e.kind in jobs.FINAL for e in events) and time.monotonic() < deadline:
+        events += runner.drain()
+        time.sleep(0.05)
+    assert [e.key for e in events] == [key] * len(events)
+    assert events[0].kind == jobs.STARTING and events[-1].kind == jobs.FAILED
+    assert "missing.mp4" in events[-1].message
+    assert runner.active() == []
+    runner.shutdown()
+
+
+# ---- the add-on in real Blenders ----------------------------------------------------------------------
+
+def _bpy_python() -> str | None:
+    candidate = os.environ.get("DUBLINE_BPY_PYTHON") or str(REPOSITORY / ".venv-bpy" / "bin" / "python")
+    return candidate if Path(candidate).exists() else None
+
+
+BLENDERS = {
+    "bpy-5.0": lambda: [_bpy_python(), str(SCRIPT)] if _bpy_python() else None,
+    "blender": lambda: [shutil.which("blender"), "-b", "--factory-startup", "--python-exit-code", "1",
+                        "--python", str(SCRIPT)] if shutil.which("blender") else None,
+}
+
+
+@pytest.mark.parametrize("scenario", ["render", "errors"])
+@pytest.mark.parametrize("blender", list(BLENDERS))
+def test_addon_in_blender(blender: str, scenario: str, engine_address: str, shared_media: Path, tmp_path: Path) -> None:
+    command = BLENDERS[blender]()
+    if command is None:
+        pytest.skip(f"{blender} is not installed (see tests/test_blender_addon.py)")
+    command += ["--", "--scenario", scenario, "--plugin", str(PLUGIN), "--media", str(shared_media),
+                "--work", str(tmp_path), "--address", engine_address, "--dubline", str(DUBLINE)]
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    reports = [line for line in result.stdout.splitlines() if line.startswith("DUBLINE_REPORT ")]
+    assert reports, output[-4000:]
+    report = json.loads(reports[-1].split(" ", 1)[1])
+    expected_major = 5 if blender == "bpy-5.0" else None
+    assert expected_major is None or report["version"][0] == expected_major
+    assert seconds < 60, f"{blender} {scenario} took {seconds:.1f}s"
