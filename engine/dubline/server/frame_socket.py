@@ -92,7 +92,7 @@ def _text(body: memoryview, at: int, field: str) -> tuple[str, int]:
         raise ProtocolError(f"frame request field {field} is not UTF-8: {error}") from None
 
 
-def decode_request(body: bytes) -> FrameRequest:
+def decode_request(body: bytes | bytearray) -> FrameRequest:
     """A FRAME_REQUEST body; ProtocolError naming the field that is wrong."""
     view = memoryview(body)
     if len(view) < _REQUEST_FIXED.size:
@@ -154,6 +154,11 @@ class FrameAnswer:
 
 
 def encode_answer(answer: FrameAnswer) -> bytes:
+    return b"".join(answer_parts(answer))
+
+
+def answer_parts(answer: FrameAnswer) -> list[bytes]:
+    """The FRAME_ANSWER message in pieces (header first), so large frames are sent without joining."""
     parts = [_ANSWER_FIXED.pack(answer.status, 0, 0, 0, answer.frame_index, answer.progress_done, answer.progress_total)]
     for text in (answer.code, answer.stage, answer.message):
         data = text.encode("utf-8")
@@ -164,8 +169,7 @@ def encode_answer(answer: FrameAnswer) -> bytes:
         # The engine's images are tight already (image_of); say so rather than trust it silently.
         assert image.row_bytes == image.width * pixel, "frame socket images are sent with tight rows"
         parts += [_IMAGE_HEAD.pack(image.format, int(image.bottom_up), 0, image.width, image.height, len(image.data)), image.data]
-    body = b"".join(parts)
-    return HEADER.pack(MAGIC, VERSION, KIND_FRAME_ANSWER, len(body)) + body
+    return [HEADER.pack(MAGIC, VERSION, KIND_FRAME_ANSWER, sum(len(p) for p in parts)), *parts]
 
 
 def decode_answer(body: bytes) -> FrameAnswer:
@@ -188,7 +192,7 @@ def decode_answer(body: bytes) -> FrameAnswer:
     return FrameAnswer(status, index, done, total, *texts, images=tuple(images))
 
 
-def _read_exactly(stream: socket.socket, count: int) -> bytes | None:
+def _read_exactly(stream: socket.socket, count: int) -> bytearray | None:
     """``count`` bytes, or None when the peer closed the connection before the first byte."""
     buffer = bytearray(count)
     view = memoryview(buffer)
@@ -200,10 +204,10 @@ def _read_exactly(stream: socket.socket, count: int) -> bytes | None:
                 return None
             raise ProtocolError(f"connection closed after {got} of {count} bytes")
         got += n
-    return bytes(buffer)
+    return buffer
 
 
-def read_message(stream: socket.socket) -> tuple[int, bytes] | None:
+def read_message(stream: socket.socket) -> tuple[int, bytearray] | None:
     """(kind, body) of the next message, None at a clean end of the connection."""
     head = _read_exactly(stream, HEADER.size)
     if head is None:
@@ -215,7 +219,7 @@ def read_message(stream: socket.socket) -> tuple[int, bytes] | None:
         raise ProtocolError(f"protocol version {version}; this engine speaks {VERSION}")
     if length > MAX_BODY_BYTES:
         raise ProtocolError(f"message body of {length} bytes exceeds {MAX_BODY_BYTES}")
-    body = _read_exactly(stream, length) if length else b""
+    body = _read_exactly(stream, length) if length else bytearray()
     if body is None:
         raise ProtocolError(f"connection closed before a body of {length} bytes")
     return kind, body
@@ -267,7 +271,7 @@ class FrameService:
                 request.pixels, request.width, request.height, request.pixel_format, bottom_up=request.bottom_up))
         return message
 
-    def answer(self, body: bytes) -> FrameAnswer:
+    def answer(self, body: bytes | bytearray) -> FrameAnswer:
         from dubline.server.servicer import status_for
 
         try:
@@ -294,7 +298,10 @@ class _Handler(socketserver.BaseRequestHandler):
             try:
                 message = read_message(stream)
             except ProtocolError as error:
-                stream.sendall(encode_answer(FrameAnswer(STATUS_ERROR, code="INVALID_ARGUMENT", message=str(error))))
+                try:
+                    stream.sendall(encode_answer(FrameAnswer(STATUS_ERROR, code="INVALID_ARGUMENT", message=str(error))))
+                except OSError:
+                    pass
                 return
             except OSError:
                 return  # the plug-in gave up (its timeout) and closed
@@ -306,7 +313,8 @@ class _Handler(socketserver.BaseRequestHandler):
             else:
                 answer = service.answer(body)
             try:
-                stream.sendall(encode_answer(answer))
+                for part in answer_parts(answer):
+                    stream.sendall(part)
             except OSError:
                 return
 
