@@ -232,3 +232,33 @@ def test_addon_in_blender(blender: str, scenario: str, engine_address: str, shar
     expected_major = 5 if blender == "bpy-5.0" else None
     assert expected_major is None or report["version"][0] == expected_major
     assert seconds < 60, f"{blender} {scenario} took {seconds:.1f}s"
+
+
+_EXTENSION_CHECK = """
+import bpy, addon_utils
+name = "bl_ext.user_default.dubline_vse"
+assert bpy.ops.extensions.package_install_files(filepath={zip!r}, repo="user_default", enable_on_install=True) == {{"FINISHED"}}
+assert bpy.context.preferences.addons[name].preferences.address == "127.0.0.1:50917"
+strip = bpy.context.scene.sequence_editor_create().strips.new_movie("c", {movie!r}, 1, 1)
+assert strip.dubline.status == "NONE" and hasattr(bpy.types, "DUBLINE_PT_panel")
+addon_utils.disable(name, default_set=True)
+assert not hasattr(bpy.types, "DUBLINE_PT_panel")
+print("EXTENSION_OK")
+"""
+
+
+def test_extension_builds_installs_and_enables_in_blender_5(shared_media: Path, tmp_path: Path) -> None:
+    """The 4.2+ extension path: Blender's own `extension build`, then install into a throwaway
+    user folder; the add-on registers under its extension name (bl_ext.<repo>.dubline_vse)."""
+    python = _bpy_python()
+    if python is None:
+        pytest.skip("bpy-5.0 is not installed (see tests/test_blender_addon.py)")
+    tool = subprocess.run([python, "-c", "import bpy, addon_utils, os; print(os.path.join(os.path.dirname(addon_utils.__file__),"
+                           " '..', 'addons_core', 'bl_pkg', 'cli', 'blender_ext.py'))"], capture_output=True, text=True, check=True)
+    build = subprocess.run([python, tool.stdout.strip(), "build", "--source-dir", str(PLUGIN / "dubline_vse"),
+                            "--output-dir", str(tmp_path)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout + build.stderr
+    script = _EXTENSION_CHECK.format(zip=str(tmp_path / "dubline_vse-0.1.0.zip"), movie=str(shared_media / "speaker_b.mp4"))
+    result = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")})
+    assert result.returncode == 0 and "EXTENSION_OK" in result.stdout, (result.stdout + result.stderr)[-3000:]

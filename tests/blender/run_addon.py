@@ -52,6 +52,7 @@ def setup(args: argparse.Namespace):
     sys.path.insert(0, args.plugin)
     bpy.ops.wm.read_factory_settings(use_empty=True)
     addon_utils.enable("dubline_vse", default_set=True, handle_error=reraise)
+    check(hasattr(bpy.types, "DUBLINE_PT_panel") and hasattr(bpy.ops.dubline, "render"), "panel/operators not registered")
     prefs = bpy.context.preferences.addons["dubline_vse"].preferences
     # The client library comes from the dubline executable's environment (found by the add-on).
     prefs.address, prefs.auto_start, prefs.executable = args.address, False, args.dubline
@@ -172,8 +173,10 @@ def errors_scenario(args: argparse.Namespace) -> dict:
           f"unreachable: {clip.dubline.status} {clip.dubline.message!r}")
     report["unreachable_message"] = clip.dubline.message
 
-    # Cancel a render of the whole visible strip as soon as the engine has named the job.
-    prefs.address = good_address
+    # Cancel a render of the whole visible strip as soon as the engine has named the job, on an
+    # engine the add-on starts itself because none answers (it stops when the add-on is disabled).
+    check(good_address.startswith("unix:"), "the test engine listens on a unix socket")
+    prefs.address, prefs.auto_start = "unix:" + os.path.join(args.work, "started-by-addon.sock"), True
     settings.span_mode = "STRIP"
     count_before = len(strips(editor))
     check(bpy.ops.dubline.render() == {"FINISHED"}, "render did not start")
@@ -186,7 +189,10 @@ def errors_scenario(args: argparse.Namespace) -> dict:
     check(clip.dubline.status == "CANCELLED", f"after cancel: {clip.dubline.status} {clip.dubline.message!r}")
     check(len(strips(editor)) == count_before, "a cancelled render added strips")
     check(not os.path.exists(clip.dubline.patch_path), "a cancelled render left its patch file")
+    process = ops._local_engine._process
+    check(process is not None and process.poll() is None, "the add-on did not start its own engine")
     addon_utils.disable("dubline_vse", default_set=True)
+    check(process.poll() is not None, "the engine the add-on started outlived the add-on")
     return report
 
 
