@@ -27,7 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from ofx_host import OfxHost  # noqa: E402
+from ofx_host import OfxHost
 
 BINARY = Path("Dubline.ofx.bundle/Contents/Linux-x86-64/Dubline.ofx")
 
@@ -41,7 +41,6 @@ def build_plugin(build: Path) -> Path:
 
 def host_frames(video: Path, first: int, end: int) -> list[np.ndarray]:
     import cv2
-
     from dubline import media, timing
 
     frames = []

@@ -13,7 +13,17 @@ values passed to paramSetValue, which this host refuses). It therefore runs on L
 from __future__ import annotations
 
 import ctypes
-from ctypes import CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int, c_size_t, c_uint, c_void_p
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char_p,
+    c_double,
+    c_int,
+    c_size_t,
+    c_uint,
+    c_void_p,
+)
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
@@ -246,8 +256,8 @@ class OfxHost:
             out[0] = len(props.values[name.decode()])
             return OK
 
-        text = lambda v: v.decode() if v is not None else ""  # noqa: E731
-        same = lambda v: v  # noqa: E731
+        text = lambda v: v.decode() if v is not None else ""
+        same = lambda v: v
         implementations = {
             "propSetPointer": setter(same), "propSetString": setter(text), "propSetDouble": setter(float),
             "propSetInt": setter(int), "propSetPointerN": setter_n(same), "propSetStringN": setter_n(text),
@@ -507,7 +517,7 @@ class OfxHost:
                             PropertySet({"OfxImageEffectPropContext": [context]}), expect=(OK, ERR_UNSUPPORTED))
 
     def create_instance(self, values: dict[str, Any], frame_range: tuple[float, float] = (0, 0),
-                        frame_rate: float = 25.0) -> "Instance":
+                        frame_rate: float = 25.0) -> Instance:
         """An instance of the described filter with parameter defaults, then ``values``."""
         assert self.descriptor is not None
         effect = self._new_effect()

@@ -23,9 +23,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dubline_client import frames_span, image_message, pb, rational, render_spec
+
 from dubline.errors import DublineError, InvalidInputError
 from dubline.server.security import MAX_PATH_LENGTH, parse_listen
-from dubline_client import frames_span, image_message, pb, rational, render_spec
 
 if TYPE_CHECKING:
     from dubline.server.servicer import EngineServicer
@@ -228,7 +229,7 @@ def read_message(stream: socket.socket) -> tuple[int, bytearray] | None:
 class FrameService:
     """Answers decoded frame requests with the gRPC servicer's own ``render_frame``."""
 
-    def __init__(self, servicer: "EngineServicer") -> None:
+    def __init__(self, servicer: EngineServicer) -> None:
         self.servicer = servicer
         self._rates: dict[tuple, Fraction] = {}
         self._lock = threading.Lock()
@@ -289,7 +290,7 @@ class FrameService:
 
 
 class _Handler(socketserver.BaseRequestHandler):
-    server: "_UnixServer | _TcpServer"
+    server: _UnixServer | _TcpServer
 
     def handle(self) -> None:
         service: FrameService = self.server.service  # type: ignore[attr-defined]
@@ -335,7 +336,7 @@ class _TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 class FrameSocketServer:
     """The frame socket bound to ``address``; ``start()`` serves in a thread, ``stop()`` closes it."""
 
-    def __init__(self, address: str, servicer: "EngineServicer") -> None:
+    def __init__(self, address: str, servicer: EngineServicer) -> None:
         listen = parse_listen(address)
         if not listen.local:
             raise InvalidInputError(
