@@ -4,6 +4,7 @@ not run without an event loop) and puts finished patches on the timeline."""
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -316,6 +317,8 @@ def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.app.handlers.load_post.append(_mark_interrupted)
+    # Blender does not unregister add-ons when it quits; the engine we started must not outlive it.
+    atexit.register(_local_engine.stop)
 
 
 def unregister() -> None:
@@ -328,6 +331,7 @@ def unregister() -> None:
         _runner.shutdown()
         _runner = None
     _local_engine.stop()
+    atexit.unregister(_local_engine.stop)
     _pending.clear()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
