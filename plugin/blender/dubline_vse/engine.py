@@ -183,6 +183,13 @@ class LocalEngine:
             if self._token_dir is not None:
                 self._token_dir.cleanup()
                 self._token_dir = None
+            if self._log_path:
+                # Kept while the engine runs (and when it failed to start) for troubleshooting.
+                try:
+                    os.remove(self._log_path)
+                except OSError:
+                    pass
+                self._log_path = ""
 
 
 def _serving(client_module: ModuleType, settings: EngineSettings, timeout: float) -> bool:
