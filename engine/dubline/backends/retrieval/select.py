@@ -60,7 +60,7 @@ class SelectionTargets:
 
 @dataclass(frozen=True)
 class SelectionParams:
-    shape_weight: float = 8.0
+    shape_weight: float = 12.0
     width_weight: float = 1.0
     closure_weight: float = 6.0
     pose_weight: float = 1.5
