@@ -2,8 +2,9 @@
 
 Inputs: the shared clips as they are, and a 1080p clip made from speaker_a (each frame scaled to
 1080 px high, centred on a 1920x1080 canvas, its own audio muxed). Each clip is rendered once cold
-(fills the analysis cache) and then timed warm. Peak memory is read in fresh processes rendering a
-short and a long span of the same clip: flat means the long span costs no more.
+(fills the analysis cache) and then timed warm. Peak memory is read in fresh processes rendering
+spans of 25 to 500 frames of one 20 s 1080p clip (speaker_a played forward and back twice) with a
+20 s dub: flat means a longer span costs no more once the encoder's look-ahead is full.
 
     python benchmarks/bench_render.py [--work DIR]
 """
@@ -26,21 +27,34 @@ from dubline.pipeline import RenderRequest, render
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "media"
 
 
-def make_1080p(source: Path, out: Path) -> Path:
+def make_1080p(source: Path, out: Path, round_trips: int = 0) -> Path:
+    """speaker_a on a 1080p canvas; ``round_trips`` more passes backward then forward again."""
     if out.exists():
         return out
     info = media.probe(source)
     rate, count = info.video.rate, info.video.frame_count
+    order = list(range(count)) + (list(range(count - 1, -1, -1)) + list(range(count))) * round_trips
 
     def frames():
-        for frame in media.read_span(source, timing.frames_to_range(0, count, rate)):
-            scaled = cv2.resize(frame.image, (1080, 1080), interpolation=cv2.INTER_CUBIC)
+        images = [frame.image for frame in media.read_span(source, timing.frames_to_range(0, count, rate))]
+        for index in order:
+            scaled = cv2.resize(images[index], (1080, 1080), interpolation=cv2.INTER_CUBIC)
             canvas = np.full((1080, 1920, 3), 40, np.uint8)
             canvas[:, 420:1500] = scaled
             yield canvas
 
     audio = media.read_audio(source, None, rate=48000, mono=False)
     return media.write_patch(frames(), out, "h264", rate, "00:00:00:00", audio=audio)
+
+
+def make_long_dub(dub: Path, seconds: float, out: Path) -> Path:
+    if out.exists():
+        return out
+    clip = media.read_audio(dub, None)
+    samples = clip.samples
+    repeats = int(np.ceil(seconds * clip.sample_rate / samples.shape[-1]))
+    tiled = np.concatenate([samples] * repeats, axis=-1)[..., : int(seconds * clip.sample_rate)]
+    return media.write_audio(media.AudioClip(tiled, clip.sample_rate), out)
 
 
 def timed_render(video: Path, dub: Path, span: str, out: Path, cache: Path) -> dict:
@@ -82,11 +96,13 @@ def main() -> None:
         warm = timed_render(video, dub, span, args.work / "out.mp4", cache)
         report[name] = {"cold": cold, "warm": warm}
         print(f"{name}: cold {cold['fps']} fps, warm {warm['fps']} fps (h264, analysis cached) stages {warm['stages']}", flush=True)
-    video = clips["speaker_a 1920x1080"]
-    short = peak_rss_child(video, dub, "0-25", args.work / "short.mp4", cache)
-    long = peak_rss_child(video, dub, "0-125", args.work / "long.mp4", cache)
-    report["peak_rss_mib"] = {"25 frames": short, "125 frames": long}
-    print(f"peak RSS 1080p render: 25 frames {short} MiB, 125 frames {long} MiB")
+    video = make_1080p(SHARED / "speaker_a.mp4", args.work / "speaker_a_1080p_20s.mp4", round_trips=2)
+    long_dub = make_long_dub(dub, 20.0, args.work / "dub_20s.wav")
+    report["peak_rss_mib"] = {}
+    for frames in (25, 125, 250, 500):
+        peak = peak_rss_child(video, long_dub, f"0-{frames}", args.work / f"span{frames}.mp4", cache)
+        report["peak_rss_mib"][f"{frames} frames"] = peak
+        print(f"peak RSS 1080p render, {frames} frames: {peak} MiB", flush=True)
     print(json.dumps(report))
 
 
