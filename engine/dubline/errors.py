@@ -55,6 +55,10 @@ class OutputExistsError(DublineError, FileExistsError):
     status_code = "ALREADY_EXISTS"
 
 
+class OutputIsInputError(InvalidInputError):
+    """An output path names an input file (same path, a link to it, or the same inode)."""
+
+
 class OutputPathError(DublineError, FileNotFoundError):
     """The output's directory does not exist or cannot be written."""
 

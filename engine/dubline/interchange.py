@@ -7,13 +7,13 @@ import and every other host accepts paths.
 from __future__ import annotations
 
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
+from typing import Mapping
 
 import opentimelineio as otio
 
-from dubline.errors import OutputExistsError, OutputPathError
+from dubline.paths import publish_file
 
 
 def _float_rate(rate: Fraction) -> float:
@@ -81,19 +81,10 @@ def patch_timeline(
     return timeline
 
 
-def write_timeline(timeline: otio.schema.Timeline, path: Path, overwrite: bool = False) -> Path:
-    """Write ``.otio`` JSON atomically; never replaces an existing file unless asked."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise OutputPathError(f"output directory does not exist: {path.parent}")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        otio.adapters.write_to_file(timeline, tmp, adapter_name="otio_json")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def write_timeline(timeline: otio.schema.Timeline, path: Path, overwrite: bool = False,
+                   inputs: Mapping[str, str | os.PathLike | None] | None = None) -> Path:
+    """Write ``.otio`` JSON atomically; never replaces an existing file unless asked, never an input."""
+    return publish_file(
+        path, lambda temporary: otio.adapters.write_to_file(timeline, str(temporary), adapter_name="otio_json"),
+        overwrite, inputs,
+    )

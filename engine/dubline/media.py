@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import av
 import numpy as np
@@ -41,6 +41,7 @@ from dubline.errors import (
     OutputExistsError,
     OutputPathError,
 )
+from dubline.paths import check_not_input
 from dubline.timing import parse_rate, range_to_frames, snap_rate, timecode_to_frames
 
 log = logging.getLogger(__name__)
@@ -600,6 +601,7 @@ def write_patch(
     colour_tags: ColourTags | None = None,
     audio: AudioClip | None = None,
     overwrite: bool = False,
+    inputs: Mapping[str, str | os.PathLike | None] | None = None,
 ) -> Path:
     """Encode ``frames`` (RGB, or RGBA for ``prores4444``) to ``path`` and return it.
 
@@ -608,7 +610,8 @@ def write_patch(
     same directory and renamed at the end, so an error or a cancel (any exception from the
     frames iterator) never leaves a partial file under ``path``. Odd sizes for codecs that
     subsample chroma raise ``InvalidInputError`` rather than being padded, because a patch
-    must overlay its source pixel for pixel.
+    must overlay its source pixel for pixel. ``inputs`` (what each is -> path) are files the
+    patch may never replace, checked before encoding and again before publishing.
     """
     path = Path(path)
     if codec not in PATCH_CODECS:
@@ -619,10 +622,7 @@ def write_patch(
     rate = parse_rate(rate)
     if start_timecode is not None:
         timecode_to_frames(start_timecode, rate)  # reject a malformed timecode before any work
-    if not path.parent.is_dir():
-        raise OutputPathError(f"output directory {path.parent} does not exist")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass overwrite to replace it")
+    check_output(path, overwrite, inputs)
     iterator = iter(frames)
     first = next(iterator, None)
     if first is None:
@@ -634,7 +634,7 @@ def write_patch(
     temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
     try:
         _encode(temporary, spec, rate, width, height, first_image, iterator, start_timecode, colour_tags, audio, path)
-        _publish(temporary, path, overwrite)
+        _publish(temporary, path, overwrite, inputs)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -755,9 +755,13 @@ class _AudioWriter:
                 self._container.mux(packet)
 
 
-def check_output(path: str | Path, overwrite: bool = False) -> Path:
-    """Fail before any work when ``path`` could not be published at the end."""
+def check_output(
+    path: str | Path, overwrite: bool = False, inputs: Mapping[str, str | os.PathLike | None] | None = None
+) -> Path:
+    """Fail before any work when ``path`` could not be published at the end, or names an input."""
     path = Path(path)
+    if inputs:
+        check_not_input(path, inputs)
     if not path.parent.is_dir():
         raise OutputPathError(f"output directory {path.parent} does not exist")
     if path.exists() and not overwrite:
@@ -765,9 +769,10 @@ def check_output(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
-def write_audio(clip: AudioClip, path: str | Path, overwrite: bool = False) -> Path:
+def write_audio(clip: AudioClip, path: str | Path, overwrite: bool = False,
+                inputs: Mapping[str, str | os.PathLike | None] | None = None) -> Path:
     """A 16-bit PCM WAV of ``clip`` (mono or (channels, n)), written atomically like patches."""
-    path = check_output(path, overwrite)
+    path = check_output(path, overwrite, inputs)
     samples = np.atleast_2d(np.asarray(clip.samples, dtype=np.float32))
     pcm = np.ascontiguousarray((np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16))
     layout = _layout(pcm.shape[0])
@@ -782,7 +787,7 @@ def write_audio(clip: AudioClip, path: str | Path, overwrite: bool = False) -> P
                 container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        _publish(temporary, path, overwrite)
+        _publish(temporary, path, overwrite, inputs)
     finally:
         temporary.unlink(missing_ok=True)
     return path
@@ -804,7 +809,9 @@ def read_image(path: str | Path) -> np.ndarray:
         container.close()
 
 
-def _publish(temporary: Path, path: Path, overwrite: bool) -> None:
+def _publish(temporary: Path, path: Path, overwrite: bool, inputs: Mapping[str, str | os.PathLike | None] | None) -> None:
+    if inputs:
+        check_not_input(path, inputs)  # again: the path may have become a link to an input meanwhile
     if overwrite:
         os.replace(temporary, path)
         return

@@ -607,6 +607,7 @@ def round_trip(
     removes a patch it rendered when the timeline cannot be written."""
     from dubline.interchange import write_timeline
     from dubline.media import check_output
+    from dubline.paths import check_outputs
 
     if Path(out).suffix.lower() != ".otio":
         raise InvalidInputError(f"--out {out} must be an .otio file (convert it with otioconvert if your host needs XML)")
@@ -614,8 +615,8 @@ def round_trip(
     plan = plan_span(resolve_clip(timeline, clip, timeline_path), span, range_in)
     plan, warnings = check_media(plan)
     patch = Path(patch) if patch is not None else default_patch_path(out, plan, settings.codec)
-    if Path(patch).resolve() == Path(out).resolve():
-        raise InvalidInputError(f"--patch and --out are the same file: {out}")
+    inputs = {"--timeline": timeline_path, "clip media": plan.clip.media, "--audio": settings.audio}
+    check_outputs({"--out": out, "--patch": patch}, inputs)
     check_output(out, overwrite)
     check_output(patch, overwrite)
     patch_existed = patch.exists()
@@ -623,7 +624,7 @@ def round_trip(
     warnings.extend(render_warnings)
     try:
         written = insert_patch(timeline, plan, media, settings.audio, settings.backend, {"codec": settings.codec})
-        write_timeline(written, out, overwrite)
+        write_timeline(written, out, overwrite, inputs)
     except BaseException:
         if not patch_existed:
             Path(media.path).unlink(missing_ok=True)  # a patch no timeline points at is half a result

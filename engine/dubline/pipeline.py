@@ -29,6 +29,7 @@ from dubline.backends import get_backend
 from dubline.cache import FrameCache, media_fingerprint
 from dubline.composite import CompositeParams, TemporalDeflicker, paste
 from dubline.errors import InvalidInputError, NoFaceError
+from dubline.paths import check_outputs, labelled
 from dubline.faces import FaceTrack, FaceTrackParams, SpeakerHint, detection_cache, track_faces, track_from_detections
 from dubline.progress import CancelToken, ProgressSink, no_progress
 from dubline.speech.analyse import SpeechTrack, analyse_speech
@@ -283,7 +284,7 @@ class _MatteWriter:
 
     _END = object()
 
-    def __init__(self, path: Path, rate: Fraction, timecode: str, overwrite: bool) -> None:
+    def __init__(self, path: Path, rate: Fraction, timecode: str, overwrite: bool, inputs: dict[str, Path]) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
         self.path = path
@@ -299,7 +300,7 @@ class _MatteWriter:
 
         def run() -> None:
             try:
-                media.write_patch(frames(), path, matte_codec(path), rate, timecode, None, overwrite=overwrite)
+                media.write_patch(frames(), path, matte_codec(path), rate, timecode, None, overwrite=overwrite, inputs=inputs)
             except BaseException as error:  # handed to the render thread in close()
                 self._error = error
 
@@ -334,6 +335,11 @@ def matte_codec(path: Path) -> str:
     return codecs[path.suffix.lower()]
 
 
+def request_inputs(request: RenderRequest) -> dict[str, Path]:
+    """Every file the request reads: no output may be one of them."""
+    return {"--video": request.video, "--audio": request.audio, **labelled("--library", request.library)}
+
+
 def render(
     request: RenderRequest,
     progress: ProgressSink = no_progress,
@@ -350,6 +356,8 @@ def render(
     backend = get_backend(request.backend)
     if hasattr(backend, "preflight"):
         backend.preflight(request.backend_options)  # missing weights fail before any analysis
+    inputs = request_inputs(request)
+    check_outputs({"--out": request.out, "--matte": request.matte, "--otio": request.otio_path}, inputs)
     if request.matte is not None:
         matte_codec(request.matte)
     for output in (request.out, request.matte, request.otio_path):
@@ -419,7 +427,7 @@ def render(
     passthrough: dict[str, int] = {}
     patched = 0
     matte_writer = (
-        _MatteWriter(request.matte, video.rate, timecode, request.overwrite) if request.matte is not None else None
+        _MatteWriter(request.matte, video.rate, timecode, request.overwrite, inputs) if request.matte is not None else None
     )
     composite_params = CompositeParams()
 
@@ -453,6 +461,7 @@ def render(
                 colour_tags=video.colour,
                 audio=_span_audio_for_mux(dub_audio, span_frames, video.rate) if request.with_audio else None,
                 overwrite=request.overwrite,
+                inputs=inputs,
             )
         except BaseException as error:
             if matte_writer is not None:
@@ -479,7 +488,7 @@ def render(
                 request.out,
                 video.rate,
             )
-            otio_written = write_timeline(timeline, request.otio_path, request.overwrite)
+            otio_written = write_timeline(timeline, request.otio_path, request.overwrite, inputs)
 
     if passthrough:
         details = ", ".join(f"{count} {reason}" for reason, count in sorted(passthrough.items()))
@@ -548,7 +557,8 @@ def analyse_span(
     return SpanAnalysis((first, end), faces, speech, warnings)
 
 
-def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: bool = False) -> Path:
+def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: bool = False,
+                  inputs: dict[str, Path | None] | None = None) -> Path:
     """An h264 clip of the span with the analysis drawn on every frame."""
     from dubline.overlay import draw_analysis
 
@@ -573,4 +583,5 @@ def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: 
                 caption,
             )
 
-    return media.write_patch(frames(), out, "h264", rate, span_start_timecode(info, first), overwrite=overwrite)
+    return media.write_patch(frames(), out, "h264", rate, span_start_timecode(info, first), overwrite=overwrite,
+                             inputs={"--video": video_path, **(inputs or {})})

@@ -46,30 +46,41 @@ def _per_frame_records(result) -> list[dict]:
     return records
 
 
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with path.open("wb") as handle:
+        np.savez_compressed(handle, **arrays)
+
+
 def run(args: argparse.Namespace) -> int:
     from dubline.errors import InvalidInputError
+    from dubline.media import check_output
+    from dubline.paths import check_outputs, publish_file
     from dubline.pipeline import analyse_span, write_overlay
 
+    inputs = {"--video": args.video, "--audio": args.audio}
+    check_outputs({"--out": args.out, "--overlay": args.overlay}, inputs)
+    if args.out is not None and args.out.suffix not in (".json", ".npz"):
+        raise InvalidInputError(f"--out must end in .json or .npz, not {args.out.name}")
+    for output in (args.out, args.overlay):
+        if output is not None:
+            check_output(output, args.overwrite)
     result = analyse_span(args.video, args.span, args.audio)
     faces = result.faces
     if args.out is not None:
-        from dubline.media import check_output
-
-        check_output(args.out, args.overwrite)
         if args.out.suffix == ".json":
-            args.out.write_text(json.dumps({"video": str(args.video), "span": list(result.span),
-                                            "speaker_choice": faces.speaker_choice,
-                                            "warnings": result.warnings, "frames": _per_frame_records(result)}))
-        elif args.out.suffix == ".npz":
+            document = json.dumps({"video": str(args.video), "span": list(result.span),
+                                   "speaker_choice": faces.speaker_choice,
+                                   "warnings": result.warnings, "frames": _per_frame_records(result)})
+            publish_file(args.out, lambda path: path.write_text(document), args.overwrite, inputs)
+        else:
             arrays = {k: getattr(faces, k) for k in ("frame_indices", "present", "reason", "boxes", "landmarks_raw",
                                                      "landmarks", "pose", "aperture", "mouth_width", "confidence", "track_id")}
             if result.speech is not None:
                 arrays.update(openness=result.speech.openness, viseme=result.speech.viseme, phone=result.speech.phone)
-            np.savez_compressed(args.out, **arrays)
-        else:
-            raise InvalidInputError(f"--out must end in .json or .npz, not {args.out.name}")
+            # A file object: np.savez would append ".npz" to a temporary name that lacks it.
+            publish_file(args.out, lambda path: _save_npz(path, arrays), args.overwrite, inputs)
     if args.overlay is not None:
-        write_overlay(result, args.video, args.overlay, args.overwrite)
+        write_overlay(result, args.video, args.overlay, args.overwrite, inputs)
     usable = int(faces.usable.sum())
     print(f"{args.video.name} frames {result.span[0]}-{result.span[1]}: face usable on {usable}/{len(faces)} "
           f"frames (speaker: {faces.speaker_choice})")

@@ -87,7 +87,8 @@ def render_request(spec: pb.RenderSpec, roots: MediaRoots, *, outputs_required: 
     """The pipeline's RenderRequest for ``spec`` (every field checked)."""
     from dubline import media
     from dubline.backends import names
-    from dubline.pipeline import EXPRESSIONS, RenderRequest
+    from dubline.paths import check_outputs
+    from dubline.pipeline import EXPRESSIONS, RenderRequest, request_inputs
 
     if len(spec.library) > MAX_LIBRARY_FILES:
         raise InvalidInputError(f"spec.library has {len(spec.library)} files; at most {MAX_LIBRARY_FILES}")
@@ -96,7 +97,7 @@ def render_request(spec: pb.RenderSpec, roots: MediaRoots, *, outputs_required: 
     ):
         raise InvalidInputError(f"spec.backend_options: at most {MAX_BACKEND_OPTIONS} entries of {MAX_TEXT} characters")
     offset = rational_fraction(spec.audio_offset, "spec.audio_offset") if spec.HasField("audio_offset") else Fraction(0)
-    return RenderRequest(
+    request = RenderRequest(
         video=roots.check(spec.video, "spec.video"),
         audio=roots.check(spec.audio, "spec.audio"),
         span=span_of(spec.span, "spec.span"),
@@ -114,6 +115,10 @@ def render_request(spec: pb.RenderSpec, roots: MediaRoots, *, outputs_required: 
         length_policy=_choice(spec.length_policy, "pad_or_trim", LENGTH_POLICIES, "spec.length_policy"),
         backend_options=dict(spec.backend_options),
     )
+    # Refused before the job is queued: an output that is an input never reaches the pipeline.
+    check_outputs({"spec.out": request.out, "spec.matte": request.matte, "spec.otio": request.otio_path},
+                  request_inputs(request))
+    return request
 
 
 def render_done(result: Any) -> pb.RenderDone:
