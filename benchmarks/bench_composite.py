@@ -13,9 +13,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from dubline import composite
-from dubline.landmarks import face_template_68
-from dubline.quality import seam_score
+from dubline.stages import composite
+from dubline.core.landmarks import face_template_68
+from dubline.qc.metrics import seam_score
 
 
 def median_ms(step: Callable[[], object], repeats: int) -> float:

@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 import opentimelineio as otio
 
-from dubline import media
-from dubline.faces import detection_cache, landmark_jitter, track_faces
-from dubline.faces.types import FaceTrackParams
+from dubline.stages import media
+from dubline.stages.faces import detection_cache, landmark_jitter, track_faces
+from dubline.stages.faces.types import FaceTrackParams
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 

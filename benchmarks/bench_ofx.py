@@ -41,7 +41,8 @@ def build_plugin(build: Path) -> Path:
 
 def host_frames(video: Path, first: int, end: int) -> list[np.ndarray]:
     import cv2
-    from dubline import media, timing
+    from dubline.core import timing
+    from dubline.stages import media
 
     frames = []
     for frame in media.read_span(video, timing.frames_to_range(first, end, media.probe(video).video.rate)):

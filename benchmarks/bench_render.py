@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dubline import media, timing
+from dubline.core import timing
+from dubline.stages import media
 from dubline.pipeline import RenderRequest, render
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "media"

@@ -16,9 +16,9 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from dubline import media
-from dubline.speech import analyse_speech
-from dubline.speech.vad import silero_model
+from dubline.stages import media
+from dubline.stages.speech import analyse_speech
+from dubline.stages.speech.vad import silero_model
 
 RATE = Fraction(25)
 REPEATS = 3

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dubline.backends.wav2lip.checkpoint import deterministic_generator
-from dubline.backends.wav2lip.infer import Wav2LipRunner
+from dubline.stages.backends.wav2lip.checkpoint import deterministic_generator
+from dubline.stages.backends.wav2lip.infer import Wav2LipRunner
 
 CLIPS = ("speaker_a.mp4", "speaker_b.mp4")
 DUB = "dub_en_16k.wav"
@@ -84,7 +84,7 @@ def main() -> None:
 
 def end_to_end(media_dir: Path, work: Path, device: str) -> None:
     """Whole-clip renders: cold (analysis included) once, then warm (analysis cached)."""
-    from dubline import media
+    from dubline.stages import media
     from dubline.pipeline import RenderRequest, render
 
     print(f"\nend to end, whole clip, {DUB}, deterministic weights on {device}, batch 16, patch codec h264")
@@ -124,9 +124,10 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 def reference_leak(media_dir: Path, work: Path) -> None:
     """Correlation of the source's own mouth opening with the reference the generator is given."""
-    from dubline import media, timing
-    from dubline.backends.wav2lip.backend import reference_frames, source_crop_boxes
-    from dubline.backends.wav2lip.crops import crop_face
+    from dubline.core import timing
+    from dubline.stages import media
+    from dubline.stages.backends.wav2lip.backend import reference_frames, source_crop_boxes
+    from dubline.stages.backends.wav2lip.crops import crop_face
     from dubline.pipeline import analyse_clip
 
     print("\nreference leak (whole clip as the span; r = Pearson over usable frames; nan = constant reference)")

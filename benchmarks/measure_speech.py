@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dubline import media
-from dubline.quality import pac_sync
-from dubline.speech import analyse_speech, calibrate_speaker, openness_track
-from dubline.speech.phones import decode_phones
-from dubline.speech.vad import detect_voice
-from dubline.speech.visemes import is_closure, is_vowel
+from dubline.stages import media
+from dubline.qc.metrics import pac_sync
+from dubline.stages.speech import analyse_speech, calibrate_speaker, openness_track
+from dubline.stages.speech.phones import decode_phones
+from dubline.stages.speech.vad import detect_voice
+from dubline.stages.speech.visemes import is_closure, is_vowel
 
 SR = 16000
 HOP = 160  # 10 ms
@@ -144,9 +144,10 @@ def print_table(rows: list[dict]) -> None:
 
 
 def speaker_measures(media_dir: Path, others: dict[str, np.ndarray], cache_root: Path) -> None:
-    from dubline.cache import FrameCache, media_fingerprint
-    from dubline.faces import FaceTrackParams, track_faces
-    from dubline.timing import frames_to_range
+    from dubline.core.cache import FrameCache
+from dubline.stages.media import media_fingerprint
+    from dubline.stages.faces import FaceTrackParams, track_faces
+    from dubline.core.timing import frames_to_range
 
     print("\n| clip | frames | faces usable | PAC own audio (r, lag) | PAC other audio (r) | calibration aperture 0->1 | width 0->1 | calib lag, r |")
     print("|---|---|---|---|---|---|---|---|")

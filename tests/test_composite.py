@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dubline.composite import (
+from dubline.stages.composite import (
     CompositeParams,
     MatteParams,
     TemporalDeflicker,
@@ -16,9 +16,9 @@ from dubline.composite import (
     multiband_blend,
     paste,
 )
-from dubline.errors import InvalidInputError
-from dubline.landmarks import inter_ocular_distance, face_template_68
-from dubline.quality import outside_matte_exact, seam_score
+from dubline.core.errors import InvalidInputError
+from dubline.core.landmarks import inter_ocular_distance, face_template_68
+from dubline.qc.metrics import outside_matte_exact, seam_score
 
 HEIGHT, WIDTH = 240, 320
 
@@ -234,7 +234,7 @@ def _dlib_landmarks(image: np.ndarray) -> np.ndarray | None:
 def _real_frames(path: Path, count: int) -> list[np.ndarray]:
     import opentimelineio as otio
 
-    from dubline import media
+    from dubline.stages import media
 
     rate = float(media.probe(path).video.rate)
     span = otio.opentime.TimeRange(otio.opentime.RationalTime(0, rate), otio.opentime.RationalTime(count, rate))
@@ -248,7 +248,7 @@ def test_real_frame_composite(shared_media: Path, tmp_path: Path) -> None:
     try:
         frames = _real_frames(shared_media / "speaker_a.mp4", 40)
     except NotImplementedError:
-        pytest.skip("dubline.media has not landed yet")
+        pytest.skip("dubline.stages.media has not landed yet")
     target, donor = frames[0], frames[-1]
     target_landmarks, donor_landmarks = _dlib_landmarks(target), _dlib_landmarks(donor)
     assert target_landmarks is not None and donor_landmarks is not None

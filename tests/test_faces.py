@@ -11,11 +11,11 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 
-from dubline import landmarks as convention
-from dubline import media
-from dubline.cache import FrameCache
-from dubline.errors import InvalidInputError, ModelNotFoundError, NoFaceError
-from dubline.faces import (
+from dubline.core import landmarks as convention
+from dubline.stages import media
+from dubline.core.cache import FrameCache
+from dubline.core.errors import InvalidInputError, ModelNotFoundError, NoFaceError
+from dubline.stages.faces import (
     FaceDetection,
     FaceTrackParams,
     SpeakerHint,
@@ -28,10 +28,10 @@ from dubline.faces import (
     track_faces,
     track_from_detections,
 )
-from dubline.faces.smooth import smooth_landmarks
-from dubline.faces.track import build_tracks, unusable_reason
-from dubline.media import VideoFrame
-from dubline.progress import CancelToken
+from dubline.stages.faces.smooth import smooth_landmarks
+from dubline.stages.faces.track import build_tracks, unusable_reason
+from dubline.stages.media import VideoFrame
+from dubline.core.progress import CancelToken
 
 FRAMES = 40  # per clip: enough for tracking and jitter, cheap on a busy 2-core machine
 RATE = 25
@@ -415,7 +415,7 @@ def test_cache_serves_repeat_and_overlapping_spans(clip_a, tmp_path, monkeypatch
 def test_cancel_stops_the_stage(clip_a):
     token = CancelToken()
     token.cancel()
-    from dubline.errors import CancelledError
+    from dubline.core.errors import CancelledError
 
     with pytest.raises(CancelledError):
         track_faces(clip_a[:3], cancel=token)
@@ -445,7 +445,7 @@ def test_fan_backend_without_weights_raises_model_not_found(clip_b, tmp_path):
 def test_fan_backend_with_local_weights(clip_b):
     if not _has_face_alignment():
         pytest.skip("face-alignment is not installed")
-    from dubline.faces.fan import fan_weights_path
+    from dubline.stages.faces.fan import fan_weights_path
 
     if not fan_weights_path().is_file():
         pytest.skip(f"FAN weights not in the model directory ({fan_weights_path()})")

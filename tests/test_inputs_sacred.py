@@ -14,8 +14,8 @@ import pytest
 
 from mediagen import AudioSpec, make_audio, make_video, spec_for
 
-from dubline.errors import OutputIsInputError
-from dubline.paths import check_outputs, same_file
+from dubline.core.errors import OutputIsInputError
+from dubline.core.paths import check_outputs, same_file
 
 
 def _sha(path: Path) -> str:
@@ -30,7 +30,7 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
 
 
 def _dubline(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dubline.cli.main", *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "dubline.apps.cli.main", *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
 def _assert_refused(run: subprocess.CompletedProcess, *names: str) -> None:
@@ -127,7 +127,7 @@ def test_otio_never_writes_the_patch_over_the_clip_media(inputs: dict[str, Path]
 def test_engine_refuses_out_equal_to_video(inputs: dict[str, Path], tmp_path: Path) -> None:
     from dubline_client import EngineClient, EngineError, frames_span, render_spec
 
-    from dubline.server.app import create_server
+    from dubline.apps.server.app import create_server
 
     server, port = create_server("127.0.0.1:0", media_roots=[tmp_path], cache_root=tmp_path / "cache",
                                  work_dir=tmp_path / "work")

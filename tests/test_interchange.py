@@ -8,8 +8,8 @@ from pathlib import Path
 import opentimelineio as otio
 import pytest
 
-from dubline.errors import OutputExistsError, OutputPathError
-from dubline.interchange import patch_timeline, write_timeline
+from dubline.core.errors import OutputExistsError, OutputPathError
+from dubline.interchange.timeline import patch_timeline, write_timeline
 
 
 @pytest.mark.parametrize("rate", [Fraction(25), Fraction(24000, 1001), Fraction(30000, 1001)])

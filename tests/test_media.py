@@ -13,16 +13,16 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 
-from dubline import media
-from dubline.cli import main as cli
-from dubline.errors import (
+from dubline.stages import media
+from dubline.apps.cli import main as cli
+from dubline.core.errors import (
     DublineError,
     InvalidRangeError,
     MediaDecodeError,
     MediaNotFoundError,
     NoStreamError,
 )
-from dubline.timing import frames_to_range
+from dubline.core.timing import frames_to_range
 from mediagen import AudioSpec, decode_index, make_audio, make_video, spec_for, truncate
 
 RATES = [Fraction(25), Fraction(30), Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60), Fraction(1350, 61)]
@@ -295,12 +295,14 @@ def test_seek_landing_after_the_span_start_is_retried_further_back(tmp_path, mon
     path = make_video(tmp_path / "clip.mp4", spec_for("h264", frames=60))
     time_base = media.probe(path).video.time_base
     opened = []
-    real_open = media._open
+    from dubline.stages.media import read as media_read
+
+    real_open = media_read.open_input
 
     def late_open(p):
         opened.append(_LateSeekingContainer(real_open(p), late_ticks=int(Fraction(1, 2) / time_base)))
         return opened[-1]
 
-    monkeypatch.setattr(media, "_open", late_open)
+    monkeypatch.setattr(media_read, "open_input", late_open)
     assert read_indices(path, 31, 40, Fraction(25)) == (list(range(31, 40)),) * 2
     assert len(opened[-1].seeks) >= 2  # the first seek overshot and was retried

@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from dubline import media
-from dubline.errors import (
+from dubline.stages import media
+from dubline.core.errors import (
     CancelledError,
     DublineError,
     InvalidInputError,
@@ -17,7 +17,7 @@ from dubline.errors import (
     OutputExistsError,
     OutputPathError,
 )
-from dubline.timing import frames_to_range
+from dubline.core.timing import frames_to_range
 from mediagen import audio_pattern, decode_index, pattern_image
 
 BT709 = media.ColourTags("bt709", "bt709", "bt709", "tv")

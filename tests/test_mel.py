@@ -7,8 +7,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from dubline.errors import InvalidInputError, InvalidRateError
-from dubline.speech.mel import mel_windows, wav2lip_mel
+from dubline.core.errors import InvalidInputError, InvalidRateError
+from dubline.stages.speech.mel import mel_windows, wav2lip_mel
 
 
 def test_mel_matches_official_golden(conformance):

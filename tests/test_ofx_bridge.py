@@ -141,7 +141,7 @@ def test_missing_parameters_pass_through_with_a_message(host: OfxHost) -> None:
 
 @pytest.fixture()
 def bare_engine(tmp_path: Path):
-    from dubline.server.app import create_server
+    from dubline.apps.server.app import create_server
 
     server, _ = create_server(f"unix:{tmp_path / 'g.sock'}", cache_root=tmp_path / "cache", work_dir=tmp_path / "work",
                               frame_socket=f"unix:{tmp_path / 'f.sock'}")
@@ -160,7 +160,7 @@ def test_engine_errors_reach_the_status_parameter(host: OfxHost, bare_engine, tm
 
 
 def test_frame_socket_answers_malformed_messages_with_an_error(bare_engine, tmp_path: Path) -> None:
-    from dubline.server import frame_socket
+    from dubline.apps.server import frame_socket
 
     with socket.socket(socket.AF_UNIX) as raw:
         raw.connect(str(tmp_path / "f.sock"))
@@ -201,7 +201,8 @@ def engine(tmp_path_factory, shared_media: Path):
 
 def _host_frame(media_dir: Path, frame: int) -> np.ndarray:
     """The source frame as the host would hold it, with a synthetic alpha ramp."""
-    from dubline import media, timing
+    from dubline.core import timing
+    from dubline.stages import media
 
     rgb = next(media.read_span(media_dir / CLIP, timing.frames_to_range(frame, frame + 1, 25))).image
     height, width = rgb.shape[:2]

@@ -23,9 +23,9 @@ from pathlib import Path
 import opentimelineio as otio
 import pytest
 from dubline import otio_roundtrip as rt
-from dubline import timing
-from dubline.cli.main import main
-from dubline.errors import InvalidRangeError, MediaNotFoundError
+from dubline.core import timing
+from dubline.apps.cli.main import main
+from dubline.core.errors import InvalidRangeError, MediaNotFoundError
 
 GOLDEN = Path(__file__).parent / "golden" / "otio"
 REGENERATE = os.environ.get("DUBLINE_REGEN_GOLDEN") == "1"
@@ -171,7 +171,7 @@ def test_plan_numbers_at_23976(tmp_path: Path) -> None:
 
 
 def test_written_timeline_reads_back_with_the_patch_at_the_span(tmp_path: Path) -> None:
-    from dubline.interchange import write_timeline
+    from dubline.interchange.timeline import write_timeline
 
     rate = Fraction(30000, 1001)
     path = save(editorial_timeline(tmp_path, rate), tmp_path)
@@ -341,7 +341,7 @@ def test_cli_renders_the_span_and_places_it(tmp_path: Path, shared_media: Path) 
     patch = Path(report["patch"])
     assert patch == tmp_path / "speaker_b.dubline.40-50.mov"
 
-    from dubline import media
+    from dubline.stages import media
 
     video = media.probe(patch).video
     assert video.frame_count == 10

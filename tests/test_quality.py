@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from dubline.errors import InvalidInputError
-from dubline.landmarks import face_template_68
-from dubline.quality import (
+from dubline.core.errors import InvalidInputError
+from dubline.core.landmarks import face_template_68
+from dubline.qc.metrics import (
     QcReport,
     flicker_ratio,
     identity_distance,

@@ -51,7 +51,7 @@ def _setup(source: Path, frame_rate: str = "25", start: int = 90000, drop_frame:
 # -- configuration ---------------------------------------------------------------------------------
 
 def test_default_engine_address_is_the_one_dubline_serve_listens_on() -> None:
-    from dubline.cli.serve import DEFAULT_LISTEN
+    from dubline.apps.cli.serve import DEFAULT_LISTEN
 
     assert dubline_resolve.DEFAULT_ENGINE_ADDRESS == DEFAULT_LISTEN
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dubline.backends.retrieval.select import (
+from dubline.stages.backends.retrieval.select import (
     KEEP_OWN,
     LibraryFeatures,
     SelectionParams,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dubline import landmarks as lm
-from dubline.backends.retrieval.transfer import (
+from dubline.core import landmarks as lm
+from dubline.stages.backends.retrieval.transfer import (
     TransferParams,
     apply_transform,
     open_mouth_to,

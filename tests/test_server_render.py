@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dubline import media, timing
-from dubline.server.app import create_server
+from dubline.core import timing
+from dubline.stages import media
+from dubline.apps.server.app import create_server
 from dubline_client import EngineClient, frames_span, image_message, pb, render_spec
 
 CLIP = "speaker_b.mp4"
@@ -178,7 +179,7 @@ def test_render_frame_from_a_clip_key_and_a_job(engine, workspace: Path) -> None
 
 def _start_engine(workspace: Path, listen: str) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "dubline.cli.main", "serve", "--listen", listen, "--cache", str(workspace / "cache"),
+        [sys.executable, "-m", "dubline.apps.cli.main", "serve", "--listen", listen, "--cache", str(workspace / "cache"),
          "--media-root", str(workspace / "media"), "--grace", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -218,7 +219,7 @@ def test_subprocess_engine_on_a_unix_socket_survives_a_killed_client(workspace: 
             done = client.render_and_wait(_spec(workspace, "after_kill.mkv", 40, 45))
             assert done.frames_written == 5
 
-        status = subprocess.run([sys.executable, "-m", "dubline.cli.main", "status", "--engine", address],
+        status = subprocess.run([sys.executable, "-m", "dubline.apps.cli.main", "status", "--engine", address],
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stderr
         assert "SERVING" in status.stdout and "retrieval" in status.stdout and job_id in status.stdout
@@ -233,7 +234,7 @@ def test_submit_command_through_a_tcp_subprocess_engine(workspace: Path) -> None
     try:
         out = workspace / "media" / "submitted.mov"
         result = subprocess.run(
-            [sys.executable, "-m", "dubline.cli.main", "submit", "--engine", address,
+            [sys.executable, "-m", "dubline.apps.cli.main", "submit", "--engine", address,
              "--video", str(workspace / "media" / CLIP), "--audio", str(workspace / "media" / DUB),
              "--range", "50-56", "--out", str(out), "--codec", "h264", "--audio-offset", "0.48s"],
             capture_output=True, text=True, timeout=120, cwd=workspace,
@@ -241,7 +242,7 @@ def test_submit_command_through_a_tcp_subprocess_engine(workspace: Path) -> None
         assert result.returncode == 0, result.stderr
         assert f"wrote {out}" in result.stdout and media.probe(out).video.frame_count == 6
         refused = subprocess.run(
-            [sys.executable, "-m", "dubline.cli.main", "submit", "--engine", address,
+            [sys.executable, "-m", "dubline.apps.cli.main", "submit", "--engine", address,
              "--video", "/etc/passwd", "--audio", str(workspace / "media" / DUB), "--range", "0-5", "--out", str(out)],
             capture_output=True, text=True, timeout=60,
         )

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from dubline.errors import InvalidInputError, InvalidRateError
-from dubline.media import AudioClip
-from dubline.speech import analyse as analyse_module
-from dubline.speech import analyse_speech, calibrate_speaker, openness_track
-from dubline.speech.calibration import fit_calibration
-from dubline.speech.phones import PhoneSegment, decode_phones, phone_set
-from dubline.speech.targets import frame_targets
-from dubline.speech.visemes import PHONE_VISEMES, REST, VISEMES
+from dubline.core.errors import InvalidInputError, InvalidRateError
+from dubline.stages.media import AudioClip
+from dubline.stages.speech import analyse as analyse_module
+from dubline.stages.speech import analyse_speech, calibrate_speaker, openness_track
+from dubline.stages.speech.calibration import fit_calibration
+from dubline.stages.speech.phones import PhoneSegment, decode_phones, phone_set
+from dubline.stages.speech.targets import frame_targets
+from dubline.stages.speech.visemes import PHONE_VISEMES, REST, VISEMES
 
 SR = 16000
 #: (formant Hz, bandwidth Hz) of five vowels (a, i, u, e, o; Peterson & Barney averages).
@@ -101,7 +101,7 @@ def test_voiced_signal_opens_the_mouth_where_there_is_voice() -> None:
 
 
 def test_phones_of_real_english_dub(shared_media) -> None:
-    from dubline.media import read_audio
+    from dubline.stages.media import read_audio
 
     audio = read_audio(shared_media / "dub_en_16k.wav", None, rate=SR, mono=True)
     duration = audio.samples.shape[0] / SR
@@ -252,7 +252,7 @@ def test_cache_hit_returns_an_equal_track_without_recomputing(tmp_path, monkeypa
 def test_visemes_doc_renders_the_table_in_code() -> None:
     from pathlib import Path
 
-    from dubline.speech.visemes import viseme_table_markdown
+    from dubline.stages.speech.visemes import viseme_table_markdown
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "VISEMES.md"
     assert viseme_table_markdown() in doc.read_text(encoding="utf-8")

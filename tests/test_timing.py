@@ -5,8 +5,8 @@ from fractions import Fraction
 import opentimelineio as otio
 import pytest
 
-from dubline.errors import DublineError, InvalidInputError, InvalidRangeError, InvalidRateError
-from dubline.timing import (
+from dubline.core.errors import DublineError, InvalidInputError, InvalidRangeError, InvalidRateError
+from dubline.core.timing import (
     frames_to_range,
     frames_to_timecode,
     parse_range,

@@ -13,20 +13,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dubline import media, timing
-from dubline.backends import get_backend
-from dubline.backends.wav2lip.backend import (
+from dubline.core import timing
+from dubline.stages import media
+from dubline.stages.backends import get_backend
+from dubline.stages.backends.wav2lip.backend import (
     Wav2LipOptions,
     dub_mel_windows,
     generator_for,
     reference_frames,
     source_crop_boxes,
 )
-from dubline.backends.wav2lip.checkpoint import (
+from dubline.stages.backends.wav2lip.checkpoint import (
     deterministic_generator,
     deterministic_syncnet,
 )
-from dubline.backends.wav2lip.crops import (
+from dubline.stages.backends.wav2lip.crops import (
     PAD_BOTTOM_FRACTION,
     REST_PERCENTILE,
     choose_references,
@@ -36,9 +37,9 @@ from dubline.backends.wav2lip.crops import (
     rest_candidates,
     smooth_boxes,
 )
-from dubline.backends.wav2lip.sync_qc import wav2lip_sync_report
-from dubline.errors import InvalidInputError, ModelNotFoundError
-from dubline.models import MODELS_ENV
+from dubline.stages.backends.wav2lip.sync_qc import wav2lip_sync_report
+from dubline.core.errors import InvalidInputError, ModelNotFoundError
+from dubline.core.models import MODELS_ENV
 from dubline.pipeline import RenderRequest, analyse_clip, render, span_start_timecode
 
 SPAN = (10, 34)

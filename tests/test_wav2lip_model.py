@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dubline.backends.wav2lip.checkpoint import (
+from dubline.stages.backends.wav2lip.checkpoint import (
     deterministic_generator,
     deterministic_state_dict,
     deterministic_syncnet,
@@ -18,12 +18,12 @@ from dubline.backends.wav2lip.checkpoint import (
     load_syncnet,
     resident_generator,
 )
-from dubline.backends.wav2lip.infer import Wav2LipRunner, generator_input
-from dubline.backends.wav2lip.model import Wav2Lip
-from dubline.backends.wav2lip.syncnet import SyncNetColor, measures_from_embeddings, sync_measures
-from dubline.errors import CancelledError, InvalidInputError, ModelNotFoundError
-from dubline.models import ModelRegistry
-from dubline.progress import CancelToken
+from dubline.stages.backends.wav2lip.infer import Wav2LipRunner, generator_input
+from dubline.stages.backends.wav2lip.model import Wav2Lip
+from dubline.stages.backends.wav2lip.syncnet import SyncNetColor, measures_from_embeddings, sync_measures
+from dubline.core.errors import CancelledError, InvalidInputError, ModelNotFoundError
+from dubline.core.models import ModelRegistry
+from dubline.core.progress import CancelToken
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

@@ -28,9 +28,8 @@ from typing import Any
 
 import opentimelineio as otio
 
-from dubline import timing
-from dubline.errors import InvalidInputError, InvalidRangeError, MediaNotFoundError
-
+from dubline.core import timing
+from dubline.core.errors import InvalidInputError, InvalidRangeError, MediaNotFoundError
 
 RationalTime = otio.opentime.RationalTime
 TimeRange = otio.opentime.TimeRange
@@ -516,7 +515,7 @@ def check_media(plan: PatchPlan, probe: Callable[[Path], Any] | None = None) -> 
     from the file's start timecode when the timeline does not give it. Returns the plan (with the
     origin filled in) and warnings."""
     if probe is None:
-        from dubline import media
+        from dubline.stages import media
 
         probe = media.probe
     info = probe(plan.clip.media)
@@ -544,17 +543,14 @@ def check_media(plan: PatchPlan, probe: Callable[[Path], Any] | None = None) -> 
 def render_in_process(plan: PatchPlan, patch: Path, settings: RenderSettings, overwrite: bool,
                       progress: Any = None, cache_root: Path | None = None) -> tuple[PatchMedia, dict[str, Any], list[str]]:
     """Render the span with ``pipeline.render`` in this process."""
-    from dubline.cli.render import speaker_hint
     from dubline.pipeline import RenderRequest, render
-    from dubline.progress import no_progress
 
     first, end = plan.file_frames()
-    request = RenderRequest(
+    request = RenderRequest.from_text(
         video=plan.clip.media, audio=settings.audio, span=timing.frames_to_range(first, end, plan.rate), out=patch,
-        backend=settings.backend, codec=settings.codec, audio_offset=float(settings.audio_offset),
-        speaker=speaker_hint(settings.speaker) if settings.speaker else None, expression=settings.expression,
-        overwrite=overwrite, with_audio=settings.with_audio, length_policy=settings.length_policy,
-        backend_options=dict(settings.backend_options),
+        backend=settings.backend, codec=settings.codec, audio_offset=timing.seconds_time(settings.audio_offset),
+        speaker=settings.speaker, expression=settings.expression, overwrite=overwrite, with_audio=settings.with_audio,
+        length_policy=settings.length_policy, backend_options=dict(settings.backend_options),
     )
     result = render(request, progress=progress or no_progress, cache_root=cache_root)
     start = timing.timecode_to_frames(result.start_timecode, plan.rate) if result.start_timecode else first
@@ -605,9 +601,9 @@ def round_trip(
 ) -> RoundTripResult:
     """Read, resolve, render, insert, write. Refuses existing outputs before rendering anything, and
     removes a patch it rendered when the timeline cannot be written."""
-    from dubline.interchange import write_timeline
-    from dubline.media import check_output
-    from dubline.paths import check_outputs
+    from dubline.core.paths import check_outputs
+    from dubline.interchange.timeline import write_timeline
+    from dubline.stages.media import check_output
 
     if Path(out).suffix.lower() != ".otio":
         raise InvalidInputError(f"--out {out} must be an .otio file (convert it with otioconvert if your host needs XML)")

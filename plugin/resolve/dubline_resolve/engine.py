@@ -13,7 +13,7 @@ from dubline_client import EngineClient, EngineError, frames_span, pb, render_sp
 from dubline_resolve.errors import EngineUnavailableError, MediaError, RenderError
 from dubline_resolve.selection import SourceSpan
 
-#: The address `dubline serve` listens on by default (kept equal to dubline.cli.serve.DEFAULT_LISTEN by a test).
+#: The address `dubline serve` listens on by default (kept equal to dubline.apps.cli.serve.DEFAULT_LISTEN by a test).
 DEFAULT_ENGINE_ADDRESS = "127.0.0.1:50917"
 #: Patch file suffix per engine codec.
 CODEC_SUFFIXES = {"prores": ".mov", "prores4444": ".mov", "dnxhr": ".mov", "h264": ".mov", "png": ".mov", "ffv1": ".mkv"}

@@ -1,0 +1,144 @@
+"""Build and run the engine's gRPC server: the Engine service, health, reflection, auth, limits."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+from concurrent import futures
+from pathlib import Path
+from typing import Iterable
+
+import grpc
+from dubline_client import DEFAULT_MAX_MESSAGE_BYTES, pb
+from dubline_client._generated.dubline.v1 import engine_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from dubline.apps.server.frame_socket import FrameSocketServer
+from dubline.apps.server.jobs import JobQueue
+from dubline.apps.server.security import MediaRoots, TokenInterceptor, parse_listen
+from dubline.apps.server.servicer import EngineConfig, EngineServicer
+from dubline.core.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Engine"].full_name
+#: gRPC threads: every streaming render holds one while its job runs, so keep many more than jobs.
+RPC_THREADS = 32
+
+
+class EngineServer:
+    """A started-or-not engine: ``start()``, ``stop(grace)`` (drains running jobs), ``wait()``."""
+
+    def __init__(self, grpc_server: grpc.Server, servicer: EngineServicer, health_servicer: health.HealthServicer,
+                 unix_path: Path | None, frame_socket: FrameSocketServer | None = None) -> None:
+        self.grpc_server = grpc_server
+        self.servicer = servicer
+        self._health = health_servicer
+        self._unix_path = unix_path
+        self.frame_socket = frame_socket  # the OpenFX bridge's listener (docs/OFX.md), when asked for
+
+    @property
+    def jobs(self) -> JobQueue:
+        return self.servicer.jobs
+
+    def start(self) -> None:
+        self.grpc_server.start()
+        if self.frame_socket is not None:
+            self.frame_socket.start()
+        for service in ("", SERVICE_NAME):
+            self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float | None = 30.0) -> None:
+        """Stop taking calls, let running jobs finish within ``grace`` seconds, then cancel the rest."""
+        self._health.enter_graceful_shutdown()
+        if self.frame_socket is not None:
+            self.frame_socket.stop()
+        stopped = self.grpc_server.stop(grace)
+        self.jobs.shutdown(grace)
+        stopped.wait()
+        if self._unix_path is not None:
+            self._unix_path.unlink(missing_ok=True)
+
+    def wait(self) -> None:
+        self.grpc_server.wait_for_termination()
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Remove a socket file left by an engine that died; refuse to take over a live one."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)
+        return
+    finally:
+        probe.close()
+    raise InvalidInputError(f"another engine is already listening on unix:{path}")
+
+
+def create_server(
+    address: str,
+    *,
+    media_roots: Iterable[Path] = (),
+    token: str | None = None,
+    max_workers: int = 2,
+    max_queued: int = 32,
+    cache_root: Path | None = None,
+    work_dir: Path | None = None,
+    max_analyses: int = 8,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    frame_socket: str | None = None,
+) -> tuple[EngineServer, int]:
+    """An engine bound to ``address`` (``HOST:PORT``, port 0 picks one, or ``unix:PATH``), not yet
+    started. Returns it and the bound TCP port (0 for a unix socket).
+
+    A non-loopback address needs ``token``; without TLS that token crosses the network in clear,
+    which is logged as a warning. ``frame_socket`` (``unix:PATH`` or a loopback ``HOST:PORT``) also
+    serves the one-frame RPC to the OpenFX plug-in over the protocol of docs/OFX.md.
+    """
+    listen = parse_listen(address)
+    if not listen.local and not token:
+        raise InvalidInputError(
+            f"--listen {address} is reachable from other machines: give --token-file (a bearer token) "
+            "or listen on a unix socket or loopback address"
+        )
+    if not listen.local:
+        log.warning("listening on %s without TLS: the bearer token and media travel unencrypted", address)
+    roots = MediaRoots(media_roots)
+    if not roots.roots:
+        log.info("no --media-root: requests may name any path this user can read and write")
+    if work_dir is None:
+        work_dir = Path(tempfile.gettempdir()) / f"dubline-engine-{os.getuid()}"
+    config = EngineConfig(
+        media_roots=roots, cache_root=cache_root, work_dir=work_dir, max_analyses=max_analyses,
+        max_message_bytes=max_message_bytes,
+    )
+    servicer = EngineServicer(config, JobQueue(max_workers=max_workers, max_queued=max_queued))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=RPC_THREADS, thread_name_prefix="dubline-rpc"),
+        interceptors=[TokenInterceptor(token)] if token else [],
+        options=[
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ],
+        maximum_concurrent_rpcs=RPC_THREADS - 2,
+    )
+    pb_grpc.add_EngineServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    if listen.unix_path is not None and listen.unix_path.is_socket():
+        _remove_stale_socket(listen.unix_path)
+    port = server.add_insecure_port(listen.target)
+    if listen.unix_path is None and port == 0:
+        raise InvalidInputError(f"cannot listen on {address} (address in use or not available)")
+    frames_listener = FrameSocketServer(frame_socket, servicer) if frame_socket else None
+    engine = EngineServer(server, servicer, health_servicer, listen.unix_path, frames_listener)
+    return engine, (port if listen.unix_path is None else 0)

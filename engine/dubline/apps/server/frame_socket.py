@@ -1,0 +1,377 @@
+"""The OpenFX bridge's frame socket: the one-frame RPC over a small binary protocol.
+
+The OFX plug-in runs inside Resolve, Nuke, Natron...; linking gRPC C++ (and abseil, protobuf) into
+it would clash with the libraries those hosts ship. So the engine also serves ``RenderFrame`` over a
+unix socket or a loopback TCP port, as length-prefixed little-endian messages the plug-in writes
+with plain C. docs/OFX.md documents every byte; this module is the only engine-side reader/writer.
+
+A request is decoded into the same ``pb.RenderFrameRequest`` the gRPC RPC takes (a clip key: the
+engine renders the span once, answers NOT_READY meanwhile, then serves frames from memory) and
+answered by ``EngineServicer.render_frame``: no frame logic lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import socketserver
+import struct
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dubline_client import frames_span, image_message, pb, rational, render_spec
+
+from dubline.apps.server.security import MAX_PATH_LENGTH, parse_listen
+from dubline.core.errors import DublineError, InvalidInputError
+
+if TYPE_CHECKING:
+    from dubline.apps.server.servicer import EngineServicer
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"DBLF"
+VERSION = 1
+KIND_FRAME_REQUEST = 1
+KIND_FRAME_ANSWER = 2
+
+STATUS_ERROR = 0
+STATUS_READY = 1
+STATUS_NOT_READY = 2
+STATUS_OUTSIDE_SPAN = 3
+_STATUS_OF = {
+    pb.FRAME_STATUS_READY: STATUS_READY,
+    pb.FRAME_STATUS_NOT_READY: STATUS_NOT_READY,
+    pb.FRAME_STATUS_OUTSIDE_SPAN: STATUS_OUTSIDE_SPAN,
+}
+
+HEADER = struct.Struct("<4sHHQ")  # magic, version, kind, body length
+_REQUEST_FIXED = struct.Struct("<qqqqiiBBBBII")  # frame, span first/end, audio offset, output/format/bottom_up, w, h
+_ANSWER_FIXED = struct.Struct("<BBBBqqq")  # status, 3 reserved, frame index, progress done/total
+_IMAGE_HEAD = struct.Struct("<BBHIIQ")  # format, bottom_up, reserved, width, height, byte count
+_PIXEL_BYTES = {pb.PIXEL_FORMAT_RGBA8: 4, pb.PIXEL_FORMAT_RGBA_F32: 16}
+MAX_TEXT_BYTES = MAX_PATH_LENGTH * 4  # UTF-8 of a path of MAX_PATH_LENGTH characters
+MAX_BODY_BYTES = 4096 * 2304 * 16 + (1 << 20)  # one DCI-4K float RGBA frame + the fields
+
+
+class ProtocolError(InvalidInputError):
+    """A message that does not follow docs/OFX.md; the connection is answered and closed."""
+
+
+@dataclass
+class FrameRequest:
+    """One decoded FRAME_REQUEST (see docs/OFX.md for the byte layout)."""
+
+    frame: int
+    span_first: int
+    span_end: int
+    audio_offset: Fraction
+    output: int
+    pixel_format: int
+    bottom_up: bool
+    width: int
+    height: int
+    video: str
+    audio: str
+    backend: str
+    speaker: str
+    pixels: bytes
+
+
+def _text(body: memoryview, at: int, field: str) -> tuple[str, int]:
+    if at + 4 > len(body):
+        raise ProtocolError(f"frame request ends before the length of {field}")
+    (length,) = struct.unpack_from("<I", body, at)
+    if length > MAX_TEXT_BYTES or at + 4 + length > len(body):
+        raise ProtocolError(f"frame request field {field} claims {length} bytes (at most {MAX_TEXT_BYTES}, within the message)")
+    try:
+        return bytes(body[at + 4 : at + 4 + length]).decode("utf-8"), at + 4 + length
+    except UnicodeDecodeError as error:
+        raise ProtocolError(f"frame request field {field} is not UTF-8: {error}") from None
+
+
+def decode_request(body: bytes | bytearray) -> FrameRequest:
+    """A FRAME_REQUEST body; ProtocolError naming the field that is wrong."""
+    view = memoryview(body)
+    if len(view) < _REQUEST_FIXED.size:
+        raise ProtocolError(f"frame request is {len(view)} bytes; its fixed part alone is {_REQUEST_FIXED.size}")
+    (frame, first, end, offset_value, offset_num, offset_den, output, fmt, bottom_up, _reserved,
+     width, height) = _REQUEST_FIXED.unpack_from(view, 0)
+    if offset_num <= 0 or offset_den <= 0:
+        raise ProtocolError(f"audio offset rate {offset_num}/{offset_den} must be positive")
+    if output not in (pb.FRAME_OUTPUT_COMPOSITED, pb.FRAME_OUTPUT_PATCH_AND_MATTE):
+        raise ProtocolError(f"output {output} is neither 1 (composited) nor 2 (patch and matte)")
+    if fmt not in _PIXEL_BYTES:
+        raise ProtocolError(f"pixel format {fmt} is neither 1 (RGBA8) nor 2 (RGBA float32)")
+    at = _REQUEST_FIXED.size
+    video, at = _text(view, at, "video")
+    audio, at = _text(view, at, "audio")
+    backend, at = _text(view, at, "backend")
+    speaker, at = _text(view, at, "speaker")
+    if at + 8 > len(view):
+        raise ProtocolError("frame request ends before the pixel byte count")
+    (count,) = struct.unpack_from("<Q", view, at)
+    at += 8
+    expected = width * height * _PIXEL_BYTES[fmt]
+    if count not in (0, expected):
+        raise ProtocolError(f"frame request has {count} pixel bytes; {width}x{height} tight rows are {expected} (or 0: no host frame)")
+    if at + count != len(view):
+        raise ProtocolError(f"frame request is {len(view)} bytes; its fields and pixels make {at + count}")
+    return FrameRequest(
+        frame, first, end, Fraction(offset_value) * offset_den / offset_num, output, fmt, bool(bottom_up),
+        width, height, video, audio, backend, speaker, bytes(view[at:]),
+    )
+
+
+def encode_request(request: FrameRequest) -> bytes:
+    """The whole message (header + body) for ``request``; the engine never sends one, tests and
+    other clients do."""
+    offset = Fraction(request.audio_offset).limit_denominator(1_000_000)
+    parts = [_REQUEST_FIXED.pack(
+        request.frame, request.span_first, request.span_end, offset.numerator, offset.denominator, 1,
+        request.output, request.pixel_format, int(request.bottom_up), 0, request.width, request.height,
+    )]
+    for text in (request.video, request.audio, request.backend, request.speaker):
+        data = text.encode("utf-8")
+        parts += [struct.pack("<I", len(data)), data]
+    parts += [struct.pack("<Q", len(request.pixels)), request.pixels]
+    body = b"".join(parts)
+    return HEADER.pack(MAGIC, VERSION, KIND_FRAME_REQUEST, len(body)) + body
+
+
+@dataclass
+class FrameAnswer:
+    status: int
+    frame_index: int = -1
+    progress_done: int = 0
+    progress_total: int = 0
+    code: str = ""  # gRPC status name when status is ERROR
+    stage: str = ""
+    message: str = ""
+    images: tuple[pb.Image, ...] = ()  # the frame, then the matte for PATCH_AND_MATTE
+
+
+def encode_answer(answer: FrameAnswer) -> bytes:
+    return b"".join(answer_parts(answer))
+
+
+def answer_parts(answer: FrameAnswer) -> list[bytes]:
+    """The FRAME_ANSWER message in pieces (header first), so large frames are sent without joining."""
+    parts = [_ANSWER_FIXED.pack(answer.status, 0, 0, 0, answer.frame_index, answer.progress_done, answer.progress_total)]
+    for text in (answer.code, answer.stage, answer.message):
+        data = text.encode("utf-8")
+        parts += [struct.pack("<I", len(data)), data]
+    parts.append(struct.pack("<I", len(answer.images)))
+    for image in answer.images:
+        pixel = {pb.PIXEL_FORMAT_RGBA8: 4, pb.PIXEL_FORMAT_RGBA_F32: 16, pb.PIXEL_FORMAT_GRAY8: 1, pb.PIXEL_FORMAT_GRAY_F32: 4}[image.format]
+        # The engine's images are tight already (image_of); say so rather than trust it silently.
+        assert image.row_bytes == image.width * pixel, "frame socket images are sent with tight rows"
+        parts += [_IMAGE_HEAD.pack(image.format, int(image.bottom_up), 0, image.width, image.height, len(image.data)), image.data]
+    return [HEADER.pack(MAGIC, VERSION, KIND_FRAME_ANSWER, sum(len(p) for p in parts)), *parts]
+
+
+def decode_answer(body: bytes) -> FrameAnswer:
+    """A FRAME_ANSWER body (used by tests and Python clients)."""
+    status, _a, _b, _c, index, done, total = _ANSWER_FIXED.unpack_from(body, 0)
+    at = _ANSWER_FIXED.size
+    texts = []
+    for field in ("code", "stage", "message"):
+        (length,) = struct.unpack_from("<I", body, at)
+        texts.append(bytes(body[at + 4 : at + 4 + length]).decode("utf-8"))
+        at += 4 + length
+    (count,) = struct.unpack_from("<I", body, at)
+    at += 4
+    images = []
+    for _ in range(count):
+        fmt, bottom_up, _r, width, height, nbytes = _IMAGE_HEAD.unpack_from(body, at)
+        at += _IMAGE_HEAD.size
+        images.append(image_message(bytes(body[at : at + nbytes]), width, height, fmt, bottom_up=bool(bottom_up)))
+        at += nbytes
+    return FrameAnswer(status, index, done, total, *texts, images=tuple(images))
+
+
+def _read_exactly(stream: socket.socket, count: int) -> bytearray | None:
+    """``count`` bytes, or None when the peer closed the connection before the first byte."""
+    buffer = bytearray(count)
+    view = memoryview(buffer)
+    got = 0
+    while got < count:
+        n = stream.recv_into(view[got:], count - got)
+        if n == 0:
+            if got == 0:
+                return None
+            raise ProtocolError(f"connection closed after {got} of {count} bytes")
+        got += n
+    return buffer
+
+
+def read_message(stream: socket.socket) -> tuple[int, bytearray] | None:
+    """(kind, body) of the next message, None at a clean end of the connection."""
+    head = _read_exactly(stream, HEADER.size)
+    if head is None:
+        return None
+    magic, version, kind, length = HEADER.unpack(head)
+    if magic != MAGIC:
+        raise ProtocolError(f"message starts with {magic!r}, not {MAGIC!r}")
+    if version != VERSION:
+        raise ProtocolError(f"protocol version {version}; this engine speaks {VERSION}")
+    if length > MAX_BODY_BYTES:
+        raise ProtocolError(f"message body of {length} bytes exceeds {MAX_BODY_BYTES}")
+    body = _read_exactly(stream, length) if length else bytearray()
+    if body is None:
+        raise ProtocolError(f"connection closed before a body of {length} bytes")
+    return kind, body
+
+
+class FrameService:
+    """Answers decoded frame requests with the gRPC servicer's own ``render_frame``."""
+
+    def __init__(self, servicer: EngineServicer) -> None:
+        self.servicer = servicer
+        self._rates: dict[tuple, Fraction] = {}
+        self._lock = threading.Lock()
+
+    def _source_rate(self, video: Path) -> Fraction:
+        """The source's frame rate (frame indices on the wire become rational times at it)."""
+        from dubline.core.errors import MediaNotFoundError
+        from dubline.stages import media
+
+        try:
+            stat = video.stat()
+        except OSError:
+            raise MediaNotFoundError(f"source media {video} does not exist") from None
+        key = (video, stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if key in self._rates:
+                return self._rates[key]
+        info = media.probe(video)
+        if info.video is None:
+            raise InvalidInputError(f"source media {video} has no video stream")
+        with self._lock:
+            self._rates[key] = info.video.rate
+        return info.video.rate
+
+    def grpc_request(self, request: FrameRequest) -> pb.RenderFrameRequest:
+        """The RenderFrame request the gRPC RPC would get for the same frame."""
+        if request.frame < 0:
+            raise InvalidInputError(f"frame {request.frame} is negative (check the source frame offset)")
+        video = self.servicer.config.media_roots.check(request.video, "video")
+        rate = self._source_rate(video)
+        spec = render_spec(
+            str(video), request.audio, frames_span(request.span_first, request.span_end, rate) if request.span_end > request.span_first
+            else f"{request.span_first}-{request.span_end}",  # empty/reversed: the engine's own message
+            backend=request.backend or "retrieval", speaker=request.speaker, audio_offset=request.audio_offset,
+        )
+        message = pb.RenderFrameRequest(clip=spec, time=rational(request.frame, rate), output=request.output,
+                                        format=request.pixel_format)
+        if request.pixels:
+            message.source_frame.CopyFrom(image_message(
+                request.pixels, request.width, request.height, request.pixel_format, bottom_up=request.bottom_up))
+        return message
+
+    def answer(self, body: bytes | bytearray) -> FrameAnswer:
+        from dubline.apps.server.servicer import status_for
+
+        try:
+            response = self.servicer.render_frame(self.grpc_request(decode_request(body)))
+        except Exception as error:
+            if not isinstance(error, DublineError):
+                log.exception("unexpected error answering a frame-socket request")
+            code, message = status_for(error)
+            return FrameAnswer(STATUS_ERROR, code=code.name, message=message)
+        images = tuple(i for i in (response.image, response.matte) if i.width)
+        return FrameAnswer(
+            _STATUS_OF[response.status], response.frame_index, response.progress.done, response.progress.total,
+            stage=response.progress.stage, message=response.message, images=images,
+        )
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _UnixServer | _TcpServer
+
+    def handle(self) -> None:
+        service: FrameService = self.server.service  # type: ignore[attr-defined]
+        stream: socket.socket = self.request
+        while True:  # several requests may share one connection
+            try:
+                message = read_message(stream)
+            except ProtocolError as error:
+                try:
+                    stream.sendall(encode_answer(FrameAnswer(STATUS_ERROR, code="INVALID_ARGUMENT", message=str(error))))
+                except OSError:
+                    pass
+                return
+            except OSError:
+                return  # the plug-in gave up (its timeout) and closed
+            if message is None:
+                return
+            kind, body = message
+            if kind != KIND_FRAME_REQUEST:
+                answer = FrameAnswer(STATUS_ERROR, code="INVALID_ARGUMENT", message=f"message kind {kind} is not a frame request ({KIND_FRAME_REQUEST})")
+            else:
+                answer = service.answer(body)
+            try:
+                for part in answer_parts(answer):
+                    stream.sendall(part)
+            except OSError:
+                return
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        super().server_bind()
+        os.chmod(self.server_address, 0o600)  # only the editor's own user may ask for frames
+
+
+class _TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class FrameSocketServer:
+    """The frame socket bound to ``address``; ``start()`` serves in a thread, ``stop()`` closes it."""
+
+    def __init__(self, address: str, servicer: EngineServicer) -> None:
+        listen = parse_listen(address)
+        if not listen.local:
+            raise InvalidInputError(
+                f"--frame-socket {address}: the frame socket has no token; use unix:PATH or a loopback address")
+        self._unix_path = listen.unix_path
+        if listen.unix_path is not None:
+            if listen.unix_path.is_socket():
+                from dubline.apps.server.app import _remove_stale_socket
+
+                _remove_stale_socket(listen.unix_path)
+            self._server: socketserver.BaseServer = _UnixServer(str(listen.unix_path), _Handler)
+            self.address = f"unix:{listen.unix_path}"
+        else:
+            host, _, port = address.rpartition(":")
+            bare = host[1:-1] if host.startswith("[") else host
+            server_class = _TcpServer
+            if ":" in bare:
+                server_class = type("_Tcp6Server", (_TcpServer,), {"address_family": socket.AF_INET6})
+            try:
+                self._server = server_class((bare, int(port)), _Handler)
+            except OSError as error:
+                raise InvalidInputError(f"cannot listen on --frame-socket {address}: {error.strerror}") from None
+            bound = self._server.server_address[1]
+            self.address = f"{host}:{bound}"
+        self._server.service = FrameService(servicer)  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="dubline-frame-socket", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+        if self._unix_path is not None:
+            self._unix_path.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Shared basics every layer may use: errors, time, paths, progress, caches, model registry."""

@@ -1,0 +1,294 @@
+"""``render``: the stages of DESIGN.md composed into one span job.
+
+    probe -> analyse the source (faces, own speech, calibration) -> analyse the dub -> backend.prepare
+    -> stream: media.read_span -> backend.patches -> composite.paste -> media.write_patch (+ matte)
+    -> OTIO timeline
+
+The CLI, the engine, ``dubline otio`` and batch jobs all call ``render`` with a ``RenderRequest``;
+none holds logic of its own. Every step's wall time is in ``RenderResult.stage_seconds``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import opentimelineio as otio
+
+from dubline.core import timing
+from dubline.core.errors import InvalidInputError, NoFaceError
+from dubline.core.progress import CancelToken, ProgressSink, no_progress
+from dubline.interchange import patch_timeline, write_timeline
+from dubline.pipeline.analysis import AnalysisProvider, DiskAnalyses
+from dubline.pipeline.request import RenderRequest
+from dubline.stages import media
+from dubline.stages.backends import get_backend
+from dubline.stages.backends.base import Backend, BackendJob, ClipAnalysis
+from dubline.stages.composite import CompositeParams, TemporalDeflicker, paste
+from dubline.stages.speech import analyse_speech
+from dubline.stages.speech.dub import read_dub
+from dubline.stages.speech.phones import SAMPLE_RATE
+
+
+@dataclass
+class RenderResult:
+    out: Path
+    matte: Path | None
+    otio_path: Path | None
+    frames_written: int
+    span: tuple[int, int]  # frames [first, end) of the source
+    start_timecode: str | None
+    backend: str
+    stage_seconds: dict[str, float]
+    warnings: list[str]
+    frames_patched: int
+    passthrough: dict[str, int]  # reason -> frames passed through untouched
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "matte": str(self.matte) if self.matte else None,
+            "otio": str(self.otio_path) if self.otio_path else None,
+            "frames_written": self.frames_written,
+            "span": list(self.span),
+            "start_timecode": self.start_timecode,
+            "backend": self.backend,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "frames_patched": self.frames_patched,
+            "passthrough": self.passthrough,
+            "warnings": self.warnings,
+        }
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class _Tally:
+    """What happened to each frame of the span."""
+
+    patched: int = 0
+    passthrough: dict[str, int] = field(default_factory=dict)
+
+    def add(self, reason: str | None) -> None:
+        if reason is None:
+            self.patched += 1
+        else:
+            self.passthrough[reason] = self.passthrough.get(reason, 0) + 1
+
+
+@dataclass(frozen=True)
+class SourceSpan:
+    """The span resolved against its source file."""
+
+    info: media.MediaInfo
+    first: int
+    end: int
+
+    @property
+    def video(self) -> media.VideoStreamInfo:
+        assert self.info.video is not None  # resolve_span checked it
+        return self.info.video
+
+    @property
+    def frame_count(self) -> int:
+        return self.end - self.first
+
+    @property
+    def time_range(self) -> otio.opentime.TimeRange:
+        return timing.frames_to_range(self.first, self.end, self.video.rate)
+
+
+def resolve_span(span: otio.opentime.TimeRange | str, info: media.MediaInfo, path: Path) -> tuple[int, int]:
+    """Frames [first, end) of ``span`` in the clip, checked against its length."""
+    video = info.video
+    if video is None:
+        raise InvalidInputError(f"{path} has no video stream")
+    if isinstance(span, str):
+        span = timing.parse_range(span, video.rate, video.start_timecode)
+    first, end = timing.range_to_frames(span, video.rate)
+    if first < 0 or end > video.frame_count:
+        raise timing.InvalidRangeError(
+            f"span frames {first}-{end} is outside {path.name}, which has {video.frame_count} frames (0-{video.frame_count})"
+        )
+    if end <= first:
+        raise timing.InvalidRangeError(f"span frames {first}-{end} is empty")
+    return first, end
+
+
+def span_start_timecode(info: media.MediaInfo, first: int) -> str:
+    """The source's timecode at frame ``first`` (00:00:00:00-based when the source has none)."""
+    video = info.video
+    assert video is not None
+    drop = timing.is_drop_frame_rate(video.rate) and bool(video.start_timecode and ";" in video.start_timecode)
+    start = timing.timecode_to_frames(video.start_timecode, video.rate) if video.start_timecode else 0
+    return timing.frames_to_timecode(start + first, video.rate, drop_frame=drop)
+
+
+def probe_span(request: RenderRequest) -> SourceSpan:
+    info = media.probe(request.video)
+    first, end = resolve_span(request.span, info, request.video)
+    return SourceSpan(info, first, end)
+
+
+def _check_speaker_visible(source: ClipAnalysis, span: SourceSpan, video: Path) -> None:
+    if not source.faces.usable[span.first : span.end].any():
+        reasons = sorted(set(source.faces.reason[span.first : span.end]) - {""})
+        raise NoFaceError(
+            f"no usable face of the speaker in frames {span.first}-{span.end} of {video.name} ({', '.join(reasons)})"
+        )
+
+
+def _dub_job(request: RenderRequest, span: SourceSpan, source: ClipAnalysis, library: list[ClipAnalysis],
+             progress: ProgressSink, cancel: CancelToken | None, cache_root: Path | None,
+             warnings: list[str]) -> BackendJob:
+    """The dub's speech over the span and the mouth targets calibrated to the speaker."""
+    dub_audio, audio_warnings = read_dub(request.audio, request.audio_offset, request.labels["audio_offset"])
+    warnings.extend(audio_warnings)
+    dub = analyse_speech(
+        dub_audio, rate=span.video.rate, frame_count=span.frame_count, length_policy=request.length_policy,
+        cache=cache_root or True, cancel=cancel,
+    )
+    warnings.extend(dub.warnings)
+    if not np.any(dub.voice_activity > 0.5):
+        warnings.append(f"no speech found in {request.audio.name}: the mouth is kept closed or at rest")
+    if source.calibration.fallback_reason:
+        warnings.append(f"speaker calibration uses defaults: {source.calibration.fallback_reason}")
+    target_aperture, target_width = source.calibration.apply(dub.openness, dub.width)
+    return BackendJob(
+        source=source, library=library, span=(span.first, span.end), dub=dub, target_aperture=target_aperture,
+        target_width=target_width, expression=request.expression, options=dict(request.backend_options),
+        dub_audio=dub_audio, progress=progress, cancel=cancel,
+    )
+
+
+def _span_audio_for_mux(dub: media.AudioClip, frame_count: int, rate: Fraction) -> media.AudioClip:
+    samples = int(round(frame_count / rate * SAMPLE_RATE))
+    data = dub.samples[:samples]
+    return media.AudioClip(np.pad(data, (0, samples - len(data))), SAMPLE_RATE)
+
+
+def _matte_frame(matte: np.ndarray) -> np.ndarray:
+    grey = np.rint(np.clip(matte, 0.0, 1.0) * 255).astype(np.uint8)
+    return np.dstack([grey, grey, grey])
+
+
+def _composited(request: RenderRequest, backend: Backend, job: BackendJob, plan: Any, span: SourceSpan,
+                tally: _Tally, matte: media.BackgroundWriter | None, progress: ProgressSink,
+                cancel: CancelToken | None) -> Iterator[np.ndarray]:
+    """The span's output frames: the backend's patches pasted by the shared compositor."""
+    params = CompositeParams()
+    deflicker = TemporalDeflicker()
+    source_frames = media.read_span(request.video, span.time_range)
+    for done, (frame, mouth) in enumerate(backend.patches(job, plan, source_frames), start=1):
+        if cancel is not None:
+            cancel.check()
+        result = paste(frame.image, mouth.image, mouth.matte_landmarks, params, deflicker)
+        if mouth.image is None or result.passthrough_reason:
+            tally.add(mouth.reason or result.passthrough_reason or "passthrough")
+        else:
+            tally.add(None)
+        if matte is not None:
+            matte.put(_matte_frame(result.matte))
+        progress("render", done, span.frame_count)
+        yield result.frame
+
+
+def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpan, timecode: str,
+           dub_audio: media.AudioClip, matte: media.BackgroundWriter | None) -> None:
+    """Encode the patch, with the matte finishing in the same pass; neither is left half-written."""
+    try:
+        media.write_patch(
+            frames, request.out, request.codec, span.video.rate, start_timecode=timecode,
+            colour_tags=span.video.colour,
+            audio=_span_audio_for_mux(dub_audio, span.frame_count, span.video.rate) if request.with_audio else None,
+            overwrite=request.overwrite, inputs=request.inputs(),
+        )
+    except BaseException as error:
+        if matte is not None:
+            matte.close(error)
+        raise
+    if matte is not None:
+        try:
+            matte.close()
+        except BaseException:
+            request.out.unlink(missing_ok=True)  # a patch without its matte is half a result
+            raise
+
+
+def _write_timeline(request: RenderRequest, span: SourceSpan) -> Path:
+    video = span.video
+    start_frames = timing.timecode_to_frames(video.start_timecode, video.rate) if video.start_timecode else 0
+    timeline = patch_timeline(request.video, video.frame_count, start_frames, span.time_range, request.out, video.rate)
+    assert request.otio_path is not None
+    return write_timeline(timeline, request.otio_path, request.overwrite, request.inputs())
+
+
+def render(
+    request: RenderRequest,
+    progress: ProgressSink = no_progress,
+    cancel: CancelToken | None = None,
+    cache_root: Path | None = None,
+    analyses: AnalysisProvider | None = None,
+) -> RenderResult:
+    """Render the patch for one span. ``analyses`` provides the clip analyses (default: computed
+    from the on-disk cache under ``cache_root``; the engine passes its resident ones)."""
+    clock = _Stopwatch()
+    warnings: list[str] = []
+    analyses = analyses or DiskAnalyses(cache_root)
+    backend = get_backend(request.backend)
+    backend.preflight(request.backend_options)  # missing weights fail before any analysis
+    for output in request.outputs().values():
+        if output is not None:
+            media.check_output(output, request.overwrite, request.inputs())
+
+    with clock.stage("probe"):
+        span = probe_span(request)
+    with clock.stage("analyse_source"):
+        source = analyses.analyse(request.video, request.speaker, progress, cancel)
+        library = [source] + [analyses.analyse(path, None, progress, cancel) for path in request.library]
+    _check_speaker_visible(source, span, request.video)
+    with clock.stage("analyse_dub"):
+        job = _dub_job(request, span, source, library, progress, cancel, cache_root, warnings)
+    with clock.stage("backend_prepare"):
+        plan = backend.prepare(job)
+
+    timecode = span_start_timecode(span.info, span.first)
+    tally = _Tally()
+    matte = None
+    if request.matte is not None:
+        matte = media.BackgroundWriter(request.matte, request.matte_codec, span.video.rate, timecode,
+                                       request.overwrite, request.inputs())
+    with clock.stage("render_and_encode"):
+        frames = _composited(request, backend, job, plan, span, tally, matte, progress, cancel)
+        _write(request, frames, span, timecode, job.dub_audio, matte)
+
+    otio_written = None
+    if request.otio_path is not None:
+        with clock.stage("otio"):
+            otio_written = _write_timeline(request, span)
+
+    if tally.passthrough:
+        details = ", ".join(f"{count} {reason}" for reason, count in sorted(tally.passthrough.items()))
+        warnings.append(f"frames passed through untouched: {details}")
+    return RenderResult(
+        out=request.out, matte=request.matte, otio_path=otio_written, frames_written=span.frame_count,
+        span=(span.first, span.end), start_timecode=timecode, backend=request.backend,
+        stage_seconds=clock.seconds, warnings=warnings, frames_patched=tally.patched, passthrough=tally.passthrough,
+    )

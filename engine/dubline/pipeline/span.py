@@ -1,0 +1,108 @@
+"""``analyse_span``: the analysis of just a span, for ``dubline analyse`` (and its debug overlay).
+
+Per-frame detections are cached, so an overlapping span only computes its new frames, and a later
+render of the clip reuses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import opentimelineio as otio
+
+from dubline.core import timing
+from dubline.core.errors import InvalidInputError
+from dubline.core.progress import CancelToken, ProgressSink, no_progress
+from dubline.pipeline.render import resolve_span, span_start_timecode
+from dubline.stages import media
+from dubline.stages.faces import (
+    FaceTrack,
+    FaceTrackParams,
+    SpeakerHint,
+    detection_cache,
+    track_faces,
+)
+from dubline.stages.speech import SpeechTrack, analyse_speech
+from dubline.stages.speech.dub import read_dub
+from dubline.stages.speech.phones import SAMPLE_RATE
+
+
+@dataclass
+class SpanAnalysis:
+    span: tuple[int, int]
+    faces: FaceTrack  # rows are the span's frames
+    speech: SpeechTrack | None  # of the dub over the span, when one was given
+    warnings: list[str]
+
+
+def analyse_span(
+    video_path: Path,
+    span: otio.opentime.TimeRange | str | None,
+    audio_path: Path | None = None,
+    speaker: SpeakerHint | None = None,
+    cache_root: Path | None = None,
+    progress: ProgressSink = no_progress,
+    cancel: CancelToken | None = None,
+) -> SpanAnalysis:
+    """Face track of just the span (per-frame detections cached, so an overlapping span only
+    computes its new frames) and, given a dub, its speech track aligned to the span."""
+    info = media.probe(video_path)
+    video = info.video
+    if video is None:
+        raise InvalidInputError(f"{video_path} has no video stream")
+    first, end = resolve_span(span, info, video_path) if span is not None else (0, video.frame_count)
+    span_range = timing.frames_to_range(first, end, video.rate)
+    own_activity = None
+    if info.audio:
+        own = media.read_audio(video_path, span_range, rate=SAMPLE_RATE, mono=True)
+        own_activity = analyse_speech(own, rate=video.rate, frame_count=end - first, cache=cache_root or True).voice_activity
+    params = FaceTrackParams()
+    faces = track_faces(
+        media.read_span(video_path, span_range),
+        frame_count=end - first,
+        speech_activity=own_activity,
+        speaker=speaker,
+        params=params,
+        cache=detection_cache(media.media_fingerprint(video_path), params, root=cache_root),
+        progress=progress,
+        cancel=cancel,
+    )
+    speech, warnings = None, []
+    if audio_path is not None:
+        dub, warnings = read_dub(audio_path, timing.seconds_time(0))
+        speech = analyse_speech(dub, rate=video.rate, frame_count=end - first, cache=cache_root or True, cancel=cancel)
+        warnings.extend(speech.warnings)
+    return SpanAnalysis((first, end), faces, speech, warnings)
+
+
+def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: bool = False,
+                  inputs: dict[str, Path | None] | None = None) -> Path:
+    """An h264 clip of the span with the analysis drawn on every frame."""
+    from dubline.overlay import draw_analysis
+
+    info = media.probe(video_path)
+    rate = info.video.rate
+    first, end = result.span
+    faces, speech = result.faces, result.speech
+
+    def frames() -> Iterator[np.ndarray]:
+        for row, frame in enumerate(media.read_span(video_path, timing.frames_to_range(first, end, rate))):
+            caption = f"frame {frame.index}"
+            if np.isfinite(faces.aperture[row]):
+                caption += f"  aperture {faces.aperture[row]:.2f}"
+            if speech is not None:
+                caption += f"  {speech.phone[row] or '-'} / {speech.viseme[row]}  open {speech.openness[row]:.2f}"
+            present = bool(faces.present[row])
+            yield draw_analysis(
+                frame.image,
+                faces.boxes[row] if present else None,
+                faces.landmarks[row] if present else None,
+                str(faces.reason[row]),
+                caption,
+            )
+
+    return media.write_patch(frames(), out, "h264", rate, span_start_timecode(info, first), overwrite=overwrite,
+                             inputs={"--video": video_path, **(inputs or {})})

@@ -1,0 +1,1 @@
+"""Measuring a render: the qc numbers of DESIGN.md, and pictures for people (contact sheets, overlays)."""

@@ -1,0 +1,109 @@
+"""Contact sheets: a picture of a render for a person to look at.
+
+Rows: source frames, patch frames, then the mouth region of each enlarged (source above patch),
+and optionally the matte. Columns: evenly spaced frames of the span, labelled with their index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from dubline.core.errors import OutputPathError
+
+
+def _label(tile: np.ndarray, text: str) -> np.ndarray:
+    tile = tile.copy()
+    cv2.putText(tile, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(tile, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
+
+
+def _fit(image: np.ndarray, width: int) -> np.ndarray:
+    height = max(1, int(round(image.shape[0] * width / image.shape[1])))
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _crop(image: np.ndarray, box: tuple[int, int, int, int] | None, width: int) -> np.ndarray:
+    if box is None:
+        return np.zeros((width, width, 3), np.uint8)
+    x0, y0, x1, y1 = box
+    region = image[max(y0, 0) : y1, max(x0, 0) : x1]
+    if region.size == 0:
+        return np.zeros((width, width, 3), np.uint8)
+    return cv2.resize(region, (width, width), interpolation=cv2.INTER_CUBIC)
+
+
+def contact_sheet(
+    indices: Sequence[int],
+    source: Sequence[np.ndarray],
+    patch: Sequence[np.ndarray],
+    mouth_boxes: Sequence[tuple[int, int, int, int] | None],
+    mattes: Sequence[np.ndarray] | None = None,
+    tile_width: int = 220,
+) -> np.ndarray:
+    """An RGB image: one column per frame, rows source / patch / mouth source / mouth patch [/ matte]."""
+    columns = []
+    for i, index in enumerate(indices):
+        tiles = [
+            _label(_fit(source[i], tile_width), f"src {index}"),
+            _label(_fit(patch[i], tile_width), f"patch {index}"),
+            _label(_crop(source[i], mouth_boxes[i], tile_width), "mouth src"),
+            _label(_crop(patch[i], mouth_boxes[i], tile_width), "mouth patch"),
+        ]
+        if mattes is not None:
+            matte = (np.clip(mattes[i], 0, 1) * 255).astype(np.uint8)
+            tiles.append(_label(_fit(np.dstack([matte] * 3), tile_width), "matte"))
+        columns.append(np.vstack(tiles))
+    height = max(c.shape[0] for c in columns)
+    columns = [np.pad(c, ((0, height - c.shape[0]), (0, 4), (0, 0))) for c in columns]
+    return np.hstack(columns)
+
+
+def save_png(image: np.ndarray, path: Path) -> Path:
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputPathError(f"output directory does not exist: {path.parent}")
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OutputPathError(f"could not write {path}")
+    return path
+
+
+def mouth_box(landmarks: np.ndarray, inter_ocular: float) -> tuple[int, int, int, int] | None:
+    """A square-ish box around the lips, sized by the inter-ocular distance."""
+    mouth = landmarks[48:68]
+    if not np.all(np.isfinite(mouth)) or not np.isfinite(inter_ocular):
+        return None
+    cx, cy = mouth.mean(axis=0)
+    half = 0.9 * inter_ocular
+    return int(cx - half), int(cy - 0.8 * half), int(cx + half), int(cy + 1.2 * half)
+
+
+def sheet_for_render(
+    source: Path,
+    first: int,
+    patch: Path,
+    faces,  # dubline.stages.faces.FaceTrack over every frame of the source
+    out: Path,
+    matte: Path | None = None,
+    columns: int = 8,
+) -> Path:
+    """Contact sheet of a written patch against the source frames it replaces."""
+    from dubline.core import timing
+    from dubline.stages import media
+
+    info = media.probe(patch)
+    count, rate = info.video.frame_count, info.video.rate
+    picks = sorted(set(np.linspace(0, count - 1, min(columns, count)).round().astype(int).tolist()))
+    wanted = set(picks)
+    source_images = [
+        f.image for f in media.read_span(source, timing.frames_to_range(first, first + count, rate)) if f.index - first in wanted
+    ]
+    whole = timing.frames_to_range(0, count, rate)
+    patch_images = [f.image for f in media.read_span(patch, whole) if f.index in wanted]
+    mattes = [f.image[..., 0] / 255.0 for f in media.read_span(matte, whole) if f.index in wanted] if matte else None
+    boxes = [mouth_box(faces.landmarks[first + i], float(faces.inter_ocular[first + i])) for i in picks]
+    return save_png(contact_sheet([first + i for i in picks], source_images, patch_images, boxes, mattes), out)

@@ -1,0 +1,88 @@
+"""The contract between the pipeline and every render backend.
+
+A backend is an object with an ``info`` and three methods (``Backend``). The pipeline hands it a
+``BackendJob`` (everything it may use, declared here; a backend reads nothing else) and streams the
+span's frames through ``patches``; the backend answers one ``MouthPatch`` per frame, in order. The
+shared compositor pastes the patches, so every backend gets the same matte, colour match and blend.
+
+Backends import from this module and the stages below them, never from the pipeline or apps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+from dubline.core.progress import CancelToken, ProgressSink
+from dubline.stages.faces import FaceTrack
+from dubline.stages.media import AudioClip, MediaInfo, VideoFrame
+from dubline.stages.speech import SpeakerCalibration, SpeechTrack
+
+#: How the mouth's expression is steered: as in the source, towards neutral, towards a smile.
+EXPRESSIONS = ("as-source", "neutral", "smile")
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    description: str
+    #: files the backend needs in the user's model directory (empty: works offline as installed)
+    weights: tuple[str, ...] = ()
+    prefers_gpu: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ClipAnalysis:
+    """Everything the backends need to know about one source file of the speaker."""
+
+    path: Path
+    info: MediaInfo
+    faces: FaceTrack  # over every frame of the file
+    lower_face_luma: np.ndarray  # (N,) mean luma of the lower face, NaN without a face
+    own_speech: SpeechTrack | None  # the clip's own audio over the whole file
+    calibration: SpeakerCalibration
+
+
+@dataclass
+class BackendJob:
+    """What a backend gets for one render (its inputs are declared here, nothing else is read)."""
+
+    source: ClipAnalysis
+    library: list[ClipAnalysis]  # the source first, then --library files
+    span: tuple[int, int]
+    dub: SpeechTrack
+    target_aperture: np.ndarray  # (T,) calibrated to the speaker's own descriptor scale
+    target_width: np.ndarray
+    expression: str
+    options: dict[str, Any]
+    dub_audio: AudioClip  # 16 kHz mono, aligned to the span (neural backends need it)
+    progress: ProgressSink
+    cancel: CancelToken | None
+
+
+@dataclass(frozen=True)
+class MouthPatch:
+    """A backend's result for one frame: a full-frame image aligned to the target frame and the
+    landmarks the matte is cut from, or no patch with the reason the frame passes through."""
+
+    image: np.ndarray | None
+    matte_landmarks: np.ndarray | None
+    reason: str = ""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    info: BackendInfo
+
+    def preflight(self, options: Mapping[str, Any]) -> None:
+        """Check options and weights before any analysis runs (missing files fail here)."""
+
+    def prepare(self, job: BackendJob) -> Any:
+        """Whatever the backend decides for the whole span before frames stream (its plan)."""
+
+    def patches(self, job: BackendJob, plan: Any, frames: Iterable[VideoFrame]) -> Iterator[tuple[VideoFrame, MouthPatch]]:
+        """One (frame, patch) per input frame, in order."""

@@ -1,0 +1,206 @@
+"""Transfer of a chosen library mouth onto a target frame.
+
+1. Rigid: a similarity transform from the library face to the target face, fitted on the stable
+   anchors (eye and nose landmarks, which do not move with speech).
+2. Fine: a smooth landmark-driven warp of the lips and jaw that corrects the remaining difference
+   between the library frame's mouth opening and the calibrated target opening. The correction is
+   bounded: a real mouth image is only nudged, never stretched into one it is not (teeth and the
+   inner mouth stay the library frame's own).
+
+Only a region of interest around the lower face is warped, so the cost does not grow with the
+frame size.
+
+3. Detail: any resampling at sub-pixel offsets is a low-pass filter, so the aligned mouth comes out
+   softer than the library frame it was taken from. An unsharp mask restores the mouth's
+   high-frequency energy (variance of the Laplacian) to the library frame's own level, never above.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dubline.core import landmarks as lm
+from dubline.stages.faces.geometry import apply_affine as apply_transform
+from dubline.stages.faces.geometry import similarity_transform
+
+#: Landmarks that do not move with speech: eyes and nose.
+ANCHORS = np.r_[np.arange(27, 36), np.arange(36, 48)]
+#: Points the fine warp moves: lower lip (outer and inner) and the lower jaw.
+_LOWER_LIP = np.array([55, 56, 57, 58, 59, 65, 66, 67])
+_JAW_LOWER = np.arange(4, 13)
+# The outer upper lip anchors the field; the inner upper lip is left free because on a nearly
+# closed mouth it almost coincides with the moved inner lower lip, and an RBF pinned to zero and
+# to a displacement at nearly one point is ill-conditioned (it smears the lip).
+_UPPER_LIP = np.array([48, 49, 50, 51, 52, 53, 54])
+_GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 luma, as cv2's RGB2GRAY
+_LOWER_FACE = np.r_[np.arange(2, 15), np.arange(31, 36), np.arange(48, 68)]
+
+
+@dataclass(frozen=True)
+class TransferParams:
+    roi_margin: float = 0.45  # region of interest beyond the lower-face landmarks, in IOD
+    max_opening_change: float = 0.08  # largest aperture correction, in IOD
+    min_aperture_to_stretch: float = 0.03  # a sealed mouth has no inner mouth to show: never open it
+    warp_sigma: float = 0.22  # reach of a moved landmark's influence, in IOD
+    grid_step: int = 4  # the warp field is solved on a grid this many pixels apart
+    detail_sigma: float = 1.0  # pixels: the band the unsharp mask restores
+    max_detail_gain: float = 2.0  # a bound on the unsharp mask's amount
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    crop: np.ndarray  # (h, w, 3) uint8: the library lower face, aligned into the target's ROI
+    roi: tuple[int, int, int, int]  # x0, y0, x1, y1 in the target frame
+    landmarks: np.ndarray  # (68, 2) where the transferred face's landmarks lie in the target frame
+
+
+def lower_face_roi(
+    points: np.ndarray, frame_shape: tuple[int, ...], margin_px: float
+) -> tuple[int, int, int, int]:
+    """Bounding box of the lower face (jaw, nose base, lips) plus a margin, clipped to the frame."""
+    lower = points[_LOWER_FACE]
+    height, width = frame_shape[:2]
+    x0, y0 = np.floor(lower.min(axis=0) - margin_px).astype(int)
+    x1, y1 = np.ceil(lower.max(axis=0) + margin_px).astype(int)
+    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+
+
+def open_mouth_to(points: np.ndarray, target_aperture: float, params: TransferParams) -> np.ndarray:
+    """Landmarks with the lower lip and jaw moved so the inner-lip aperture approaches
+    ``target_aperture`` (in IOD), within the bounded correction."""
+    aperture = lm.inner_lip_aperture(points)
+    iod = lm.inter_ocular_distance(points)
+    if not np.isfinite(aperture) or not np.isfinite(target_aperture):
+        return points.copy()
+    change = float(np.clip(target_aperture - aperture, -params.max_opening_change, params.max_opening_change))
+    if aperture < params.min_aperture_to_stretch:
+        change = 0.0  # sealed lips: nothing inside to show, and nothing to close
+    change = max(change, -aperture)  # never push the lower lip through the upper one
+    # "Down" is the face's own vertical: perpendicular to the eye line.
+    left, right = lm.eye_centres(points)
+    across = (right - left) / max(np.hypot(*(right - left)), 1e-6)
+    down = np.array([-across[1], across[0]])
+    moved = points.copy()
+    moved[_LOWER_LIP] += down * change * iod
+    # The jaw follows the lip, less at the sides where it hinges.
+    hinge = np.cos(np.linspace(-np.pi / 2, np.pi / 2, len(_JAW_LOWER))) * 0.8
+    moved[_JAW_LOWER] += down * change * iod * hinge[:, None]
+    return moved
+
+
+def _warp_field(
+    shape: tuple[int, int], moved_from: np.ndarray, moved_to: np.ndarray, fixed: np.ndarray, sigma: float, step: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Backward maps for cv2.remap: Gaussian-RBF interpolation of the landmark displacements,
+    exact at the moved points and zero at the fixed ones, solved on a coarse grid."""
+    controls = np.vstack([moved_to, fixed])
+    displacement = np.vstack([moved_from - moved_to, np.zeros_like(fixed)])
+    distances = np.linalg.norm(controls[:, None] - controls[None, :], axis=2)
+    kernel = np.exp(-((distances / sigma) ** 2)) + 1e-3 * np.eye(len(controls))
+    weights = np.linalg.solve(kernel, displacement)
+    height, width = shape
+    ys, xs = np.mgrid[0:height:step, 0:width:step].astype(np.float64)
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    field = np.exp(-((np.linalg.norm(grid[:, None] - controls[None], axis=2) / sigma) ** 2)) @ weights
+    # Never move a pixel further than the largest landmark displacement.
+    limit = max(float(np.abs(displacement).max()), 1e-6)
+    field = np.clip(field, -limit, limit).reshape(xs.shape + (2,)).astype(np.float32)
+    field = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
+    base_y, base_x = np.mgrid[0:height, 0:width].astype(np.float32)
+    return base_x + field[..., 0], base_y + field[..., 1]
+
+
+def transfer_mouth(
+    library_image: np.ndarray,
+    library_points: np.ndarray,
+    target_shape: tuple[int, ...],
+    target_points: np.ndarray,
+    target_aperture: float,
+    params: TransferParams = TransferParams(),
+) -> TransferResult:
+    """Align the library frame's lower face onto the target face and correct its opening."""
+    matrix = similarity_transform(library_points[ANCHORS], target_points[ANCHORS])
+    aligned = apply_transform(matrix, library_points)
+    iod = lm.inter_ocular_distance(target_points)
+    roi = lower_face_roi(np.vstack([aligned, target_points]), target_shape, params.roi_margin * iod)
+    x0, y0, x1, y1 = roi
+    shift = np.array([x0, y0], dtype=np.float64)
+    to_roi = matrix.copy()
+    to_roi[:, 2] -= shift
+    size = (x1 - x0, y1 - y0)
+    opened = open_mouth_to(aligned, target_aperture, params)
+    moving = np.r_[_LOWER_LIP, _JAW_LOWER]
+    if np.abs(opened[moving] - aligned[moving]).max() <= 0.25:
+        crop = cv2.warpAffine(library_image, to_roi, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        crop = restore_detail(crop, opened - shift, library_image, library_points, iod, params)
+        return TransferResult(crop=crop, roi=roi, landmarks=opened)
+    # Everything that does not move anchors the field: upper lip, nose, eyes, ROI border.
+    w, h = size
+    border = np.array(
+        [[x, y] for x in np.linspace(0, w - 1, 6) for y in (0, h - 1)]
+        + [[x, y] for y in np.linspace(0, h - 1, 6)[1:-1] for x in (0, w - 1)]
+    )
+    fixed = np.vstack([aligned[np.r_[_UPPER_LIP, ANCHORS]] - shift, border])
+    map_x, map_y = _warp_field(
+        (h, w), aligned[moving] - shift, opened[moving] - shift, fixed, params.warp_sigma * iod, params.grid_step
+    )
+    # Compose the fine warp with the inverse of the rigid one: a single (bicubic) resampling of
+    # the library image keeps the mouth as sharp as the footage.
+    inverse = cv2.invertAffineTransform(to_roi)
+    source_x = inverse[0, 0] * map_x + inverse[0, 1] * map_y + inverse[0, 2]
+    source_y = inverse[1, 0] * map_x + inverse[1, 1] * map_y + inverse[1, 2]
+    crop = cv2.remap(
+        library_image, source_x.astype(np.float32), source_y.astype(np.float32), cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    crop = restore_detail(crop, opened - shift, library_image, library_points, iod, params)
+    return TransferResult(crop=crop, roi=roi, landmarks=opened)
+
+
+def _mouth_laplacian(image: np.ndarray, points: np.ndarray, margin: float) -> np.ndarray | None:
+    """The Laplacian (grey, float) over the mouth landmarks' box grown by ``margin`` px."""
+    mouth = points[lm.OUTER_LIP]
+    x0, y0 = np.floor(mouth.min(axis=0) - margin).astype(int)
+    x1, y1 = np.ceil(mouth.max(axis=0) + margin).astype(int) + 1
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return None
+    grey = image[y0:y1, x0:x1].astype(np.float32) @ _GREY_WEIGHTS
+    return cv2.Laplacian(grey, cv2.CV_32F, ksize=3)
+
+
+def restore_detail(
+    crop: np.ndarray,
+    crop_points: np.ndarray,
+    library_image: np.ndarray,
+    library_points: np.ndarray,
+    iod: float,
+    params: TransferParams = TransferParams(),
+) -> np.ndarray:
+    """Unsharp-mask ``crop`` so its mouth's Laplacian variance equals the library mouth's.
+
+    The Laplacian is linear, so for ``out = crop + k * (crop - blur(crop))`` the variance is a
+    quadratic in ``k``; its root gives the amount exactly, bounded by ``max_detail_gain``.
+    """
+    margin = 0.15 * iod
+    reference = _mouth_laplacian(library_image, library_points, margin)
+    current = _mouth_laplacian(crop, crop_points, margin)
+    if reference is None or current is None:
+        return crop
+    wanted = float(reference.var())
+    blurred = cv2.GaussianBlur(crop, (0, 0), params.detail_sigma)
+    detail = crop.astype(np.float32) - blurred.astype(np.float32)
+    detail_laplacian = _mouth_laplacian(detail, crop_points, margin)
+    a, b = current.ravel().astype(np.float64), detail_laplacian.ravel().astype(np.float64)
+    var_a, var_b = a.var(), b.var()
+    covariance = float(np.mean((a - a.mean()) * (b - b.mean())))
+    if var_a >= wanted or var_b <= 0:
+        return crop
+    discriminant = covariance**2 - var_b * (var_a - wanted)
+    gain = (-covariance + np.sqrt(discriminant)) / var_b
+    gain = float(np.clip(gain, 0.0, params.max_detail_gain))
+    return cv2.addWeighted(crop, 1.0 + gain, blurred, -gain, 0.0)

@@ -1,0 +1,274 @@
+"""The ``wav2lip`` backend: an official Wav2Lip generator drives the mouth from the dub's mel.
+
+prepare: resolve the options, load the generator once per (file, device, dtype) through the model
+registry (a missing file fails here, before any frame is rendered), build the per-frame mel
+windows of the dub, the crop boxes of the whole source (``crops``), and the reference frame of
+every output frame; with ``reference="rest"`` the few reference frames are decoded now and kept as
+96x96 crops.
+patches: stream the span in chunks of ``batch_size`` frames: crop the usable faces, run the
+generator on the chunk, and place each generated face into a full-frame copy of its frame. The
+shared compositor (``composite.paste``) blends it inside the lower-face matte.
+
+Options (``--backend-option`` / ``RenderRequest.backend_options``):
+
+- ``checkpoint``: path of a generator file; default: ``wav2lip_gan.pth`` or ``wav2lip.pth`` in the
+  model directory (``dubline.core.models.model_dir``).
+- ``deterministic``: True uses the conformance kit's deterministic weights instead of a file:
+  exercises the real architecture end to end, but the mouths are noise (tests, benchmarks).
+- ``batch_size``: frames per generator call and per streamed chunk (default 16).
+- ``device``: "cpu" or "cuda" (default: cuda when available); CUDA runs fp16 channels-last.
+- ``reference``: "rest" (default): the upper-half/identity input is a frame of the speaker with a
+  closed or resting mouth and a similar head pose; "same": the frame itself, as the official
+  inference does, which shows the generator the original mouth (see docs/WAV2LIP.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dubline.core import timing
+from dubline.core.errors import InvalidInputError
+from dubline.core.models import registry
+from dubline.stages import media
+from dubline.stages.backends.base import BackendInfo, BackendJob, MouthPatch
+from dubline.stages.backends.wav2lip.checkpoint import (
+    GENERATOR_FILES,
+    deterministic_generator,
+    load_generator,
+    resident_generator,
+)
+from dubline.stages.backends.wav2lip.crops import (
+    choose_references,
+    crop_face,
+    head_pose,
+    padded_boxes,
+    paste_face,
+    rest_candidates,
+    smooth_boxes,
+)
+from dubline.stages.backends.wav2lip.infer import Wav2LipRunner
+from dubline.stages.faces import FaceTrack
+from dubline.stages.speech.mel import (
+    HOP_LENGTH,
+    SAMPLE_RATE,
+    WINDOW_COLUMNS,
+    mel_windows,
+    wav2lip_mel,
+)
+
+REFERENCES = ("rest", "same")
+DEFAULT_BATCH_SIZE = 16
+#: Reference frames this close together are decoded through rather than seeked between.
+READ_THROUGH_GAP = 8
+_OPTION_NAMES = ("checkpoint", "deterministic", "batch_size", "device", "reference")
+
+
+@dataclass(frozen=True)
+class Wav2LipOptions:
+    checkpoint: Path | None = None
+    deterministic: bool = False
+    batch_size: int = DEFAULT_BATCH_SIZE
+    device: str = "cpu"
+    reference: str = "rest"
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> Wav2LipOptions:
+        """Validated options; InvalidInputError naming the option for anything wrong."""
+        unknown = sorted(set(options) - set(_OPTION_NAMES))
+        if unknown:
+            raise InvalidInputError(
+                f"unknown wav2lip backend option(s) {', '.join(unknown)}; known: {', '.join(_OPTION_NAMES)}"
+            )
+        device = str(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if device.split(":")[0] not in ("cpu", "cuda"):
+            raise InvalidInputError(f"wav2lip option device must be 'cpu' or 'cuda', got {device!r}")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InvalidInputError("wav2lip option device='cuda' was given but this torch has no CUDA device")
+        try:
+            batch_size = int(options.get("batch_size", DEFAULT_BATCH_SIZE))
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(f"wav2lip option batch_size must be an integer, got {options['batch_size']!r}") from error
+        if batch_size < 1:
+            raise InvalidInputError(f"wav2lip option batch_size must be at least 1, got {batch_size}")
+        reference = str(options.get("reference", "rest"))
+        if reference not in REFERENCES:
+            raise InvalidInputError(f"wav2lip option reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
+        deterministic = options.get("deterministic", False)
+        if isinstance(deterministic, str):
+            deterministic = deterministic.strip().lower() in ("1", "true", "yes", "on")
+        checkpoint = options.get("checkpoint")
+        if checkpoint is not None and deterministic:
+            raise InvalidInputError("wav2lip options checkpoint and deterministic exclude each other")
+        return cls(
+            checkpoint=Path(checkpoint).expanduser() if checkpoint is not None else None,
+            deterministic=bool(deterministic),
+            batch_size=batch_size,
+            device=device,
+            reference=reference,
+        )
+
+
+def generator_for(options: Wav2LipOptions) -> nn.Module:
+    """The generator the options name, resident in the process-wide model registry."""
+    dtype = torch.float16 if options.device.startswith("cuda") else torch.float32
+    if options.deterministic:
+        return registry().get(
+            ("wav2lip:deterministic", options.device, dtype),
+            lambda: deterministic_generator().to(device=options.device, dtype=dtype),
+        )
+    if options.checkpoint is not None:
+        path = options.checkpoint.resolve()
+        return registry().get((f"wav2lip:{path}", options.device, dtype), lambda: load_generator(path, options.device, dtype))
+    return resident_generator(None, options.device, dtype)
+
+
+@dataclass
+class Wav2LipPlan:
+    runner: Wav2LipRunner
+    reference: str
+    crop_boxes: np.ndarray  # (N, 4) int64 crop box per source frame, -1 rows where there is none
+    mel_windows: np.ndarray  # (T, 1, 80, 16) per output frame
+    reference_frames: np.ndarray  # (T,) source frame index of each output frame's reference, -1: none
+    reference_crops: dict[int, np.ndarray]  # "rest": 96x96 RGB crop per reference frame
+
+
+def source_crop_boxes(faces: FaceTrack, frame_shape: tuple[int, ...]) -> np.ndarray:
+    """Crop boxes (int, padded, smoothed) for every frame of the track."""
+    return padded_boxes(smooth_boxes(faces.boxes, faces.present), frame_shape)
+
+
+def dub_mel_windows(dub_audio: media.AudioClip, rate: Fraction, frame_count: int) -> np.ndarray:
+    """[T, 1, 80, 16] mel windows of the dub for the span's frames.
+
+    The audio is cut (or silence-padded) to the span plus one window, so the last frames look at
+    the dub's own continuation where there is one and at silence where it ended.
+    """
+    if dub_audio.sample_rate != SAMPLE_RATE:
+        raise InvalidInputError(f"wav2lip needs the dub at {SAMPLE_RATE} Hz, got {dub_audio.sample_rate} Hz")
+    rate = Fraction(rate)
+    needed = math.ceil(frame_count / rate * SAMPLE_RATE) + WINDOW_COLUMNS * HOP_LENGTH
+    samples = np.asarray(dub_audio.samples, dtype=np.float32)[:needed]
+    samples = np.pad(samples, (0, needed - len(samples)))
+    return mel_windows(wav2lip_mel(samples), rate, frame_count)
+
+
+def reference_frames(faces: FaceTrack, span: tuple[int, int], reference: str, crop_boxes: np.ndarray) -> np.ndarray:
+    """(T,) the source frame whose crop is the reference half of each output frame (-1: not rendered)."""
+    first, end = span
+    has_crop = crop_boxes[:, 0] >= 0
+    span_usable = (faces.usable & has_crop)[first:end]
+    if reference == "same":
+        return np.where(span_usable, np.arange(first, end), -1)
+    candidates = rest_candidates(faces.aperture, faces.usable & has_crop)
+    pose = head_pose(faces.pose, faces.yaw)
+    return choose_references(pose[first:end], span_usable, candidates, pose[candidates])
+
+
+def _frames_at(path: Path, rate: Fraction, indices: Iterable[int]) -> Iterator[media.VideoFrame]:
+    """The frames at ``indices`` (sorted), decoded in runs so nearby frames cost one seek."""
+    wanted = sorted(set(indices))
+    runs: list[list[int]] = []
+    for index in wanted:
+        if runs and index - runs[-1][1] < READ_THROUGH_GAP:
+            runs[-1][1] = index + 1
+        else:
+            runs.append([index, index + 1])
+    keep = set(wanted)
+    for run_first, run_end in runs:
+        for frame in media.read_span(path, timing.frames_to_range(run_first, run_end, rate)):
+            if frame.index in keep:
+                yield frame
+
+
+class Wav2LipBackend:
+    info = BackendInfo(
+        name="wav2lip",
+        description="Wav2Lip generator (official wav2lip_gan.pth / wav2lip.pth) driven by the dub's mel",
+        weights=(f"{GENERATOR_FILES[0]} or {GENERATOR_FILES[1]}",),
+        prefers_gpu=True,
+        options={
+            "checkpoint": "path of a generator .pth (default: the model directory's)",
+            "deterministic": "true: the conformance kit's weights, no file (tests; output is noise)",
+            "batch_size": f"frames per generator call (default {DEFAULT_BATCH_SIZE})",
+            "device": "cpu | cuda (default cuda when available; fp16 on cuda)",
+            "reference": "rest (default: a resting-mouth frame of the speaker) | same (the frame itself, official)",
+        },
+    )
+
+    def preflight(self, options: Mapping[str, Any]) -> None:
+        """Check the options and load the generator now (it stays resident for ``prepare``), so
+        bad options or missing weights fail before the minutes of clip analysis, not after."""
+        generator_for(Wav2LipOptions.parse(options))
+
+    def prepare(self, job: BackendJob) -> Wav2LipPlan:
+        options = Wav2LipOptions.parse(job.options)
+        model = generator_for(options)
+        runner = Wav2LipRunner(model, options.device, options.batch_size, fp16=True)
+        video = job.source.info.video
+        assert video is not None  # the pipeline checked it
+        first, end = job.span
+        crop_boxes = source_crop_boxes(job.source.faces, (video.height, video.width))
+        references = reference_frames(job.source.faces, job.span, options.reference, crop_boxes)
+        crops: dict[int, np.ndarray] = {}
+        if options.reference == "rest":
+            for frame in _frames_at(job.source.path, video.rate, references[references >= 0]):
+                crops[frame.index] = crop_face(frame.image, crop_boxes[frame.index])
+        return Wav2LipPlan(
+            runner=runner,
+            reference=options.reference,
+            crop_boxes=crop_boxes,
+            mel_windows=dub_mel_windows(job.dub_audio, video.rate, end - first),
+            reference_frames=references,
+            reference_crops=crops,
+        )
+
+    def patches(
+        self, job: BackendJob, plan: Wav2LipPlan, frames: Iterable[media.VideoFrame]
+    ) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
+        first, end = job.span
+        faces = job.source.faces
+        frames = iter(frames)
+        done = 0
+
+        def chunk_progress(offset: int) -> Any:
+            return lambda stage, count, _total: job.progress(stage, offset + count, end - first)
+
+        while True:
+            if job.cancel is not None:
+                job.cancel.check()
+            chunk = list(islice(frames, plan.runner.batch_size))
+            if not chunk:
+                return
+            rendered = [frame for frame in chunk if plan.reference_frames[frame.index - first] >= 0]
+            generated: dict[int, np.ndarray] = {}
+            if rendered:
+                targets = np.stack([crop_face(f.image, plan.crop_boxes[f.index]) for f in rendered])
+                if plan.reference == "same":
+                    references = targets
+                else:
+                    references = np.stack([plan.reference_crops[int(plan.reference_frames[f.index - first])] for f in rendered])
+                windows = plan.mel_windows[[f.index - first for f in rendered]]
+                faces_out = plan.runner.run(targets, references, windows, job.cancel, chunk_progress(done))
+                generated = {frame.index: face for frame, face in zip(rendered, faces_out)}
+            for frame in chunk:
+                face = generated.get(frame.index)
+                if face is None:
+                    reason = str(faces.reason[frame.index]) or "face box outside the frame"
+                    yield frame, MouthPatch(None, None, reason)
+                    continue
+                image = paste_face(frame.image, plan.crop_boxes[frame.index], face)
+                yield frame, MouthPatch(image, faces.landmarks[frame.index].astype(np.float64))
+            done += len(chunk)
+
+
+BACKEND = Wav2LipBackend()

@@ -1,0 +1,162 @@
+"""Face crops with Wav2Lip's conventions, the choice of reference frames, and the paste back.
+
+Official inference (``inference.py`` of Wav2Lip): the detector box is padded downward
+(``pads = [0, 10, 0, 0]``: 10 px at the bottom, so the chin is inside), clamped to the frame,
+smoothed as the mean over a window of 5 boxes, cut out and resized (without keeping the aspect) to
+96x96; the generated 96x96 face is resized back to the box and written over it.
+
+Here the box comes from the face track, the 10 px become a fraction of the box height (10 px was
+the official margin for faces of about 100 px, as in LRS2, which the model was trained on; at
+today's frame sizes a fixed 10 px would not reach the chin), the 5-box mean is centred on the frame
+and only averages boxes of frames where the face is present (a gap or cut does not drag the box),
+and the generated face is not pasted as a box: it is placed into a full-frame copy that the shared
+compositor blends inside the lower-face matte.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.ndimage import median_filter
+
+from dubline.core.errors import InvalidInputError
+from dubline.stages.backends.wav2lip.model import FACE_SIZE
+
+#: Bottom padding as a fraction of the detector box height (official: 10 px on ~100 px faces).
+PAD_BOTTOM_FRACTION = 0.10
+#: Boxes averaged per frame (official: 5).
+SMOOTH_WINDOW = 5
+#: A reference frame must be among the quietest mouths of the clip: aperture at or below this
+#: percentile of the speaker's usable frames.
+REST_PERCENTILE = 10.0
+#: Pose distance units (roll in radians, yaw ratio): a difference of this much counts as 1.
+#: The yaw ratio of one frame's raw landmarks jitters by about +-0.05 on steady heads.
+POSE_SCALE = np.array([0.05, 0.15])
+#: Frames of the running median that steadies the target pose before references are matched.
+POSE_MEDIAN_FRAMES = 9
+#: Keep the previous frame's reference unless another is this much closer in pose (scaled units):
+#: switching references changes the texture the generator copies, so it should be rare.
+SWITCH_MARGIN = 1.0
+
+
+def smooth_boxes(boxes: np.ndarray, present: np.ndarray, window: int = SMOOTH_WINDOW) -> np.ndarray:
+    """(N, 4) boxes averaged over a centred window of ``window`` frames, present frames only.
+
+    Frames without a face keep NaN; a window is cut at the nearest absent frame on either side,
+    so boxes on both sides of a gap (or a cut the tracker split there) never mix.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    present = np.asarray(present, dtype=bool) & np.all(np.isfinite(boxes), axis=1)
+    smoothed = np.full(boxes.shape, np.nan)
+    half = window // 2
+    count = len(boxes)
+    for index in np.flatnonzero(present):
+        low, high = index, index
+        while low > max(0, index - half) and present[low - 1]:
+            low -= 1
+        while high < min(count - 1, index + half) and present[high + 1]:
+            high += 1
+        smoothed[index] = boxes[low : high + 1].mean(axis=0)
+    return smoothed
+
+
+def padded_boxes(boxes: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
+    """(N, 4) int crop boxes x0, y0, x1, y1 (end-exclusive): padded downward, clamped to the frame.
+
+    Rows whose box is NaN, or that leave less than 2 px inside the frame, are all -1.
+    """
+    height, width = frame_shape[:2]
+    boxes = np.asarray(boxes, dtype=np.float64)
+    out = np.full(boxes.shape, -1, dtype=np.int64)
+    valid = np.all(np.isfinite(boxes), axis=1)
+    if not valid.any():
+        return out
+    x0, y0, x1, y1 = boxes[valid].T
+    y1 = y1 + PAD_BOTTOM_FRACTION * (y1 - y0)
+    rounded = np.stack(
+        [
+            np.clip(np.rint(x0), 0, width),
+            np.clip(np.rint(y0), 0, height),
+            np.clip(np.rint(x1), 0, width),
+            np.clip(np.rint(y1), 0, height),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    big_enough = (rounded[:, 2] - rounded[:, 0] >= 2) & (rounded[:, 3] - rounded[:, 1] >= 2)
+    rows = np.flatnonzero(valid)[big_enough]
+    out[rows] = rounded[big_enough]
+    return out
+
+
+def crop_face(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The 96x96 RGB crop of ``box`` (aspect not kept, as officially).
+
+    Downscaling uses area averaging: our faces are often 3-5x larger than the training crops, and
+    a bilinear shrink by that much aliases (the training faces were shrunk by about 1x).
+    """
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise InvalidInputError(f"wav2lip crop box {tuple(box)} is empty")
+    region = image[y0:y1, x0:x1]
+    shrinking = region.shape[0] > FACE_SIZE or region.shape[1] > FACE_SIZE
+    return cv2.resize(region, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def paste_face(image: np.ndarray, box: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """A full-frame copy of ``image`` with the 96x96 ``face`` resized into ``box``.
+
+    Only the box changes; the compositor decides (by the matte) which of it reaches the output.
+    """
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if face.shape != (FACE_SIZE, FACE_SIZE, 3):
+        raise InvalidInputError(f"wav2lip generated face must be {FACE_SIZE}x{FACE_SIZE}x3, got {face.shape}")
+    out = image.copy()
+    out[y0:y1, x0:x1] = cv2.resize(face, (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
+    return out
+
+
+def head_pose(pose: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """(N, 2) roll (radians) and yaw ratio from the track's similarity transforms to the canonical face."""
+    roll = -np.arctan2(pose[:, 1, 0].astype(np.float64), pose[:, 0, 0].astype(np.float64))
+    return np.stack([roll, yaw.astype(np.float64)], axis=1)
+
+
+def rest_candidates(aperture: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Frame indices whose mouth is among the quietest of the speaker (at or below REST_PERCENTILE).
+
+    Raises InvalidInputError when no frame is usable.
+    """
+    allowed = np.asarray(usable, dtype=bool) & np.isfinite(aperture)
+    frames = np.flatnonzero(allowed)
+    if not len(frames):
+        raise InvalidInputError("wav2lip: no usable frame of the speaker to take a resting-mouth reference from")
+    threshold = np.percentile(aperture[frames], REST_PERCENTILE)
+    return frames[aperture[frames] <= threshold]
+
+
+def choose_references(
+    target_pose: np.ndarray,
+    target_usable: np.ndarray,
+    candidates: np.ndarray,
+    candidate_pose: np.ndarray,
+) -> np.ndarray:
+    """One candidate frame per target frame (-1 where the target is not usable).
+
+    The nearest candidate in head pose (roll, yaw; the target's steadied by a running median),
+    with hysteresis: the previous frame's reference is kept unless another candidate is
+    SWITCH_MARGIN closer, so references change rarely.
+    """
+    chosen = np.full(len(target_pose), -1, dtype=np.int64)
+    usable_rows = np.flatnonzero(target_usable)
+    if not len(candidates) or not len(usable_rows):
+        return chosen
+    steady = median_filter(target_pose[usable_rows], size=(POSE_MEDIAN_FRAMES, 1), mode="nearest")
+    previous = -1
+    for t, pose in zip(usable_rows, steady):
+        distances = np.linalg.norm((candidate_pose - pose) / POSE_SCALE, axis=1)
+        best = int(np.argmin(distances))
+        if previous >= 0 and distances[previous] <= distances[best] + SWITCH_MARGIN:
+            best = previous
+        chosen[t] = candidates[best]
+        previous = best
+    return chosen

@@ -1,0 +1,450 @@
+"""Composite: put a backend's mouth patch into the source frame (shared by every backend).
+
+Stage contract::
+
+    paste(frame, patch, landmarks68, params, deflicker=None) -> CompositeResult(frame, matte)
+
+``patch`` is a full-frame RGB uint8 image already aligned to ``frame`` (backends produce that).
+The steps are: a soft lower-face matte from the landmarks (``lower_face_matte``), a colour/exposure
+match of the patch to the frame (``match_colour``), a Laplacian-pyramid blend inside the matte
+(``multiband_blend``) and, across frames, a light low-frequency deflicker (``TemporalDeflicker``).
+
+"Outside the matte" is defined as ``matte == 0`` exactly: the matte is thresholded so that tiny
+Gaussian tails become 0, and every step guarantees that pixels where ``matte == 0`` are the
+source pixels, bit for bit. That is the promise the ``--matte`` output mode and ``qc`` rely on.
+
+All heavy work runs on the bounding box of the matte plus a margin, in float32, so the cost
+follows the face size, not the frame size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from dubline.core.errors import InvalidInputError
+from dubline.core.landmarks import (
+    NOSE_BASE,
+    NOSE_BOTTOM,
+    NOSE_TOP,
+    OUTER_LIP,
+    check_landmarks,
+    inter_ocular_distance,
+)
+
+#: Jaw points (0-based, 68-point layout) that bound the matte: cheek to cheek through the chin.
+MATTE_JAW = slice(2, 15)
+
+
+@dataclass(frozen=True)
+class MatteParams:
+    """Shape of the lower-face matte; lengths are fractions of the inter-ocular distance (IOD)."""
+
+    #: How far the top edge sits below the nose base, as a fraction of the nose length (27 -> 33).
+    nose_drop: float = 0.15
+    #: Erosion radius of the landmark polygon. About 2.5x ``feather`` keeps the feathered matte
+    #: inside the jaw line, so the neck and background never take patch pixels.
+    erode: float = 0.15
+    #: Standard deviation of the feather (a stack blur, see ``_stack_blur_radius``).
+    feather: float = 0.06
+    #: The lips grown by this are left out of the colour statistics (they differ between images).
+    lip_margin: float = 0.12
+    #: Matte values below this become exactly 0 (the Gaussian's far tail), so "outside" is crisp.
+    zero_below: float = 1.0 / 512.0
+
+
+@dataclass(frozen=True)
+class CompositeParams:
+    matte: MatteParams = field(default_factory=MatteParams)
+    #: Match the patch's colour and exposure to the frame before blending.
+    colour_match: bool = True
+    #: Laplacian pyramid levels; None picks them from the matte's size.
+    levels: int | None = None
+
+
+@dataclass(frozen=True)
+class Box:
+    """A pixel rectangle [y0, y1) x [x0, x1)."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    def grow(self, margin: int, shape: tuple[int, int]) -> Box:
+        """This box plus ``margin`` on every side, clipped to an image of ``shape`` (H, W)."""
+        return Box(
+            max(0, self.y0 - margin), min(shape[0], self.y1 + margin),
+            max(0, self.x0 - margin), min(shape[1], self.x1 + margin),
+        )
+
+
+@dataclass(frozen=True)
+class CompositeResult:
+    #: The composited RGB uint8 frame (the input array itself when passed through).
+    frame: np.ndarray
+    #: float32 (H, W) in [0, 1]; exactly 0 wherever the output equals the source.
+    matte: np.ndarray
+    #: Why the frame was passed through untouched, or None when a patch was blended.
+    passthrough_reason: str | None = None
+
+
+def _support_box(matte: np.ndarray) -> Box | None:
+    """Bounding box of ``matte > 0``, or None when the matte is empty."""
+    rows = np.flatnonzero(matte.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(matte.any(axis=0))
+    return Box(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+
+
+def _stack_blur_radius(sigma: float) -> int:
+    """Radius of the stack blur whose (triangular) kernel has standard deviation ``sigma``.
+
+    Stack blur stands in for a Gaussian: it looks the same on a feather, costs the same for any
+    radius (a Gaussian of sigma 10 px costs ~5x more here) and is exactly 0 beyond its radius.
+    """
+    return max(1, int(round(sigma * math.sqrt(6.0))))
+
+
+def _matte_polygon(landmarks: np.ndarray, params: MatteParams) -> np.ndarray:
+    """Jaw line 2..14, closed right-to-left along the nose base 35..31 moved down the face."""
+    down = landmarks[NOSE_BOTTOM] - landmarks[NOSE_TOP]  # "down the face", robust to roll
+    nose_length = float(np.hypot(*down))
+    down = down / nose_length if nose_length > 0 else np.array([0.0, 1.0])
+    nose_line = landmarks[NOSE_BASE][::-1] + params.nose_drop * nose_length * down
+    return np.concatenate([landmarks[MATTE_JAW], nose_line])
+
+
+def _matte_in_box(
+    landmarks68: np.ndarray | None, shape: tuple[int, int], params: MatteParams
+) -> tuple[np.ndarray, Box] | None:
+    """The matte on the crop that holds all of it, or None (no/invalid landmarks, off-frame face)."""
+    if landmarks68 is None:
+        return None
+    landmarks = check_landmarks(landmarks68, "landmarks68")
+    if not np.all(np.isfinite(landmarks)):
+        return None
+    iod = inter_ocular_distance(landmarks)
+    if iod < 2.0:
+        return None
+    polygon = _matte_polygon(landmarks, params)
+    radius = params.erode * iod
+    feather_radius = _stack_blur_radius(params.feather * iod)
+    margin = feather_radius + 2  # the blur never reaches further than its radius
+    low = np.floor(polygon.min(axis=0)).astype(int)
+    high = np.ceil(polygon.max(axis=0)).astype(int) + 1
+    box = Box(int(low[1]), int(high[1]), int(low[0]), int(high[0])).grow(margin, shape)
+    if box.height <= 0 or box.width <= 0:
+        return None
+
+    filled = np.zeros((box.height, box.width), np.uint8)
+    fixed_point = np.round((polygon - (box.x0, box.y0)) * 16).astype(np.int32)  # shift=4: 1/16 px
+    cv2.fillPoly(filled, [fixed_point], 1, lineType=cv2.LINE_8, shift=4)
+    # Erosion by a disc via the distance transform: exact radius, cost independent of it.
+    # Pixels beyond the frame count as inside, so a face cut by the frame edge is not eroded there.
+    distance = cv2.distanceTransform(filled, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    eroded = (distance > radius).astype(np.float32)
+    matte = cv2.stackBlur(eroded, (2 * feather_radius + 1, 2 * feather_radius + 1))
+    matte[matte < params.zero_below] = 0.0
+    np.minimum(matte, 1.0, out=matte)
+    if not matte.any():
+        return None
+    return matte, box
+
+
+def lower_face_matte(
+    landmarks68: np.ndarray, shape: tuple[int, int], params: MatteParams = MatteParams()
+) -> np.ndarray:
+    """Soft matte of the lower face, float32 (H, W) in [0, 1].
+
+    Polygon: jaw points 2..14 closed across the nose base (31..35) lowered by
+    ``params.nose_drop`` of the nose length; filled, eroded by ``params.erode`` x IOD, feathered with
+    a Gaussian-like stack blur of sigma ``params.feather`` x IOD; values below ``params.zero_below`` set to exactly 0.
+    All zeros when the landmarks are NaN or the face is off-frame.
+    """
+    height, width = int(shape[0]), int(shape[1])
+    full = np.zeros((height, width), np.float32)
+    found = _matte_in_box(landmarks68, (height, width), params)
+    if found is not None:
+        matte, box = found
+        full[box.slices] = matte
+    return full
+
+
+#: RGB -> (Y, Cb, Cr), BT.601 full range: a linear map, so a per-channel affine map in YCbCr is an
+#: affine map in RGB that one ``cv2.transform`` applies.
+_RGB_TO_YCC = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float64
+)
+_YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC)
+
+
+def match_colour(
+    patch: np.ndarray, target: np.ndarray, mask: np.ndarray, usable: np.ndarray | None = None
+) -> np.ndarray:
+    """Patch with its colour and exposure matched to ``target`` where ``mask`` will blend them.
+
+    Statistics come from the feather band (0.02 < mask < 0.98), the skin around the mouth that
+    both images show, so the mouth interior (which legitimately differs: teeth, an open mouth)
+    does not bias them; when the band is too small, all of ``mask > 0`` is used. ``usable`` (bool,
+    optional) limits them further: ``paste`` leaves out the lips and pixels a warp could not fill.
+    Robust statistics in YCbCr: each channel's median is moved to the target's and the luma spread
+    (interquartile range) is scaled to the target's, the gain clamped to [0.67, 1.5]. One affine map
+    for every pixel keeps the inner mouth's contrast relative to the skin. Returns an array of the
+    patch's shape and dtype (uint8 values are rounded and saturated).
+    """
+    if patch.shape != target.shape or patch.shape[:2] != mask.shape:
+        raise InvalidInputError(
+            f"match_colour: patch {patch.shape}, target {target.shape} and mask {mask.shape} disagree"
+        )
+    band = (mask > 0.02) & (mask < 0.98)
+    if usable is not None:
+        band &= usable
+    if np.count_nonzero(band) < 64:
+        band = mask > 0
+        if usable is not None:
+            band &= usable
+    if np.count_nonzero(band) < 16:
+        return patch.copy()
+
+    patch_ycc = patch[band].astype(np.float32) @ _RGB_TO_YCC.T.astype(np.float32)
+    target_ycc = target[band].astype(np.float32) @ _RGB_TO_YCC.T.astype(np.float32)
+    patch_q = np.percentile(patch_ycc, (25, 50, 75), axis=0).astype(np.float64)
+    target_q = np.percentile(target_ycc, (25, 50, 75), axis=0).astype(np.float64)
+    gain = np.ones(3)
+    patch_spread, target_spread = patch_q[2, 0] - patch_q[0, 0], target_q[2, 0] - target_q[0, 0]
+    if patch_spread > 1e-3 and target_spread > 1e-3:
+        gain[0] = np.clip(target_spread / patch_spread, 0.67, 1.5)
+    # ycc' = gain * (ycc - patch_median) + target_median, written as rgb' = A rgb + b.
+    linear = _YCC_TO_RGB @ np.diag(gain) @ _RGB_TO_YCC
+    offset = _YCC_TO_RGB @ (target_q[1] - gain * patch_q[1])
+    return cv2.transform(patch, np.hstack([linear, offset[:, None]]))
+
+
+def mouth_region(landmarks68: np.ndarray, margin: float, box: Box) -> np.ndarray:
+    """Bool mask on ``box`` of the outer-lip polygon grown by ``margin`` x inter-ocular distance."""
+    landmarks = check_landmarks(landmarks68, "landmarks68")
+    mask = np.zeros((box.height, box.width), np.uint8)
+    lips = np.round((landmarks[OUTER_LIP] - (box.x0, box.y0)) * 16).astype(np.int32)
+    cv2.fillPoly(mask, [lips], 1, shift=4)
+    grow = int(round(margin * inter_ocular_distance(landmarks)))
+    if grow > 0:
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return mask.astype(bool)
+
+
+def _auto_levels(box: Box) -> int:
+    """Enough levels that the coarsest band is ~16 px across the matte, between 1 and 6."""
+    smallest = min(box.height, box.width)
+    return int(np.clip(math.floor(math.log2(max(smallest, 2) / 16.0)) + 1, 1, 6))
+
+
+#: Below this matte value the blend's change is scaled down linearly to 0 at the matte's edge,
+#: so the coarse pyramid bands (wider than the matte) cannot leave a step where matte == 0 begins.
+_EDGE_GUARD = 0.05
+
+
+def _blend_region(box: Box, levels: int, shape: tuple[int, int]) -> Box:
+    """The crop a blend of ``box`` works on: a margin of background keeps the pyramid's border
+    handling away from the matte."""
+    return box.grow(2**levels, shape)
+
+
+def _blend_crop(bg_crop: np.ndarray, fg_crop: np.ndarray, matte_crop: np.ndarray, levels: int) -> np.ndarray:
+    """Multi-band blend of two same-size uint8 crops; uint8 result, == ``bg_crop`` where matte is 0."""
+    if levels < 1:
+        raise InvalidInputError(f"multiband_blend: levels must be >= 1, got {levels}")
+    height, width = matte_crop.shape
+    diff = cv2.subtract(fg_crop, bg_crop, dtype=cv2.CV_32F)
+    weight = matte_crop.astype(np.float32, copy=False)
+
+    # pyrDown/pyrUp need sizes divisible by 2**levels: pad by reflection, crop afterwards.
+    step = 2**levels
+    pad_y, pad_x = (-height) % step, (-width) % step
+    if pad_y or pad_x:
+        diff = cv2.copyMakeBorder(diff, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT_101)
+        weight = cv2.copyMakeBorder(weight, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT_101)
+
+    # Blending the Laplacian pyramids of fg and bg with the matte's Gaussian pyramid equals bg plus
+    # the collapsed, matte-weighted Laplacian pyramid of (fg - bg): one pyramid instead of two.
+    gaussians = [diff]
+    weights = [weight]
+    for _ in range(levels):
+        gaussians.append(cv2.pyrDown(gaussians[-1]))
+        weights.append(cv2.pyrDown(weights[-1]))
+    delta = cv2.multiply(gaussians[-1], cv2.merge([weights[-1]] * 3))
+    for level in range(levels - 1, -1, -1):
+        size = (gaussians[level].shape[1], gaussians[level].shape[0])
+        laplacian = cv2.subtract(gaussians[level], cv2.pyrUp(gaussians[level + 1], dstsize=size))
+        weight3 = cv2.merge([weights[level]] * 3)
+        if level == 0:  # fold the edge guard into the finest weights
+            guard = np.minimum(weights[0] * np.float32(1.0 / _EDGE_GUARD), np.float32(1.0))
+            guard3 = cv2.merge([guard] * 3)
+            delta = cv2.multiply(cv2.add(cv2.pyrUp(delta, dstsize=size), cv2.multiply(laplacian, weight3)), guard3)
+        else:
+            delta = cv2.add(cv2.pyrUp(delta, dstsize=size), cv2.multiply(laplacian, weight3))
+
+    delta = delta[:height, :width]
+    blended = cv2.add(bg_crop, delta, dtype=cv2.CV_8U)  # rounds and saturates
+    _restore_outside(blended, bg_crop, matte_crop)
+    return blended
+
+
+def _restore_outside(out: np.ndarray, source: np.ndarray, matte: np.ndarray) -> None:
+    """Copy ``source`` into ``out`` wherever ``matte == 0``: the bit-exactness guarantee."""
+    cv2.copyTo(source, (matte == 0).view(np.uint8), out)
+
+
+def _check_frames(background: np.ndarray, foreground: np.ndarray, matte: np.ndarray, what: str) -> None:
+    if background.ndim != 3 or background.shape[2] != 3 or background.dtype != np.uint8:
+        raise InvalidInputError(f"{what}: background must be RGB uint8 (H, W, 3), got {background.shape} {background.dtype}")
+    if foreground.shape != background.shape or foreground.dtype != np.uint8:
+        raise InvalidInputError(
+            f"{what}: foreground {foreground.shape} {foreground.dtype} does not match background {background.shape} uint8"
+        )
+    if matte.shape != background.shape[:2]:
+        raise InvalidInputError(f"{what}: matte {matte.shape} does not match frame {background.shape[:2]}")
+
+
+def multiband_blend(
+    background: np.ndarray, foreground: np.ndarray, matte: np.ndarray, levels: int | None = None
+) -> np.ndarray:
+    """Laplacian-pyramid blend of ``foreground`` over ``background`` with weights ``matte``.
+
+    Works on the matte's bounding box plus a margin; everything else is the background untouched,
+    and pixels where ``matte == 0`` are bit-identical to the background. Returns RGB uint8.
+    """
+    _check_frames(background, foreground, matte, "multiband_blend")
+    out = background.copy()
+    box = _support_box(matte)
+    if box is not None:
+        levels = _auto_levels(box) if levels is None else int(levels)
+        rows, cols = _blend_region(box, levels, background.shape[:2]).slices
+        out[rows, cols] = _blend_crop(background[rows, cols], foreground[rows, cols], matte[rows, cols], levels)
+    return out
+
+
+class TemporalDeflicker:
+    """Light temporal smoothing of what the composite changed, in its low-frequency band.
+
+    Per frame, the residual ``r = blur(composite - source)`` (stack blur, sigma ``low_sigma`` of the
+    matte box's larger side) is what the patch did to the frame's shading. It is smoothed by an exponential moving
+    average whose per-pixel weight ``strength * exp(-(|r - r_prev| / motion_scale)^2)`` falls to 0
+    where the residual changes a lot (the mouth opening, real motion), so only small frame-to-frame
+    jitter (colour-match and exposure flicker) is damped. The correction is applied times the matte,
+    so pixels with ``matte == 0`` stay the source. State is kept in frame coordinates, so a moving
+    face is followed; call ``reset()`` at a cut or after a passed-through frame.
+    """
+
+    def __init__(self, strength: float = 0.6, motion_scale: float = 6.0, low_sigma: float = 0.03) -> None:
+        if not 0.0 <= strength < 1.0:
+            raise InvalidInputError(f"TemporalDeflicker: strength must be in [0, 1), got {strength}")
+        self.strength = strength
+        self.motion_scale = motion_scale  # in 8-bit code values
+        self.low_sigma = low_sigma  # fraction of the matte box's larger side
+        self._previous: tuple[np.ndarray, Box] | None = None
+
+    def reset(self) -> None:
+        self._previous = None
+
+    def apply(self, composite: np.ndarray, source: np.ndarray, matte: np.ndarray) -> np.ndarray:
+        """The deflickered composite (RGB uint8); equal to ``composite`` where ``matte == 0``."""
+        _check_frames(source, composite, matte, "TemporalDeflicker")
+        box = _support_box(matte)
+        if box is None:
+            self.reset()
+            return composite
+        out = composite.copy()
+        out[box.slices] = self._apply_in_box(composite, source, matte, box)
+        return out
+
+    def _apply_in_box(self, composite: np.ndarray, source: np.ndarray, matte: np.ndarray, box: Box) -> np.ndarray:
+        rows, cols = box.slices
+        current = composite[rows, cols]
+        radius = _stack_blur_radius(self.low_sigma * max(box.height, box.width))
+        residual = cv2.stackBlur(
+            current.astype(np.float32) - source[rows, cols].astype(np.float32), (2 * radius + 1, 2 * radius + 1)
+        )
+        previous = residual.copy()  # no history -> no change
+        if self._previous is not None:
+            old, old_box = self._previous
+            y0, y1 = max(box.y0, old_box.y0), min(box.y1, old_box.y1)
+            x0, x1 = max(box.x0, old_box.x0), min(box.x1, old_box.x1)
+            if y0 < y1 and x0 < x1:
+                previous[y0 - box.y0 : y1 - box.y0, x0 - box.x0 : x1 - box.x0] = old[
+                    y0 - old_box.y0 : y1 - old_box.y0, x0 - old_box.x0 : x1 - old_box.x0
+                ]
+        change = np.abs(previous - residual).mean(axis=2)
+        alpha = self.strength * np.exp(-np.square(change * np.float32(1.0 / self.motion_scale)))
+        smoothed = residual + alpha[..., None] * (previous - residual)
+        self._previous = (smoothed, box)
+
+        weight = matte[rows, cols]
+        result = cv2.add(current.astype(np.float32), (smoothed - residual) * weight[..., None], dtype=cv2.CV_8U)
+        _restore_outside(result, current, weight)
+        return result
+
+
+def paste(
+    frame: np.ndarray,
+    patch: np.ndarray | None,
+    landmarks68: np.ndarray | None,
+    params: CompositeParams = CompositeParams(),
+    deflicker: TemporalDeflicker | None = None,
+) -> CompositeResult:
+    """Composite ``patch`` (full-frame RGB uint8, aligned to ``frame``) into ``frame``'s lower face.
+
+    No patch, no landmarks (None or NaN) or a face off the frame -> the frame is passed through
+    (returned as is, matte all zeros, ``passthrough_reason`` says why) and ``deflicker`` is reset.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise InvalidInputError(f"paste: frame must be RGB uint8 (H, W, 3), got {frame.shape} {frame.dtype}")
+    shape = frame.shape[:2]
+
+    def passthrough(reason: str) -> CompositeResult:
+        if deflicker is not None:
+            deflicker.reset()
+        return CompositeResult(frame, np.zeros(shape, np.float32), reason)
+
+    if patch is None:
+        return passthrough("no patch")
+    if patch.shape != frame.shape or patch.dtype != np.uint8:
+        raise InvalidInputError(f"paste: patch {patch.shape} {patch.dtype} does not match frame {frame.shape} uint8")
+    if landmarks68 is None:
+        return passthrough("no face landmarks")
+    found = _matte_in_box(landmarks68, shape, params.matte)
+    if found is None:
+        return passthrough("face landmarks unusable or off-frame")
+    box_matte, box = found
+
+    full_matte = np.zeros(shape, np.float32)
+    full_matte[box.slices] = box_matte
+    levels = _auto_levels(box) if params.levels is None else params.levels
+    region = _blend_region(box, levels, shape)
+    rows, cols = region.slices
+    frame_crop, patch_crop, matte_crop = frame[rows, cols], patch[rows, cols], full_matte[rows, cols]
+    if params.colour_match:
+        lips = mouth_region(landmarks68, params.matte.lip_margin, region)
+        patch_crop = match_colour(patch_crop, frame_crop, matte_crop, usable=~lips)
+
+    out = frame.copy()
+    out[rows, cols] = _blend_crop(frame_crop, patch_crop, matte_crop, levels)
+    if deflicker is not None:
+        out[box.slices] = deflicker._apply_in_box(out, frame, full_matte, box)
+    return CompositeResult(out, full_matte)
