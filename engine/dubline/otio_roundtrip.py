@@ -543,6 +543,7 @@ def check_media(plan: PatchPlan, probe: Callable[[Path], Any] | None = None) -> 
 def render_in_process(plan: PatchPlan, patch: Path, settings: RenderSettings, overwrite: bool,
                       progress: Any = None, cache_root: Path | None = None) -> tuple[PatchMedia, dict[str, Any], list[str]]:
     """Render the span with ``pipeline.render`` in this process."""
+    from dubline.core.progress import no_progress
     from dubline.pipeline import RenderRequest, render
 
     first, end = plan.file_frames()

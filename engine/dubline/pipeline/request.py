@@ -25,8 +25,8 @@ from dubline.core.errors import InvalidInputError
 from dubline.core.paths import check_outputs, labelled
 from dubline.core.timing import parse_seconds, seconds_time
 from dubline.stages import media
+from dubline.stages.backends import EXPRESSIONS
 from dubline.stages.backends import names as backend_names
-from dubline.stages.backends.base import EXPRESSIONS
 from dubline.stages.faces import SpeakerHint
 from dubline.stages.speech import LENGTH_POLICIES
 

@@ -81,7 +81,7 @@ def analyse_span(
 def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: bool = False,
                   inputs: dict[str, Path | None] | None = None) -> Path:
     """An h264 clip of the span with the analysis drawn on every frame."""
-    from dubline.overlay import draw_analysis
+    from dubline.qc.overlay import draw_analysis
 
     info = media.probe(video_path)
     rate = info.video.rate

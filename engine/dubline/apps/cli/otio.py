@@ -12,7 +12,6 @@ from pathlib import Path
 from dubline.core.errors import InvalidInputError
 from dubline.core.progress import TqdmProgress
 from dubline.core.timing import parse_seconds, seconds_of
-from dubline.pipeline import parse_options
 from dubline.stages import media
 
 
@@ -51,6 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dubline import otio_roundtrip as rt
     from dubline.core.timing import parse_rate
+    from dubline.pipeline import parse_options
 
     edl_rate = parse_rate(args.edl_rate) if args.edl_rate else None
     if args.dry_run:

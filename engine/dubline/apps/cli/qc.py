@@ -8,7 +8,6 @@ from pathlib import Path
 
 from dubline.core.errors import InvalidInputError
 from dubline.core.timing import parse_seconds
-from dubline.pipeline.qc import run_qc
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dubline.pipeline.qc import run_qc
+
     if (args.source is None) != (args.span is None):
         raise InvalidInputError("--source and --range go together")
     report = run_qc(args.video, args.audio, source=args.source, span=args.span, matte=args.matte,

@@ -6,13 +6,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dubline.core.progress import TqdmProgress
-from dubline.pipeline import RenderRequest, render
-from dubline.pipeline.qc import run_qc
 from dubline.stages import media
-from dubline.stages.backends.base import EXPRESSIONS
+from dubline.stages.backends import EXPRESSIONS
 from dubline.stages.speech import LENGTH_POLICIES
+
+if TYPE_CHECKING:
+    from dubline.pipeline import RenderRequest
 
 
 def add_render_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def request_from_args(args: argparse.Namespace) -> RenderRequest:
     """The RenderRequest of a render command line (also what ``submit`` checks before sending)."""
+    from dubline.pipeline import RenderRequest
+
     return RenderRequest.from_text(
         video=args.video, audio=args.audio, span=args.span, out=args.out, audio_offset=args.audio_offset,
         speaker=args.speaker, backend_options=args.backend_option, library=args.library, matte=args.matte,
@@ -60,6 +64,9 @@ def request_from_args(args: argparse.Namespace) -> RenderRequest:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dubline.pipeline import render
+    from dubline.pipeline.qc import run_qc
+
     request = request_from_args(args)
     bar = TqdmProgress(enabled=not args.json and sys.stderr.isatty())
     try:

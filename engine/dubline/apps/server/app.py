@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import tempfile
 from concurrent import futures
 from pathlib import Path
@@ -18,7 +17,12 @@ from grpc_reflection.v1alpha import reflection
 
 from dubline.apps.server.frame_socket import FrameSocketServer
 from dubline.apps.server.jobs import JobQueue
-from dubline.apps.server.security import MediaRoots, TokenInterceptor, parse_listen
+from dubline.apps.server.security import (
+    MediaRoots,
+    TokenInterceptor,
+    parse_listen,
+    remove_stale_socket,
+)
 from dubline.apps.server.servicer import EngineConfig, EngineServicer
 from dubline.core.errors import InvalidInputError
 
@@ -65,18 +69,6 @@ class EngineServer:
     def wait(self) -> None:
         self.grpc_server.wait_for_termination()
 
-
-def _remove_stale_socket(path: Path) -> None:
-    """Remove a socket file left by an engine that died; refuse to take over a live one."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        path.unlink(missing_ok=True)
-        return
-    finally:
-        probe.close()
-    raise InvalidInputError(f"another engine is already listening on unix:{path}")
 
 
 def create_server(
@@ -135,7 +127,7 @@ def create_server(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
     if listen.unix_path is not None and listen.unix_path.is_socket():
-        _remove_stale_socket(listen.unix_path)
+        remove_stale_socket(listen.unix_path)
     port = server.add_insecure_port(listen.target)
     if listen.unix_path is None and port == 0:
         raise InvalidInputError(f"cannot listen on {address} (address in use or not available)")

@@ -25,8 +25,14 @@ from typing import TYPE_CHECKING
 
 from dubline_client import frames_span, image_message, pb, rational, render_spec
 
-from dubline.apps.server.security import MAX_PATH_LENGTH, parse_listen
-from dubline.core.errors import DublineError, InvalidInputError
+from dubline.apps.server.security import (
+    MAX_PATH_LENGTH,
+    parse_listen,
+    remove_stale_socket,
+)
+from dubline.apps.server.status import status_for
+from dubline.core.errors import DublineError, InvalidInputError, MediaNotFoundError
+from dubline.stages import media
 
 if TYPE_CHECKING:
     from dubline.apps.server.servicer import EngineServicer
@@ -236,8 +242,6 @@ class FrameService:
 
     def _source_rate(self, video: Path) -> Fraction:
         """The source's frame rate (frame indices on the wire become rational times at it)."""
-        from dubline.core.errors import MediaNotFoundError
-        from dubline.stages import media
 
         try:
             stat = video.stat()
@@ -273,8 +277,6 @@ class FrameService:
         return message
 
     def answer(self, body: bytes | bytearray) -> FrameAnswer:
-        from dubline.apps.server.servicer import status_for
-
         try:
             response = self.servicer.render_frame(self.grpc_request(decode_request(body)))
         except Exception as error:
@@ -344,9 +346,7 @@ class FrameSocketServer:
         self._unix_path = listen.unix_path
         if listen.unix_path is not None:
             if listen.unix_path.is_socket():
-                from dubline.apps.server.app import _remove_stale_socket
-
-                _remove_stale_socket(listen.unix_path)
+                remove_stale_socket(listen.unix_path)
             self._server: socketserver.BaseServer = _UnixServer(str(listen.unix_path), _Handler)
             self.address = f"unix:{listen.unix_path}"
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -119,3 +120,16 @@ class MediaRoots:
                 f"{field} {shown} is outside the engine's media roots ({', '.join(map(str, self.roots))})"
             )
         return resolved
+
+
+def remove_stale_socket(path: Path) -> None:
+    """Remove a socket file left by an engine that died; refuse to take over a live one."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)
+        return
+    finally:
+        probe.close()
+    raise InvalidInputError(f"another engine is already listening on unix:{path}")

@@ -22,6 +22,7 @@ from dubline import __version__
 from dubline.apps.server import convert, frames
 from dubline.apps.server.jobs import Job, JobEvent, JobQueue, JobState
 from dubline.apps.server.security import MAX_PATH_LENGTH, MediaRoots
+from dubline.apps.server.status import status_for
 from dubline.core.errors import DublineError, FrameUnavailableError, InvalidInputError
 from dubline.core.models import model_dir, registry
 from dubline.core.progress import CancelToken, ProgressSink
@@ -39,12 +40,6 @@ _STATES = {
     JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
 }
 
-
-def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
-    """THE mapping of engine errors to gRPC status codes (each DublineError names its own)."""
-    if isinstance(error, DublineError):
-        return getattr(grpc.StatusCode, error.status_code, grpc.StatusCode.INTERNAL), str(error)
-    return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}): {error}"
 
 
 @contextmanager

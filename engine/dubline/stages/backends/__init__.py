@@ -7,9 +7,15 @@ this package imports no backend module, so listing capabilities never loads torc
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from dubline.core.errors import InvalidInputError
-from dubline.stages.backends.base import Backend
+
+if TYPE_CHECKING:  # base imports the face and speech stages; listing names must stay light
+    from dubline.stages.backends.base import Backend
+
+#: How the mouth's expression is steered: as in the source, towards neutral, towards a smile.
+EXPRESSIONS = ("as-source", "neutral", "smile")
 
 MANIFEST: dict[str, str] = {
     "retrieval": "dubline.stages.backends.retrieval.backend",
@@ -28,6 +34,10 @@ def get_backend(name: str) -> Backend:
     except KeyError:
         raise InvalidInputError(f"unknown backend {name!r}; known backends: {', '.join(MANIFEST)}") from None
     backend = importlib.import_module(module_name).BACKEND
+    from dubline.stages.backends.base import (
+        Backend,  # loaded by the backend module already
+    )
+
     if not isinstance(backend, Backend):
         raise TypeError(f"{module_name}.BACKEND does not implement the Backend protocol (info, preflight, prepare, patches)")
     return backend

@@ -21,9 +21,6 @@ from dubline.stages.faces import FaceTrack
 from dubline.stages.media import AudioClip, MediaInfo, VideoFrame
 from dubline.stages.speech import SpeakerCalibration, SpeechTrack
 
-#: How the mouth's expression is steered: as in the source, towards neutral, towards a smile.
-EXPRESSIONS = ("as-source", "neutral", "smile")
-
 
 @dataclass(frozen=True)
 class BackendInfo:
