@@ -135,6 +135,7 @@ def test_local_engine_refuses_clearly_without_starting(tmp_path: Path) -> None:
     assert not local.running
 
 
+@pytest.mark.slow
 def test_local_engine_starts_when_none_answers_and_stops(tmp_path: Path, monkeypatch) -> None:
     if not DUBLINE.exists():
         pytest.skip("no dubline executable beside this Python")
@@ -182,6 +183,7 @@ def engine_address(tmp_path_factory) -> str:
         log.close()
 
 
+@pytest.mark.slow
 def test_runner_reports_an_engine_error_as_a_failed_event(engine_address: str, tmp_path: Path) -> None:
     runner = jobs.JobRunner(dubline_client)
     order = jobs.RenderOrder(video=str(tmp_path / "missing.mp4"), audio=str(tmp_path / "missing.wav"),
@@ -213,6 +215,7 @@ BLENDERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["render", "errors"])
 @pytest.mark.parametrize("blender", list(BLENDERS))
 def test_addon_in_blender(blender: str, scenario: str, engine_address: str, shared_media: Path, tmp_path: Path) -> None:
@@ -247,6 +250,7 @@ print("EXTENSION_OK")
 """
 
 
+@pytest.mark.slow
 def test_extension_builds_installs_and_enables_in_blender_5(shared_media: Path, tmp_path: Path) -> None:
     """The 4.2+ extension path: Blender's own `extension build`, then install into a throwaway
     user folder; the add-on registers under its extension name (bl_ext.<repo>.dubline_vse)."""

@@ -241,6 +241,7 @@ def _real_frames(path: Path, count: int) -> list[np.ndarray]:
     return [frame.image for frame in media.read_span(path, span)]
 
 
+@pytest.mark.slow
 def test_real_frame_composite(shared_media: Path, tmp_path: Path) -> None:
     """Paste the aligned lower face of another frame of speaker_a into frame 0, as a backend would."""
     if importlib.util.find_spec("face_recognition_models") is None:

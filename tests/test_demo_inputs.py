@@ -40,6 +40,7 @@ def _phrase_agreement(samples: np.ndarray, speech: demo.SynthesisedSpeech) -> fl
     return float(np.mean((activity.probabilities > 0.5) == truth))
 
 
+@pytest.mark.slow
 def test_files_have_the_expected_shape(inputs):
     info = media.probe(inputs.video)
     assert info.video.frame_count == FRAMES
@@ -58,6 +59,7 @@ def test_files_have_the_expected_shape(inputs):
     assert inputs.video.name in inputs.notes and inputs.dub.name in inputs.notes
 
 
+@pytest.mark.slow
 def test_face_on_every_sampled_frame_and_mouth_follows_the_syllables(inputs):
     frames = [f.image for f in media.read_span(inputs.video, frames_to_range(0, FRAMES, RATE)) if f.index % 5 == 0]
     assert len(frames) == FRAMES // 5
@@ -72,6 +74,7 @@ def test_face_on_every_sampled_frame_and_mouth_follows_the_syllables(inputs):
     assert np.corrcoef(apertures, openness)[0, 1] >= 0.5
 
 
+@pytest.mark.slow
 def test_the_clip_moves_outside_the_mouth_too(inputs):
     frames = [f.image.astype(np.float32) for f in media.read_span(inputs.video, frames_to_range(0, 2, RATE))]
     # Forehead and background: head sway and grain change them from frame to frame, a little.
@@ -79,6 +82,7 @@ def test_the_clip_moves_outside_the_mouth_too(inputs):
     assert 0.5 < change < 12.0
 
 
+@pytest.mark.slow
 def test_speech_analysis_hears_the_dub_and_the_clip(inputs):
     dub = media.read_audio(inputs.dub, None, 16000, True).samples
     np.testing.assert_allclose(dub, PLAN.dub.samples, atol=2e-4)  # the file holds the planned score

@@ -79,6 +79,7 @@ def detections_b(clip_b):
 # Real clips: a face on every frame, jitter lower after smoothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["a", "b"])
 def test_real_clip_face_on_every_frame_and_smoothing_lowers_jitter(name, request):
     indices, detections = request.getfixturevalue(f"detections_{name}")
@@ -101,6 +102,7 @@ def test_real_clip_face_on_every_frame_and_smoothing_lowers_jitter(name, request
     assert track.descriptors.shape == (FRAMES, 128) and track.boxes.shape == (FRAMES, 4)
 
 
+@pytest.mark.slow
 def test_aperture_matches_shared_convention(detections_a):
     _, detections = detections_a
     for faces in detections[:5]:
@@ -109,6 +111,7 @@ def test_aperture_matches_shared_convention(detections_a):
         assert geometry.inter_ocular_distance(points) == pytest.approx(convention.inter_ocular_distance(points), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_detections_are_full_resolution_and_identity_is_stable(clip_a, detections_a):
     _, detections = detections_a
     face = detections[0][0]
@@ -153,6 +156,7 @@ def _is_left(track, width: int = 300) -> bool:
     return bool(present.any() and np.all(track.boxes[present, 2] <= width + 1))
 
 
+@pytest.mark.slow
 def test_two_faces_speech_activity_picks_the_talker(two_faces):
     frames, indices, detections, activity = two_faces
     assert all(len(d) == 2 for d in detections)
@@ -166,12 +170,14 @@ def test_two_faces_speech_activity_picks_the_talker(two_faces):
     assert not _is_left(track) and track.present.all()
 
 
+@pytest.mark.slow
 def test_two_faces_without_activity_falls_back_to_mouth_motion(two_faces):
     _, indices, detections, _ = two_faces
     track = track_from_detections(indices, detections)
     assert track.speaker_choice == "motion" and _is_left(track)
 
 
+@pytest.mark.slow
 def test_speaker_by_point_box_and_reference_image(two_faces, shared_media: Path):
     frames, indices, detections, activity = two_faces
     frame_index = int(indices[10])
@@ -245,6 +251,7 @@ def test_speaker_choice_follows_activity_among_moving_mouths():
 # Tracking: one track per person, re-acquired after cuts
 
 
+@pytest.mark.slow
 def test_tracks_reacquire_the_same_person_after_cuts(detections_a, detections_b):
     (_, dets_a), (_, dets_b) = detections_a, detections_b
     # A, cut to B, cut back to A (its face elsewhere in frame), gap of empty frames, A again.
@@ -268,6 +275,7 @@ def test_tracks_reacquire_the_same_person_after_cuts(detections_a, detections_b)
 # Frames without a usable face
 
 
+@pytest.mark.slow
 def test_frames_without_a_face_are_marked_and_nothing_crashes(clip_a):
     rng = np.random.default_rng(0)
     shape = clip_a[0].image.shape
@@ -290,6 +298,7 @@ def test_frames_without_a_face_are_marked_and_nothing_crashes(clip_a):
         track_faces([_frame(0, black), _frame(0, black)])
 
 
+@pytest.mark.slow
 def test_covered_mouth_is_tracked_and_marked_occluded(clip_b, detections_b):
     _, detections = detections_b
     x0, y0, x1, y1 = (int(v) for v in detections[0][0].box)
@@ -308,6 +317,7 @@ def test_covered_mouth_is_tracked_and_marked_occluded(clip_b, detections_b):
     assert np.isfinite(track.pose).all()
 
 
+@pytest.mark.slow
 def test_unusable_reasons(detections_b):
     _, detections = detections_b
     face = detections[0][0]
@@ -385,6 +395,7 @@ def test_smoothing_removes_noise_but_keeps_mouth_motion():
 # Cache: a second call computes nothing; an overlapping span computes only its new frames
 
 
+@pytest.mark.slow
 def test_cache_serves_repeat_and_overlapping_spans(clip_a, tmp_path, monkeypatch):
     calls: list[int] = []
     real_detect = stage.detect_frame
@@ -412,6 +423,7 @@ def test_cache_serves_repeat_and_overlapping_spans(clip_a, tmp_path, monkeypatch
     assert stage.detection_cache("fingerprint-a", replace(params, detect_max_side=320), root=tmp_path).get_many(range(10)) == {}
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_stage(clip_a):
     token = CancelToken()
     token.cancel()
@@ -429,6 +441,7 @@ def _has_face_alignment() -> bool:
     return importlib.util.find_spec("face_alignment") is not None
 
 
+@pytest.mark.slow
 def test_fan_backend_without_weights_raises_model_not_found(clip_b, tmp_path):
     params = FaceTrackParams(landmark_backend="fan", models_dir=str(tmp_path))
     with pytest.raises(ModelNotFoundError) as raised:
@@ -441,6 +454,7 @@ def test_fan_backend_without_weights_raises_model_not_found(clip_b, tmp_path):
     assert not any(tmp_path.rglob("*.zip"))  # nothing was fetched
 
 
+@pytest.mark.slow
 @pytest.mark.weights
 def test_fan_backend_with_local_weights(clip_b):
     if not _has_face_alignment():

@@ -235,6 +235,7 @@ def _render_until_ready(instance, source: np.ndarray, time_: float, deadline_s: 
         time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_frames_equal_the_engines_answer(host: OfxHost, engine) -> None:
     client, frames_address, media_dir = engine
     params = {"engineAddress": frames_address, "sourceMedia": str(media_dir / CLIP), "dubAudio": str(media_dir / DUB),

@@ -325,6 +325,7 @@ def test_existing_output_is_refused_before_rendering(tmp_path: Path, shared_medi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.otio", "speaker.otio"]  # no patch rendered
 
 
+@pytest.mark.slow
 def test_cli_renders_the_span_and_places_it(tmp_path: Path, shared_media: Path) -> None:
     timeline = speaker_timeline(tmp_path, shared_media / "speaker_b.mp4")
     out = tmp_path / "out.otio"

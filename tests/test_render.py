@@ -36,6 +36,7 @@ def _frames(path: Path, first: int, end: int) -> list[np.ndarray]:
     return [f.image for f in media.read_span(path, timing.frames_to_range(first, end, rate))]
 
 
+@pytest.mark.slow
 def test_mid_clip_span_is_exact_and_outside_the_matte_untouched(tmp_path, cache, speaker_b, shared_media) -> None:
     out, matte, timeline = tmp_path / "patch.mov", tmp_path / "matte.mov", tmp_path / "patch.otio"
     result = render(
@@ -60,6 +61,7 @@ def test_mid_clip_span_is_exact_and_outside_the_matte_untouched(tmp_path, cache,
     assert clip.source_range.duration.to_frames() == 24
 
 
+@pytest.mark.slow
 def test_whole_clip_and_single_frame(tmp_path, cache, speaker_b, shared_media) -> None:
     whole = render(RenderRequest(video=speaker_b, audio=shared_media / "dub_en_48k_stereo.wav", span="0-122",
                                  out=tmp_path / "whole.mp4", codec="h264"), cache_root=cache)
@@ -71,12 +73,14 @@ def test_whole_clip_and_single_frame(tmp_path, cache, speaker_b, shared_media) -
     assert media.probe(one.out).video.start_timecode == "00:00:04:21"
 
 
+@pytest.mark.slow
 def test_dub_far_longer_than_the_span_is_trimmed_with_a_warning(tmp_path, cache, speaker_b, shared_media) -> None:
     result = render(RenderRequest(video=speaker_b, audio=shared_media / "dub_ja_24bit.wav", span="0-25",
                                   out=tmp_path / "p.mov", codec="prores"), cache_root=cache)
     assert any("trimmed" in w for w in result.warnings)
 
 
+@pytest.mark.slow
 def test_silent_dub_keeps_the_mouth_closed_or_at_rest(tmp_path, cache, speaker_b) -> None:
     silence = media.write_audio(media.AudioClip(np.zeros(96000, np.float32), 48000), tmp_path / "silence.wav")
     result = render(RenderRequest(video=speaker_b, audio=silence, span="10-40", out=tmp_path / "p.mov",
@@ -92,6 +96,7 @@ def test_silent_dub_keeps_the_mouth_closed_or_at_rest(tmp_path, cache, speaker_b
     assert max(apertures) < 0.12
 
 
+@pytest.mark.slow
 def test_cancel_leaves_nothing_behind(tmp_path, cache, speaker_b, shared_media) -> None:
     token = CancelToken()
 
@@ -108,6 +113,7 @@ def test_cancel_leaves_nothing_behind(tmp_path, cache, speaker_b, shared_media) 
     assert not [t for t in threading.enumerate() if t.name == "matte-writer"]
 
 
+@pytest.mark.slow
 def test_cli_json_and_bad_input(tmp_path, speaker_b, shared_media, capsys, monkeypatch) -> None:
     monkeypatch.setenv("DUBLINE_CACHE", str(tmp_path / "cache"))
     dub = str(shared_media / "dub_en_16k.wav")
@@ -143,6 +149,7 @@ def test_no_face_in_the_span_is_a_clear_error(tmp_path, shared_media) -> None:
     assert not (tmp_path / "p.mov").exists()
 
 
+@pytest.mark.slow
 def test_source_without_audio_uses_default_calibration(tmp_path, cache, speaker_b, shared_media) -> None:
     silent_video = media.write_patch(_frames(speaker_b, 0, 40), tmp_path / "mute.mov", "h264",
                                      media.probe(speaker_b).video.rate)
@@ -150,6 +157,20 @@ def test_source_without_audio_uses_default_calibration(tmp_path, cache, speaker_
                                   out=tmp_path / "p.mov"), cache_root=cache)
     assert result.frames_written == 40
     assert any("calibration uses defaults" in w for w in result.warnings)
+
+
+@pytest.mark.slow
+def test_cli_negative_offset_with_qc(tmp_path, speaker_b, shared_media, capsys, monkeypatch) -> None:
+    """render and qc read the dub with the same reader: a negative offset (the dub starts later than
+    the span) renders and is measured, where qc used to refuse what render had accepted."""
+    monkeypatch.setenv("DUBLINE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "p.mov"
+    code = cli(["render", "--video", str(speaker_b), "--audio", str(shared_media / "dub_en_16k.wav"), "--range", "20-32",
+                "--out", str(out), "--audio-offset", "-0.5", "--qc", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["frames_written"] == 12 and report["qc"]["frames"] == 12
 
 
 def test_cli_backend_options_reach_the_backend_before_analysis(tmp_path, speaker_b, shared_media, capsys, monkeypatch) -> None:

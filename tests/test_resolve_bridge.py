@@ -298,6 +298,7 @@ def _real_timeline(root: Path):
     return resolve, project, timeline
 
 
+@pytest.mark.slow
 def test_full_flow_against_a_real_engine(engine, tmp_path: Path) -> None:
     root, address = engine
     resolve, project, timeline = _real_timeline(root)
@@ -321,6 +322,7 @@ def _dubline_otio_available() -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_otio_round_trip_against_a_real_engine(engine, tmp_path: Path) -> None:
     if not _dubline_otio_available():
         pytest.skip("`dubline otio` is not available yet")

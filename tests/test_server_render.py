@@ -62,6 +62,7 @@ def _parts(directory: Path) -> list[Path]:
     return [p for p in directory.iterdir() if ".part" in p.name]
 
 
+@pytest.mark.slow
 def test_render_through_the_engine_equals_the_pipeline(engine, workspace: Path) -> None:
     from dubline.pipeline import RenderRequest, render
 
@@ -89,6 +90,7 @@ def test_render_through_the_engine_equals_the_pipeline(engine, workspace: Path) 
     assert np.array_equal(_frames(Path(done.out)), _frames(direct.out))
 
 
+@pytest.mark.slow
 def test_cancel_mid_render_leaves_nothing(engine, workspace: Path) -> None:
     _, client = engine
     out = workspace / "media" / "cancelled.mkv"
@@ -106,6 +108,7 @@ def test_cancel_mid_render_leaves_nothing(engine, workspace: Path) -> None:
     assert not out.exists() and not _parts(out.parent)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clients", [2, 4])
 def test_concurrent_clients(engine, workspace: Path, clients: int) -> None:
     address = engine[1].address  # each client thread opens its own channel
@@ -131,6 +134,7 @@ def test_concurrent_clients(engine, workspace: Path, clients: int) -> None:
         assert np.array_equal(_frames(Path(done.out)), reference)
 
 
+@pytest.mark.slow
 def test_render_frame_from_a_clip_key_and_a_job(engine, workspace: Path) -> None:
     _, client = engine
     clip = _spec(workspace, "", 30, 36)
@@ -188,6 +192,7 @@ def _start_engine(workspace: Path, listen: str) -> tuple[subprocess.Popen, str]:
     return process, line.removeprefix("dubline engine listening on ").strip()
 
 
+@pytest.mark.slow
 def test_subprocess_engine_on_a_unix_socket_survives_a_killed_client(workspace: Path) -> None:
     socket = workspace / "engine.sock"
     process, address = _start_engine(workspace, f"unix:{socket}")
@@ -229,6 +234,7 @@ def test_subprocess_engine_on_a_unix_socket_survives_a_killed_client(workspace: 
     assert not socket.exists()
 
 
+@pytest.mark.slow
 def test_submit_command_through_a_tcp_subprocess_engine(workspace: Path) -> None:
     process, address = _start_engine(workspace, "127.0.0.1:0")
     try:

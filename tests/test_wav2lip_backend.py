@@ -146,6 +146,7 @@ def test_missing_weights_name_the_expected_file(tmp_path, monkeypatch):
         generator_for(Wav2LipOptions.parse({"device": "cpu", "checkpoint": str(missing)}))
 
 
+@pytest.mark.slow
 def test_checkpoint_option_loads_an_official_container_once(tmp_path):
     state = deterministic_generator(seed=3).state_dict()
     path = tmp_path / "renamed_checkpoint.pth"
@@ -182,6 +183,7 @@ def test_sync_report_is_none_without_the_expert(tmp_path, monkeypatch):
     assert wav2lip_sync_report(frames, np.tile([8, 8, 56, 56], (6, 1)), np.zeros(16000, np.float32), Fraction(25)) is None
 
 
+@pytest.mark.slow
 def test_sync_report_measures_the_longest_run_with_a_face():
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (80, 80, 3), dtype=np.uint8) for _ in range(14)]
@@ -225,6 +227,7 @@ def _frames(path: Path, first: int, end: int) -> list[np.ndarray]:
     return [f.image for f in media.read_span(path, timing.frames_to_range(first, end, rate))]
 
 
+@pytest.mark.slow
 def test_render_keeps_frames_timecode_and_everything_outside_the_matte(rendered, shared_media):
     _, results = rendered
     result = results["rest"]
@@ -250,6 +253,7 @@ def test_render_keeps_frames_timecode_and_everything_outside_the_matte(rendered,
     assert min(changed_inside) > 2.0  # the generator's (noise) mouth reached every frame
 
 
+@pytest.mark.slow
 def test_reference_modes_render_differently_inside_the_matte(rendered):
     _, results = rendered
     count = SPAN[1] - SPAN[0]

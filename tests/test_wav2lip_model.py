@@ -63,6 +63,7 @@ def test_layout_matches_manifest_in_order(conformance, model_class, manifest_nam
     assert sum(p.numel() for p in model.parameters()) == manifest["param_count"]
 
 
+@pytest.mark.slow
 def test_strict_load_of_official_layout(conformance, tmp_path):
     state = deterministic_state_dict(_layout(_manifest(conformance, "wav2lip_state_dict.json")), seed=3)
     path = _save_official(tmp_path / "wav2lip.pth", state)
@@ -72,6 +73,7 @@ def test_strict_load_of_official_layout(conformance, tmp_path):
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
 
 
+@pytest.mark.slow
 def test_wrong_shape_missing_key_and_wrong_model_are_named(conformance, tmp_path):
     state = deterministic_state_dict(_layout(_manifest(conformance, "wav2lip_state_dict.json")))
     state["output_block.1.weight"] = torch.zeros(3, 16, 1, 1)
@@ -100,6 +102,7 @@ def test_missing_and_unreadable_files(tmp_path):
         load_generator(garbage)
 
 
+@pytest.mark.slow
 def test_pickled_extras_need_explicit_trust(conformance, tmp_path):
     import argparse
 
@@ -111,6 +114,7 @@ def test_pickled_extras_need_explicit_trust(conformance, tmp_path):
     assert isinstance(load_syncnet(path, trust_pickle=True), SyncNetColor)
 
 
+@pytest.mark.slow
 def test_golden_forward_with_deterministic_weights(conformance):
     kit = conformance / "wav2lip"
     model = Wav2Lip()
@@ -129,6 +133,7 @@ def test_golden_forward_with_deterministic_weights(conformance):
     assert float(np.abs(again.numpy() - output).max()) == 0.0
 
 
+@pytest.mark.slow
 def test_syncnet_strict_load_and_unit_embeddings(conformance, tmp_path):
     state = deterministic_state_dict(_layout(_manifest(conformance, "syncnet_color_state_dict.json")), seed=1)
     model = load_syncnet(_save_official(tmp_path / "lipsync_expert.pth", state))
@@ -151,6 +156,7 @@ def test_measures_find_a_known_offset():
     assert measures.offsets == list(range(-10, 11)) and len(measures.mean_distances) == 21
 
 
+@pytest.mark.slow
 def test_sync_measures_run_on_crops():
     rng = np.random.default_rng(1)
     crops = rng.integers(0, 256, size=(9, 96, 96, 3), dtype=np.uint8)
@@ -201,6 +207,7 @@ def test_runner_round_trips_rgb():
     np.testing.assert_array_equal(output, references)
 
 
+@pytest.mark.slow
 def test_runner_shape_batching_progress_and_cancel(generator):
     faces, references, mels = _inputs(4)
     events = []
@@ -235,6 +242,7 @@ def test_runner_rejects_mismatched_inputs(generator):
         Wav2LipRunner(generator, batch_size=0)
 
 
+@pytest.mark.slow
 def test_resident_generator_loads_once_from_model_dir(conformance, tmp_path, monkeypatch):
     monkeypatch.setenv("DUBLINE_MODELS", str(tmp_path))
     models = ModelRegistry(budget_bytes=None)

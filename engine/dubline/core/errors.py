@@ -77,6 +77,12 @@ class ModelNotFoundError(DublineError, FileNotFoundError):
     status_code = "FAILED_PRECONDITION"
 
 
+class MissingDependencyError(DublineError, ModuleNotFoundError):
+    """An optional part of dubline is used without its extra installed (e.g. ``dubline[demo]``)."""
+
+    status_code = "FAILED_PRECONDITION"
+
+
 class CancelledError(DublineError):
     """The job was cancelled; nothing was left under the output names."""
 

@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from dubline.core.errors import MissingDependencyError
+from dubline.core.progress import TqdmProgress
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="make a talking clip and a dub, render a span, run qc")
@@ -15,8 +18,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dubline.apps.demo import run_demo
-    from dubline.core.progress import TqdmProgress
+    try:
+        from dubline.apps.demo import run_demo
+    except ModuleNotFoundError as error:  # the demo's photograph and synthesis come with an extra
+        raise MissingDependencyError(
+            f"dubline demo needs the optional extra 'demo' ({error.name} is missing): pip install 'dubline[demo]'"
+        ) from None
 
     bar = TqdmProgress(enabled=sys.stderr.isatty())
     try:

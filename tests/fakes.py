@@ -1,0 +1,113 @@
+"""Tiny, deterministic stand-ins for the expensive stages, so ``render()``'s own logic is tested in
+seconds on synthetic clips (the fast tier): a face analysis built from a template face instead of
+dlib, and a backend that paints a known colour into the mouth region.
+
+``FakeBackend`` is registered under the name ``fake`` with ``register_fake_backend(monkeypatch)``;
+its options say which span rows pass through and why (``passthrough="2:no_face,5:occluded"``) or
+that preflight fails (``fail_preflight="..."``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dubline.core.errors import InvalidInputError, ModelNotFoundError
+from dubline.core.landmarks import face_template_68
+from dubline.stages import media
+from dubline.stages.backends import MANIFEST
+from dubline.stages.backends.base import BackendInfo, BackendJob, ClipAnalysis, MouthPatch
+from dubline.stages.faces import FaceTrackParams, SpeakerHint, track_from_detections
+from dubline.stages.faces.types import FaceDetection
+from dubline.stages.speech.calibration import default_calibration
+
+#: The colour the fake backend paints over the lower face (so tests can see where it landed).
+PATCH_RGB = (250, 20, 200)
+
+
+def face_geometry(width: int, height: int) -> tuple[tuple[float, float], float]:
+    """Centre and jaw width of the template face placed in a ``width`` x ``height`` frame."""
+    return (width / 2, height / 2), 0.6 * min(width, height)
+
+
+@dataclass
+class FakeAnalyses:
+    """An AnalysisProvider: a template face on every frame except ``no_face_frames``."""
+
+    no_face_frames: frozenset[int] = frozenset()
+    calls: list[Path] = field(default_factory=list)
+
+    def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None) -> ClipAnalysis:
+        self.calls.append(Path(path))
+        info = media.probe(path)
+        video = info.video
+        assert video is not None
+        centre, jaw = face_geometry(video.width, video.height)
+        detections = []
+        for index in range(video.frame_count):
+            if index in self.no_face_frames:
+                detections.append([])
+                continue
+            points = face_template_68(centre, jaw, mouth_open=0.02 * (index % 3)).astype(np.float32)
+            x0, y0 = points.min(axis=0)
+            x1, y1 = points.max(axis=0)
+            detections.append([FaceDetection((float(x0), float(y0), float(x1), float(y1)), 2.0, points,
+                                             np.zeros(128, np.float32))])
+        faces = track_from_detections(np.arange(video.frame_count), detections, speaker=speaker, params=FaceTrackParams())
+        luma = np.where(faces.present, 100.0, np.nan)
+        return ClipAnalysis(Path(path), info, faces, luma, None, default_calibration("a fake analysis has no audio"))
+
+
+class FakeBackend:
+    info = BackendInfo(name="fake", description="test backend: paints the lower face", options={
+        "passthrough": "ROW:REASON,... span rows passed through", "fail_preflight": "message"})
+
+    def preflight(self, options: Mapping[str, Any]) -> None:
+        if "fail_preflight" in options:
+            raise ModelNotFoundError(str(options["fail_preflight"]))
+        unknown = set(options) - {"passthrough", "fail_preflight"}
+        if unknown:
+            raise InvalidInputError(f"fake backend has no option {sorted(unknown)}")
+
+    def prepare(self, job: BackendJob) -> dict[int, str]:
+        plan = {}
+        for item in str(job.options.get("passthrough", "")).split(","):
+            if item:
+                row, _, reason = item.partition(":")
+                plan[int(row)] = reason
+        return plan
+
+    def patches(self, job: BackendJob, plan: dict[int, str], frames: Iterable[media.VideoFrame]) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
+        first, _ = job.span
+        faces = job.source.faces
+        for frame in frames:
+            row = frame.index - first
+            if row in plan:
+                yield frame, MouthPatch(None, None, plan[row])
+                continue
+            if not faces.usable[frame.index]:
+                yield frame, MouthPatch(None, None, str(faces.reason[frame.index]))
+                continue
+            image = frame.image.copy()
+            image[:] = PATCH_RGB
+            yield frame, MouthPatch(image, faces.landmarks[frame.index].astype(np.float64))
+
+
+BACKEND = FakeBackend()
+
+
+def register_fake_backend(monkeypatch) -> None:
+    monkeypatch.setitem(MANIFEST, "fake", __name__)
+
+
+def write_clip(path: Path, frames: int = 8, width: int = 128, height: int = 128, rate: Fraction = Fraction(25),
+               timecode: str | None = "01:00:00:00") -> Path:
+    """A lossless synthetic clip with varied pixels (so exactness outside the matte means something)."""
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(frames)]
+    return media.write_patch(images, path, "ffv1", rate, start_timecode=timecode)
