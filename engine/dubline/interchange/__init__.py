@@ -1,4 +1,11 @@
-"""OpenTimelineIO interchange: a timeline that places the patch above its source.
+"""OpenTimelineIO interchange: a timeline that places the patch above its source
+(``patch_timeline``, ``write_timeline``), and editors' timelines read and planned on:
+
+    read     .otio / FCP 7 XML / EDL in, with what the adapter plug-ins lose put back
+    survey   where every video clip plays (record time through nests, transitions, disabled, speed)
+    select   ``--clip`` by name or index, with short messages
+    plan     clip -> media, rates, span clear of transitions and inside the media
+    insert   the timeline with the patch on a new top track
 
 Media references carry plain absolute paths, not ``file://`` URLs: Resolve 20 rejects URLs on
 import and every other host accepts paths.
@@ -88,3 +95,28 @@ def write_timeline(timeline: otio.schema.Timeline, path: Path, overwrite: bool =
         path, lambda temporary: otio.adapters.write_to_file(timeline, str(temporary), adapter_name="otio_json"),
         overwrite, inputs,
     )
+
+
+# Reading editors' timelines and planning a patch on them (see docs/OTIO.md); the round trip that
+# renders the patch is ``dubline.otio_roundtrip``.
+from dubline.interchange.insert import PATCH_TRACK_NAME, PatchMedia, insert_patch  # noqa: E402
+from dubline.interchange.plan import (  # noqa: E402
+    ON_TRANSITION,
+    RANGE_SPACES,
+    PatchPlan,
+    RateMismatchError,
+    ResolvedClip,
+    SpeedEffectError,
+    TransitionError,
+    check_media,
+    default_patch_path,
+    media_path,
+    plan_record,
+    plan_span,
+    plan_summary,
+    resolve,
+    resolve_clip,
+)
+from dubline.interchange.read import ADAPTER_PACKAGES, ADAPTERS_BY_SUFFIX, METADATA_KEY, MissingAdapterError, read_timeline  # noqa: E402
+from dubline.interchange.select import ClipSelectionError, select_clip  # noqa: E402
+from dubline.interchange.survey import PlacedClip, TimelineSurvey, TransitionZone, speed_effect, survey_timeline  # noqa: E402
