@@ -44,7 +44,7 @@ def select_clip(survey: TimelineSurvey, selector: str, include_disabled: bool = 
             raise ClipSelectionError(f"--clip {selector}: the timeline has {len(clips)} video clips (1-{len(clips)})")
         chosen = clips[index - 1]
         if chosen.skipped and not include_disabled:
-            raise ClipSelectionError(f"{chosen.where()} is skipped: {chosen.skipped}; pass {INCLUDE_DISABLED_FLAG} to patch it anyway")
+            raise ClipSelectionError(_skipped(chosen))
         return chosen, []
     raise ClipSelectionError(_unknown(survey, text))
 
@@ -60,12 +60,18 @@ def _one_of(survey: TimelineSurvey, name: str, named: list[PlacedClip], include_
             f"{len(usable)} clips are named {name!r} ({first_few(candidates, LISTED, '; ')}); pass --clip '#N' to pick one"
         )
     if len(named) == 1:
-        raise ClipSelectionError(f"{named[0].where()} is skipped: {named[0].skipped}; pass {INCLUDE_DISABLED_FLAG} to patch it anyway")
+        raise ClipSelectionError(_skipped(named[0]))
     reasons = [f"#{c.index}: {c.skipped}" for c in named]
     raise ClipSelectionError(
         f"all {len(named)} clips named {name!r} are skipped ({first_few(reasons, LISTED, '; ')}); "
         f"pass {INCLUDE_DISABLED_FLAG} and --clip '#N' to patch one anyway"
     )
+
+
+def _skipped(clip: PlacedClip) -> str:
+    if clip.record[0] >= clip.record[1]:
+        return f"{clip.where()} shows no frames: {clip.skipped}"
+    return f"{clip.where()} is skipped: {clip.skipped}; pass {INCLUDE_DISABLED_FLAG} to patch it anyway"
 
 
 def _unknown(survey: TimelineSurvey, text: str) -> str:
