@@ -386,3 +386,42 @@ def test_timing_helpers_agree_with_the_drop_frame_numbers() -> None:
     assert timing.timecode_to_frames("01:00:59;00", NTSC30) == 109662
     assert timing.timecode_to_frames("01:01:02;00", NTSC30) == 109750
     assert timing.timecode_to_frames("00:00:58;00", NTSC30) == 1740
+
+
+def test_real_render_of_a_clip_inside_a_nest(shared_media: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one real render here: a span of speaker_b.mp4 inside Premiere's nest, through the CLI.
+    The nest plays from record 30 (its frame 10); speaker_b starts at nest frame 0 from its frame 15,
+    so record 01:00:02:00 (frame 50) shows speaker_b frame 45."""
+    timeline = timeline_file("premiere_nest_speaker_25.xml", shared_media, tmp_path)
+    out = tmp_path / "out.otio"
+    monkeypatch.setenv("DUBLINE_CACHE", str(tmp_path / "cache"))
+    code = main(["otio", "--timeline", str(timeline), "--clip", "speaker_b.mp4", "--range", "01:00:02:00-01:00:02:10",
+                 "--audio", str(shared_media / "dub_en_16k.wav"), "--out", str(out), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert (report["record_frames"], report["file_frames"], report["nest"]) == ([90050, 90060], [45, 55], ["dub_nest"])
+    patch = Path(report["patch"])
+    assert patch == tmp_path / "speaker_b.dubline.45-55.mov"
+
+    from dubline import media as media_module
+
+    video = media_module.probe(patch).video
+    assert video.frame_count == 10 and video.start_timecode == "00:00:01:20"
+    written = otio.adapters.read_from_file(str(out))
+    assert [t.name for t in written.video_tracks()][-1] == "dubline"
+    nest = written.video_tracks()[1][1]
+    assert isinstance(nest, otio.schema.Stack) and nest.find_clips()[0].name == "speaker_b.mp4"  # the nest, read in full
+    track = written.video_tracks()[-1]
+    placed = track.range_of_child(track.find_clips()[0])
+    assert (rt.to_frames(placed.start_time, Fraction(25)), rt.to_frames(placed.duration, Fraction(25))) == (50, 10)
+    assert list(track.find_clips()[0].metadata["dubline"]["source_nest"]) == ["dub_nest"]
+    # Frame-exact: away from the mouth (the top rows), each patch frame is closest to speaker_b's
+    # frame 45+i, not to its neighbours.
+    import numpy as np
+
+    source = [f.image for f in media_module.read_span(shared_media / "speaker_b.mp4", timing.frames_to_range(44, 56, Fraction(25)))]
+    for i, frame in enumerate(media_module.read_span(patch, timing.frames_to_range(0, 10, Fraction(25)))):
+        top = frame.image[:120].astype(np.float64)
+        errors = [np.abs(top - source[k][:120]).mean() for k in (i, i + 1, i + 2)]  # frames 44+i, 45+i, 46+i
+        assert errors[1] == min(errors), (i, errors)
