@@ -328,7 +328,6 @@ def test_ambiguous_name_on_a_big_timeline_is_one_short_line() -> None:
 
 def test_otio_nest_with_audio_and_in_out(tmp_path: Path) -> None:
     """A nested Stack in .otio: its audio clips are not video clips, and its in/out trims what shows."""
-    rate = Fraction(25)
     t = lambda frames: otio.opentime.RationalTime(frames, 25)  # noqa: E731
     inner = otio.schema.Track(name="nest V1", kind=otio.schema.TrackKind.Video)
     media = tmp_path / "a.mov"
@@ -425,3 +424,21 @@ def test_real_render_of_a_clip_inside_a_nest(shared_media: Path, tmp_path: Path,
         top = frame.image[:120].astype(np.float64)
         errors = [np.abs(top - source[k][:120]).mean() for k in (i, i + 1, i + 2)]  # frames 44+i, 45+i, 46+i
         assert errors[1] == min(errors), (i, errors)
+
+
+def test_fcp_drop_frame_sequence(media: Path, tmp_path: Path) -> None:
+    """A 29.97 sequence whose timecode is DF: record timecodes are shown and read drop-frame."""
+    rate = "<rate><timebase>30</timebase><ntsc>TRUE</ntsc></rate>"
+    xml = tmp_path / "df.xml"
+    xml.write_text(
+        f'<?xml version="1.0" encoding="UTF-8"?><xmeml version="4"><sequence id="sequence-1"><name>df</name>{rate}'
+        f"<timecode>{rate}<string>01:00:59;00</string><frame>109662</frame><displayformat>DF</displayformat></timecode>"
+        f'<media><video><track><clipitem id="clipitem-1"><name>interview_df</name>{rate}<start>0</start><end>88</end>'
+        f'<in>30</in><out>118</out><file id="file-1"><name>interview_df.mov</name>'
+        f"<pathurl>file://localhost{urllib.parse.quote(str(media / 'interview_df.mov'))}</pathurl>{rate}<duration>480</duration>"
+        f"<timecode>{rate}<string>00:00:58;00</string><frame>1740</frame><displayformat>DF</displayformat></timecode>"
+        "</file></clipitem></track></video></media></sequence></xmeml>"
+    )
+    plan = dry_run(xml, "interview_df", media, span="01:01:00:02-01:01:01:00")
+    assert plan.clip.drop_frame and rt.plan_summary(plan)["record"] == "01:01:00;02-01:01:01;00"
+    assert frames(plan) == ("interview_df", 1, (109692, 109720), (1800, 1828), (60, 88))

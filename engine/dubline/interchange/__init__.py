@@ -120,3 +120,11 @@ from dubline.interchange.plan import (  # noqa: E402
 from dubline.interchange.read import ADAPTER_PACKAGES, ADAPTERS_BY_SUFFIX, METADATA_KEY, MissingAdapterError, read_timeline  # noqa: E402
 from dubline.interchange.select import ClipSelectionError, select_clip  # noqa: E402
 from dubline.interchange.survey import PlacedClip, TimelineSurvey, TransitionZone, speed_effect, survey_timeline  # noqa: E402
+
+__all__ = [
+    "ADAPTER_PACKAGES", "ADAPTERS_BY_SUFFIX", "METADATA_KEY", "ON_TRANSITION", "PATCH_TRACK_NAME", "RANGE_SPACES",
+    "ClipSelectionError", "MissingAdapterError", "PatchMedia", "PatchPlan", "PlacedClip", "RateMismatchError",
+    "ResolvedClip", "SpeedEffectError", "TimelineSurvey", "TransitionError", "TransitionZone", "check_media",
+    "default_patch_path", "insert_patch", "media_path", "patch_timeline", "plan_record", "plan_span", "plan_summary",
+    "read_timeline", "resolve", "resolve_clip", "select_clip", "speed_effect", "survey_timeline", "write_timeline",
+]

@@ -215,8 +215,7 @@ class _Walk:
         own_speed = speed_effect(clip)
         self.clips.append(PlacedClip(
             index=len(self.clips) + 1, clip=clip, track=around.track, track_index=around.track_index,
-            nest=around.nest, record=record,
-            source_offset=-to_record,
+            nest=around.nest, record=record, source_offset=-to_record,
             transitions=tuple(sorted(transitions, key=lambda z: z.record)), skipped=skipped,
             speed=own_speed or around.speed,
         ))
@@ -265,10 +264,11 @@ def survey_timeline(timeline: otio.schema.Timeline) -> TimelineSurvey:
     for track_index, track in enumerate(timeline.video_tracks(), start=1):
         # A top-level track plays from the timeline's start (global_start_time), less its own trim.
         track_trim = seconds(track.source_range.start_time) if track.source_range is not None else Fraction(0)
+        speed = speed_effect(track)
         around = _Around(
             track=track, track_index=track_index,
             skipped=None if track.enabled else f"track V{track_index}{f' {track.name!r}' if track.name else ''} is disabled",
-            speed=(f"{speed_effect(track)} on track V{track_index}" if speed_effect(track) else None),
+            speed=f"{speed} on track V{track_index}" if speed else None,
         )
         walk.composition(track, start - top_trim - track_trim, around)
     return TimelineSurvey(tuple(walk.clips), tuple(walk.notes), rate, frame_at(start, rate), drop_frame)
