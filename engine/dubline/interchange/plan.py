@@ -28,7 +28,7 @@ from dubline import timing
 from dubline.errors import InvalidInputError, InvalidRangeError, MediaNotFoundError
 from dubline.interchange.frames import exact_rate, fraction_text, frame_at, rate_text, tc, tc_range, to_frames
 from dubline.interchange.select import select_clip
-from dubline.interchange.survey import PlacedClip, TimelineSurvey, TransitionZone, survey_timeline
+from dubline.interchange.survey import PlacedClip, TimelineSurvey, TransitionZone, survey_timeline, track_label
 
 RANGE_SPACES = ("record", "source")
 #: What a span that touches a transition does: keep the part outside it (and warn), or fail.
@@ -84,12 +84,7 @@ class ResolvedClip:
         return self.source_rate if self.source_rate is not None else self.rate
 
     def track_label(self) -> str:
-        label = f"V{self.track_index}"
-        if self.track_name and self.track_name != label:
-            label += f" {self.track_name!r}"
-        if self.nest:
-            label += " in " + " > ".join(repr(name) for name in self.nest)
-        return label
+        return track_label(self.track_index, self.track_name, self.nest)
 
     def where(self) -> str:
         return f"clip {self.name!r} (#{self.index} on {self.track_label()})"

@@ -57,15 +57,20 @@ class PlacedClip:
         return self.clip.name
 
     def track_label(self) -> str:
-        label = f"V{self.track_index}"
-        if self.track.name and self.track.name != label:
-            label += f" {self.track.name!r}"
-        if self.nest:
-            label += " in " + " > ".join(repr(name) for name in self.nest)
-        return label
+        return track_label(self.track_index, self.track.name, self.nest)
 
     def where(self) -> str:
         return f"clip {self.name!r} (#{self.index} on {self.track_label()})"
+
+
+def track_label(track_index: int, track_name: str, nest: tuple[str, ...]) -> str:
+    """``V2``, ``V1 'Dialogue'``, ``V2 in 'sc01_sh010_anim'``: where a clip is, as messages say it."""
+    label = f"V{track_index}"
+    if track_name and track_name != label:
+        label += f" {track_name!r}"
+    if nest:
+        label += " in " + " > ".join(repr(name) for name in nest)
+    return label
 
 
 @dataclass(frozen=True)
