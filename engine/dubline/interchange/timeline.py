@@ -1,4 +1,4 @@
-"""OpenTimelineIO interchange: a timeline that places the patch above its source.
+"""A timeline that places the patch above its source, written atomically.
 
 Media references carry plain absolute paths, not ``file://`` URLs: Resolve 20 rejects URLs on
 import and every other host accepts paths.

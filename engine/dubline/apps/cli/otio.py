@@ -25,6 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--range", dest="span", help="span (render --range syntax); default: the clip's whole cut")
     parser.add_argument("--range-in", default="record", choices=("record", "source"),
                         help="record: --range is timeline time (default); source: media file time as in render --range")
+    parser.add_argument("--on-transition", default="shorten", choices=("shorten", "error"),
+                        help="a span touching a dissolve or wipe: patch only the frames outside it (default, with a "
+                             "warning) or fail")
+    parser.add_argument("--include-disabled", action="store_true",
+                        help="patch a clip that is disabled, or on a disabled track or nested sequence (skipped otherwise)")
     parser.add_argument("--audio", required=True, type=Path, help="dub audio")
     parser.add_argument("--out", required=True, type=Path, help="timeline to write (.otio)")
     parser.add_argument("--patch", type=Path, help="patch file (default: beside --out, <clip>.dubline.<first>-<end>.mov)")
@@ -41,7 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--engine", help="render on a running engine (unix:PATH or HOST:PORT) instead of in this process")
     parser.add_argument("--token-file", type=Path, help="file holding the engine's bearer token")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the engine to answer")
-    parser.add_argument("--dry-run", action="store_true", help="resolve clip and span, print the plan, render nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check everything a render checks but the pixels (clip, span, media rate and length, "
+                             "dub, outputs), print the plan, render nothing")
     parser.add_argument("--overwrite", action="store_true", help="replace existing timeline and patch files")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the result")
     parser.set_defaults(func=run)
@@ -53,13 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from dubline.pipeline import parse_options
 
     edl_rate = parse_rate(args.edl_rate) if args.edl_rate else None
-    if args.dry_run:
-        timeline = rt.read_timeline(args.timeline, args.adapter, edl_rate)
-        plan = rt.plan_span(rt.resolve_clip(timeline, args.clip, args.timeline), args.span, args.range_in)
-        plan, warnings = rt.check_media(plan)
-        summary = {**rt.plan_summary(plan), "patch": str(args.patch or rt.default_patch_path(args.out, plan, args.codec))}
-        print(json.dumps({**summary, "warnings": warnings}) if args.json else _describe(summary, warnings))
-        return 0
     settings = rt.RenderSettings(
         audio=args.audio, backend=args.backend, codec=args.codec, audio_offset=seconds_of(parse_seconds(args.audio_offset, "--audio-offset")),
         speaker=args.speaker, expression=args.expression, with_audio=args.with_audio,
@@ -67,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.speaker and "@" not in args.speaker and not Path(args.speaker).is_file():
         raise InvalidInputError(f"--speaker {args.speaker!r} is neither X,Y@FRAME, X0,Y0,X1,Y1@FRAME nor an image file")
+    if args.dry_run:
+        prepared = rt.prepare(args.timeline, args.clip, args.out, settings, **_plan_options(args, edl_rate))
+        summary = {**rt.plan_summary(prepared.plan), "patch": str(prepared.patch)}
+        print(json.dumps({**summary, "warnings": prepared.warnings}) if args.json else _describe(summary, prepared.warnings))
+        return 0
     bar = TqdmProgress(enabled=not args.json and sys.stderr.isatty())
     try:
         if args.engine:
@@ -93,9 +98,13 @@ def run(args: argparse.Namespace) -> int:
 def _round_trip(args: argparse.Namespace, settings, renderer, edl_rate):
     from dubline import otio_roundtrip as rt
 
-    return rt.round_trip(
-        args.timeline, args.clip, args.out, settings, renderer, span=args.span, range_in=args.range_in,
-        patch=args.patch, overwrite=args.overwrite, adapter=args.adapter, edl_rate=edl_rate,
+    return rt.round_trip(args.timeline, args.clip, args.out, settings, renderer, **_plan_options(args, edl_rate))
+
+
+def _plan_options(args: argparse.Namespace, edl_rate) -> dict:
+    return dict(
+        span=args.span, range_in=args.range_in, patch=args.patch, overwrite=args.overwrite, adapter=args.adapter,
+        edl_rate=edl_rate, on_transition=args.on_transition, include_disabled=args.include_disabled,
     )
 
 
@@ -121,8 +130,9 @@ def _via_engine(args: argparse.Namespace, settings, edl_rate, bar):
 
 
 def _describe(summary: dict, warnings: list[str]) -> str:
+    nest = "".join(f" in {name!r}" for name in summary.get("nest", []))
     lines = [
-        f"clip {summary['clip']!r} (#{summary['clip_index']} on {summary['track']}): {summary['media']}",
+        f"clip {summary['clip']!r} (#{summary['clip_index']} on {summary['track']}{nest}): {summary['media']}",
         (f"span {summary['frames']} frames at {summary['rate']} fps: record {summary['record']}, "
          f"source {summary['source']}, file frames {summary.get('file_frames')}"),
         f"patch {summary['patch']}",

@@ -18,7 +18,14 @@ another seed and tempo, so its rhythm differs from the clip's.
 """
 
 from dubline.apps.demo.portrait import FRAME_SIZE
-from dubline.apps.demo.run import DemoInputs, DemoPlan, DemoResult, make_demo_inputs, plan_demo, run_demo
+from dubline.apps.demo.run import (
+    DemoInputs,
+    DemoPlan,
+    DemoResult,
+    make_demo_inputs,
+    plan_demo,
+    run_demo,
+)
 from dubline.apps.demo.speech import SynthesisedSpeech, synthesise_speech
 
 __all__ = [

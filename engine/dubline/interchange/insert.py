@@ -1,0 +1,85 @@
+"""The patched timeline: a copy of the editor's timeline with the patch on a new top video track."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import opentimelineio as otio
+
+from dubline.core.errors import InvalidInputError
+from dubline.interchange.frames import fraction_text, timeline_time
+from dubline.interchange.plan import PatchPlan
+from dubline.interchange.read import METADATA_KEY
+
+PATCH_TRACK_NAME = "dubline"
+
+
+@dataclass(frozen=True)
+class PatchMedia:
+    """The rendered patch as the timeline refers to it."""
+
+    path: Path
+    frames: int
+    start_frame: int  # the patch's start timecode, in frames at the plan's rate
+
+
+def insert_patch(
+    timeline: otio.schema.Timeline,
+    plan: PatchPlan,
+    patch: PatchMedia,
+    dub: Path,
+    backend: str,
+    extra_metadata: dict[str, Any] | None = None,
+) -> otio.schema.Timeline:
+    """A copy of ``timeline`` with every original track as it was and a new video track on top:
+    a gap up to the span's record time, then the patch clip (plain-path reference, its own start
+    timecode as available range, ``metadata["dubline"]`` saying where it came from). The record
+    time is absolute, so a clip inside a nested sequence is covered where it shows."""
+    if patch.frames != plan.frame_count:
+        raise InvalidInputError(f"patch {patch.path.name} has {patch.frames} frames, the span {plan.frame_count}")
+    rate = plan.rate
+    result = timeline.deepcopy()
+    track = otio.schema.Track(name=_free_track_name(result), kind=otio.schema.TrackKind.Video)
+    lead = plan.record[0] - plan.clip.timeline_start
+    if lead > 0:
+        track.append(otio.schema.Gap(duration=timeline_time(lead, rate)))
+    available = otio.opentime.TimeRange(timeline_time(patch.start_frame, rate), timeline_time(patch.frames, rate))
+    metadata = {
+        "source_clip": plan.clip.name,
+        "source_clip_index": plan.clip.index,
+        "source_track": plan.clip.track_name,
+        "source_media": str(plan.clip.media),
+        "span": {
+            "record": plan.clip.record_tc(plan.record),
+            "record_frames": list(plan.record),
+            "source_frames": list(plan.source),
+            "rate": fraction_text(rate),
+        },
+        "dub": str(Path(dub).resolve()),
+        "backend": backend,
+        **(extra_metadata or {}),
+    }
+    if plan.clip.nest:
+        metadata["source_nest"] = list(plan.clip.nest)
+    track.append(
+        otio.schema.Clip(
+            name=patch.path.name,
+            # A plain path: Resolve 20 rejects file:// URLs on import; every other host takes paths.
+            media_reference=otio.schema.ExternalReference(target_url=str(Path(patch.path).resolve()), available_range=available),
+            source_range=available,
+            metadata={METADATA_KEY: metadata},
+        )
+    )
+    result.tracks.append(track)
+    return result
+
+
+def _free_track_name(timeline: otio.schema.Timeline) -> str:
+    taken = {t.name for t in timeline.tracks}
+    name, number = PATCH_TRACK_NAME, 1
+    while name in taken:
+        number += 1
+        name = f"{PATCH_TRACK_NAME} {number}"
+    return name
