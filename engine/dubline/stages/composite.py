@@ -15,6 +15,10 @@ source pixels, bit for bit. That is the promise the ``--matte`` output mode and 
 
 All heavy work runs on the bounding box of the matte plus a margin, in float32, so the cost
 follows the face size, not the frame size.
+
+One module because every step works on the same matte bounding box and must keep the same
+promise (``matte == 0`` pixels are the source's): split apart, each piece would re-derive the box
+and the guarantee would be checked in five places instead of one.
 """
 
 from __future__ import annotations
