@@ -19,7 +19,7 @@ def test_patch_sits_above_the_span(tmp_path: Path, rate: Fraction) -> None:
     )
     start_tc_frames = 3600 * 24  # a source starting at 01:00:00:00 (at 24-ish fps)
     timeline = patch_timeline(
-        tmp_path / "src.mov", 125, start_tc_frames, span, tmp_path / "patch.mov", rate
+        tmp_path / "src.mov", 125, start_tc_frames, span, tmp_path / "patch.mov", rate, tmp_path / "dub.wav", "retrieval"
     )
     path = write_timeline(timeline, tmp_path / "out.otio")
     read = otio.adapters.read_from_file(str(path))
@@ -33,11 +33,16 @@ def test_patch_sits_above_the_span(tmp_path: Path, rate: Fraction) -> None:
     assert patch.source_range.start_time.to_frames() == start_tc_frames + 30
     assert patch.media_reference.target_url == str((tmp_path / "patch.mov").resolve())
     assert not patch.media_reference.target_url.startswith("file:")
+    # The same patch track and metadata as dubline otio writes.
+    assert patch_track.name == "dubline"
+    metadata = patch.metadata["dubline"]
+    assert metadata["backend"] == "retrieval" and metadata["source_media"] == str(tmp_path / "src.mov")
+    assert metadata["span"]["record_frames"] == [start_tc_frames + 30, start_tc_frames + 78]
 
 
 def test_write_refuses_to_overwrite_and_needs_a_directory(tmp_path: Path) -> None:
     span = otio.opentime.TimeRange(otio.opentime.RationalTime(0, 25), otio.opentime.RationalTime(5, 25))
-    timeline = patch_timeline(tmp_path / "s.mov", 10, 0, span, tmp_path / "p.mov", Fraction(25))
+    timeline = patch_timeline(tmp_path / "s.mov", 10, 0, span, tmp_path / "p.mov", Fraction(25), tmp_path / "d.wav", "retrieval")
     write_timeline(timeline, tmp_path / "t.otio")
     with pytest.raises(OutputExistsError):
         write_timeline(timeline, tmp_path / "t.otio")

@@ -1,4 +1,4 @@
-"""A timeline that places the patch above its source, written atomically.
+"""The timeline ``render --otio`` writes (the patch above its whole source), written atomically.
 
 Media references carry plain absolute paths, not ``file://`` URLs: Resolve 20 rejects URLs on
 import and every other host accepts paths.
@@ -14,20 +14,9 @@ from typing import Mapping
 import opentimelineio as otio
 
 from dubline.core.paths import publish_file
-
-
-def _float_rate(rate: Fraction) -> float:
-    return float(rate)
-
-
-def _reference(path: Path, start_frame: int, frame_count: int, rate: Fraction) -> otio.schema.ExternalReference:
-    return otio.schema.ExternalReference(
-        target_url=str(path.resolve()),
-        available_range=otio.opentime.TimeRange(
-            otio.opentime.RationalTime(start_frame, _float_rate(rate)),
-            otio.opentime.RationalTime(frame_count, _float_rate(rate)),
-        ),
-    )
+from dubline.interchange.frames import timeline_time
+from dubline.interchange.insert import PatchMedia, insert_patch
+from dubline.interchange.plan import PatchPlan, ResolvedClip
 
 
 def patch_timeline(
@@ -37,48 +26,33 @@ def patch_timeline(
     span: otio.opentime.TimeRange,
     patch: Path,
     rate: Fraction,
+    dub: Path,
+    backend: str,
     name: str = "dubline patch",
 ) -> otio.schema.Timeline:
-    """Track 1: the whole source clip; track 2: the patch at the span's position.
+    """The whole source clip on V1 and, through ``insert_patch`` (the same track and metadata as
+    ``dubline otio`` writes), the patch on a track above it at the span's position.
 
     ``span`` is in frames from the start of the source (as everywhere in dubline);
     ``source_start_frame`` is the source's start timecode in frames, which both clips' media
     ranges start from so a conform by timecode lines up.
     """
-    float_rate = _float_rate(rate)
-    span_start = int(round(span.start_time.to_frames(float_rate)))
-    span_frames = int(round(span.duration.to_frames(float_rate)))
-
-    timeline = otio.schema.Timeline(name=name)
-    timeline.global_start_time = otio.opentime.RationalTime(source_start_frame, float_rate)
-    source_track = otio.schema.Track(name="V1 source", kind=otio.schema.TrackKind.Video)
-    source_track.append(
-        otio.schema.Clip(
-            name=source.name,
-            media_reference=_reference(source, source_start_frame, source_frames, rate),
-            source_range=otio.opentime.TimeRange(
-                otio.opentime.RationalTime(source_start_frame, float_rate),
-                otio.opentime.RationalTime(source_frames, float_rate),
-            ),
-        )
-    )
-    patch_track = otio.schema.Track(name="V2 dubline", kind=otio.schema.TrackKind.Video)
-    if span_start > 0:
-        patch_track.append(otio.schema.Gap(duration=otio.opentime.RationalTime(span_start, float_rate)))
-    patch_start = source_start_frame + span_start
-    patch_track.append(
-        otio.schema.Clip(
-            name=patch.name,
-            media_reference=_reference(patch, patch_start, span_frames, rate),
-            source_range=otio.opentime.TimeRange(
-                otio.opentime.RationalTime(patch_start, float_rate),
-                otio.opentime.RationalTime(span_frames, float_rate),
-            ),
-        )
-    )
-    timeline.tracks.append(source_track)
-    timeline.tracks.append(patch_track)
-    return timeline
+    float_rate = float(rate)
+    first = int(round(span.start_time.to_frames(float_rate)))
+    frames = int(round(span.duration.to_frames(float_rate)))
+    whole = (source_start_frame, source_start_frame + source_frames)
+    available = otio.opentime.TimeRange(timeline_time(whole[0], rate), timeline_time(source_frames, rate))
+    timeline = otio.schema.Timeline(name=name, global_start_time=timeline_time(whole[0], rate))
+    track = otio.schema.Track(name="V1 source", kind=otio.schema.TrackKind.Video)
+    track.append(otio.schema.Clip(
+        name=source.name, source_range=available,
+        media_reference=otio.schema.ExternalReference(target_url=str(source.resolve()), available_range=available),
+    ))
+    timeline.tracks.append(track)
+    clip = ResolvedClip(name=source.name, index=1, track_name=track.name, track_index=1, media=source, rate=rate,
+                        media_origin=whole[0], source=whole, record=whole, timeline_start=whole[0])
+    placed = (whole[0] + first, whole[0] + first + frames)
+    return insert_patch(timeline, PatchPlan(clip, placed, placed), PatchMedia(patch, frames, placed[0]), dub, backend)
 
 
 def write_timeline(timeline: otio.schema.Timeline, path: Path, overwrite: bool = False,

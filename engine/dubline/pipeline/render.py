@@ -235,7 +235,8 @@ def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpa
 def _write_timeline(request: RenderRequest, span: SourceSpan) -> Path:
     video = span.video
     start_frames = timing.timecode_to_frames(video.start_timecode, video.rate) if video.start_timecode else 0
-    timeline = patch_timeline(request.video, video.frame_count, start_frames, span.time_range, request.out, video.rate)
+    timeline = patch_timeline(request.video, video.frame_count, start_frames, span.time_range, request.out, video.rate,
+                              request.audio, request.backend)
     assert request.otio_path is not None
     return write_timeline(timeline, request.otio_path, request.overwrite, request.inputs())
 
