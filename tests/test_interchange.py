@@ -37,7 +37,7 @@ def test_patch_sits_above_the_span(tmp_path: Path, rate: Fraction) -> None:
     assert patch_track.name == "dubline"
     metadata = patch.metadata["dubline"]
     assert metadata["backend"] == "retrieval" and metadata["source_media"] == str(tmp_path / "src.mov")
-    assert metadata["span"]["record_frames"] == [start_tc_frames + 30, start_tc_frames + 78]
+    assert list(metadata["span"]["record_frames"]) == [start_tc_frames + 30, start_tc_frames + 78]
 
 
 def test_write_refuses_to_overwrite_and_needs_a_directory(tmp_path: Path) -> None:
