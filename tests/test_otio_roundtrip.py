@@ -22,7 +22,7 @@ from pathlib import Path
 
 import opentimelineio as otio
 import pytest
-from dubline import otio_roundtrip as rt
+from dubline.pipeline import timeline as rt
 from dubline.core import timing
 from dubline.apps.cli.main import main
 from dubline.core.errors import InvalidRangeError, MediaNotFoundError

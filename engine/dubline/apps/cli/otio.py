@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dubline import otio_roundtrip as rt
+    from dubline.pipeline import timeline as rt
     from dubline.core.timing import parse_rate
     from dubline.pipeline import parse_options
 
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _round_trip(args: argparse.Namespace, settings, renderer, edl_rate):
-    from dubline import otio_roundtrip as rt
+    from dubline.pipeline import timeline as rt
 
     return rt.round_trip(args.timeline, args.clip, args.out, settings, renderer, **_plan_options(args, edl_rate))
 
@@ -111,7 +111,7 @@ def _plan_options(args: argparse.Namespace, edl_rate) -> dict:
 def _via_engine(args: argparse.Namespace, settings, edl_rate, bar):
     from dubline_client import EngineClient, EngineError
 
-    from dubline import otio_roundtrip as rt
+    from dubline.pipeline import timeline as rt
     from dubline.apps.server.security import read_token_file
 
     token = read_token_file(args.token_file) if args.token_file else None

@@ -1,7 +1,7 @@
 """OTIO round trip: an editor's timeline in, the same timeline with a lip-synced patch on top out.
 
 Reading, surveying, selecting and planning live in ``dubline.interchange`` (re-exported here, so
-``from dubline import otio_roundtrip as rt`` keeps working); this module renders the planned span
+``from dubline.pipeline import timeline as rt`` keeps working); this module renders the planned span
 and puts it on the timeline:
 
     read_timeline   file (otio_json; fcp_xml / cmx_3600 through OTIO's adapter plug-ins)
@@ -24,13 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import opentimelineio as otio
+from dubline_client import frames_span, rational, render_spec
 
 from dubline.core import timing
 from dubline.core.errors import (  # noqa: F401  (re-exported)
     InvalidInputError,
     InvalidRangeError,
     MediaNotFoundError,
+    NoStreamError,
 )
+from dubline.core.paths import check_outputs
+from dubline.core.progress import no_progress
 from dubline.interchange.frames import (  # noqa: F401  (re-exported)
     tc_range,
     timeline_time,
@@ -71,6 +75,10 @@ from dubline.interchange.survey import (  # noqa: F401
     TimelineSurvey,
     survey_timeline,
 )
+from dubline.interchange.timeline import write_timeline
+from dubline.pipeline.render import render
+from dubline.pipeline.request import RenderRequest
+from dubline.stages import media
 
 
 @dataclass
@@ -116,9 +124,6 @@ Renderer = Callable[["PatchPlan", Path, RenderSettings, bool], tuple[PatchMedia,
 def render_in_process(plan: PatchPlan, patch: Path, settings: RenderSettings, overwrite: bool,
                       progress: Any = None, cache_root: Path | None = None) -> tuple[PatchMedia, dict[str, Any], list[str]]:
     """Render the span with ``pipeline.render`` in this process."""
-    from dubline.core.progress import no_progress
-    from dubline.pipeline import RenderRequest, render
-
     first, end = plan.file_frames()
     request = RenderRequest.from_text(
         video=plan.clip.media, audio=settings.audio, span=timing.frames_to_range(first, end, plan.rate), out=patch,
@@ -135,8 +140,6 @@ def engine_renderer(client: Any, on_event: Callable[[Any], None] | None = None) 
     """A renderer that submits the span to a running engine through ``dubline_client``."""
 
     def render(plan: PatchPlan, patch: Path, settings: RenderSettings, overwrite: bool):
-        from dubline_client import frames_span, rational, render_spec
-
         first, end = plan.file_frames()
         speaker = settings.speaker or ""
         if speaker and "@" not in speaker:
@@ -191,10 +194,6 @@ def prepare(
 ) -> PreparedRoundTrip:
     """Read, resolve, probe the media (rate, start, length), plan the span, probe the dub, and
     check the outputs: every check of a real run that needs no pixels."""
-    from dubline.core.errors import NoStreamError
-    from dubline.core.paths import check_outputs
-    from dubline.stages import media
-
     if Path(out).suffix.lower() != ".otio":
         raise InvalidInputError(f"--out {out} must be an .otio file (convert it with otioconvert if your host needs XML)")
     probe = probe or media.probe
@@ -228,8 +227,6 @@ def round_trip(
 ) -> RoundTripResult:
     """Prepare (see ``prepare``), render, insert, write. Refuses existing outputs before rendering
     anything, and removes a patch it rendered when the timeline cannot be written."""
-    from dubline.interchange.timeline import write_timeline
-
     prepared = prepare(timeline_path, clip, out, settings, span, range_in, patch, overwrite, adapter, edl_rate,
                        on_transition, include_disabled)
     plan, patch = prepared.plan, prepared.patch
