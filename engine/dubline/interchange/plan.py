@@ -43,6 +43,7 @@ from dubline.interchange.survey import (
     survey_timeline,
     track_label,
 )
+from dubline.stages import media
 
 RANGE_SPACES = ("record", "source")
 #: What a span that touches a transition does: keep the part outside it (and warn), or fail.
@@ -228,8 +229,6 @@ def check_media(clip: ResolvedClip, probe: Callable[[Path], Any] | None = None) 
     and the timeline's; its first frame's source time (from its start timecode when the timeline
     does not say); its frame count, so that ``plan_span`` can check the span lies inside the file."""
     if probe is None:
-        from dubline.stages import media
-
         probe = media.probe
     video = probe(clip.media).video
     if video is None:

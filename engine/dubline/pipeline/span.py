@@ -17,6 +17,7 @@ from dubline.core import timing
 from dubline.core.errors import InvalidInputError
 from dubline.core.progress import CancelToken, ProgressSink, no_progress
 from dubline.pipeline.render import resolve_span, span_start_timecode
+from dubline.qc.overlay import draw_analysis
 from dubline.stages import media
 from dubline.stages.faces import (
     FaceTrack,
@@ -81,8 +82,6 @@ def analyse_span(
 def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: bool = False,
                   inputs: dict[str, Path | None] | None = None) -> Path:
     """An h264 clip of the span with the analysis drawn on every frame."""
-    from dubline.qc.overlay import draw_analysis
-
     info = media.probe(video_path)
     rate = info.video.rate
     first, end = result.span

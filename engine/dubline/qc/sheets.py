@@ -12,7 +12,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from dubline.core import timing
 from dubline.core.errors import OutputPathError
+from dubline.stages import media
 
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
@@ -92,9 +94,6 @@ def sheet_for_render(
     columns: int = 8,
 ) -> Path:
     """Contact sheet of a written patch against the source frames it replaces."""
-    from dubline.core import timing
-    from dubline.stages import media
-
     info = media.probe(patch)
     count, rate = info.video.frame_count, info.video.rate
     picks = sorted(set(np.linspace(0, count - 1, min(columns, count)).round().astype(int).tolist()))

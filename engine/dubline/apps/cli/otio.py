@@ -55,9 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dubline.pipeline import timeline as rt
     from dubline.core.timing import parse_rate
     from dubline.pipeline import parse_options
+    from dubline.pipeline import timeline as rt
 
     edl_rate = parse_rate(args.edl_rate) if args.edl_rate else None
     settings = rt.RenderSettings(
@@ -111,8 +111,8 @@ def _plan_options(args: argparse.Namespace, edl_rate) -> dict:
 def _via_engine(args: argparse.Namespace, settings, edl_rate, bar):
     from dubline_client import EngineClient, EngineError
 
-    from dubline.pipeline import timeline as rt
     from dubline.apps.server.security import read_token_file
+    from dubline.pipeline import timeline as rt
 
     token = read_token_file(args.token_file) if args.token_file else None
 

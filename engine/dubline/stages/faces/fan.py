@@ -21,6 +21,7 @@ import numpy as np
 
 from dubline.core.errors import DublineError, ModelNotFoundError
 from dubline.core.models import model_dir, registry
+from dubline.stages.faces.models import CNN_FACE_DETECTOR, embedded_model_path
 
 HUB_SUBDIR = "face_alignment"
 NETWORK = "2DFAN-4"
@@ -95,8 +96,6 @@ def load_fan(models_dir: str | Path | None = None) -> Any:
             f"exist. Copy {weights.name} there (or set $DUBLINE_MODELS); dubline never downloads weights."
         )
     face_alignment = _import_face_alignment()
-    from dubline.stages.faces.models import CNN_FACE_DETECTOR, embedded_model_path
-
     def build() -> Any:
         landmarks_type = getattr(face_alignment.LandmarksType, "TWO_D", None) or face_alignment.LandmarksType._2D
         options: dict[str, Any] = {}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dubline.core.cache import BlobCache, array_fingerprint
 from dubline.core.errors import InvalidInputError, InvalidRateError
 from dubline.core.progress import CancelToken, ProgressSink, no_progress
 from dubline.stages.speech.phones import (
@@ -152,8 +153,6 @@ def _phones_at_frames(phones: list[PhoneSegment], rate: Fraction, frame_count: i
 def _cache_for(cache: bool | str | Path | None, samples: np.ndarray, key: dict[str, Any]):
     if cache is None or cache is False:
         return None
-    from dubline.core.cache import BlobCache, array_fingerprint
-
     root = None if cache is True else Path(cache)
     return BlobCache(STAGE, array_fingerprint(np.ascontiguousarray(samples, np.float32)), key, root=root)
 

@@ -20,6 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from dubline.core.errors import InvalidInputError
+from dubline.core.models import registry
 
 SAMPLE_RATE = 16000
 #: silero's window at 16 kHz.
@@ -77,8 +78,6 @@ def _load_model():
 
 def silero_model():
     """The process's silero-vad model (loaded on first use, kept in the model registry)."""
-    from dubline.core.models import registry
-
     return registry().get(("silero-vad", "cpu", "float32"), _load_model)
 
 
