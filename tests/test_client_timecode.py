@@ -26,7 +26,7 @@ DAY = 24 * 3600  # seconds
 
 
 def test_the_module_needs_only_the_standard_library() -> None:
-    code = ("import sys; import dubline_client.timecode; "
+    code = ("import sys; import dubline_client.timecode, dubline_client.choices; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'google', 'opentimelineio', 'torch', 'dubline')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

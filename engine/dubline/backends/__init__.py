@@ -17,6 +17,8 @@ MANIFEST: dict[str, str] = {
     "retrieval": "dubline.backends.retrieval.backend",
     "wav2lip": "dubline.backends.wav2lip.backend",
 }
+#: The backend of a render that names none: needs no weights.
+DEFAULT_BACKEND = "retrieval"
 
 
 @dataclass(frozen=True)

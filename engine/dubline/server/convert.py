@@ -86,7 +86,7 @@ def _choice(value: str, default: str, allowed: tuple[str, ...] | list[str], fiel
 def render_request(spec: pb.RenderSpec, roots: MediaRoots, *, outputs_required: bool = True):
     """The pipeline's RenderRequest for ``spec`` (every field checked)."""
     from dubline import media
-    from dubline.backends import names
+    from dubline.backends import DEFAULT_BACKEND, names
     from dubline.paths import check_outputs
     from dubline.pipeline import EXPRESSIONS, RenderRequest, request_inputs
 
@@ -102,8 +102,8 @@ def render_request(spec: pb.RenderSpec, roots: MediaRoots, *, outputs_required: 
         audio=roots.check(spec.audio, "spec.audio"),
         span=span_of(spec.span, "spec.span"),
         out=roots.check(spec.out, "spec.out", required=outputs_required),
-        backend=_choice(spec.backend, "retrieval", names(), "spec.backend"),
-        codec=_choice(spec.codec, "prores", tuple(media.PATCH_CODECS), "spec.codec"),
+        backend=_choice(spec.backend, DEFAULT_BACKEND, names(), "spec.backend"),
+        codec=_choice(spec.codec, media.DEFAULT_PATCH_CODEC, tuple(media.PATCH_CODECS), "spec.codec"),
         matte=roots.check(spec.matte, "spec.matte", required=False),
         otio_path=roots.check(spec.otio, "spec.otio", required=False),
         audio_offset=float(offset),

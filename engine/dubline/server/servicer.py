@@ -161,41 +161,54 @@ class EngineServicer(pb_grpc.EngineServicer):
 
     def Capabilities(self, request: pb.CapabilitiesRequest, context: grpc.ServicerContext) -> pb.CapabilitiesResponse:
         with _answering(context):
-            from dubline import media
-            from dubline.backends import get_backend, names
-            from dubline.models import model_dir, registry
+            return self.capabilities()
 
-            weights_dir = model_dir()
-            backends = []
-            for name in names():
-                info = get_backend(name).info
-                missing = [w for w in info.weights if not (weights_dir / w).is_file()]
-                backends.append(pb.BackendCapability(
-                    name=info.name, description=info.description, prefers_gpu=info.prefers_gpu,
-                    weights=list(info.weights), weights_present=not missing, missing_weights=missing,
-                ))
-            loaded = [
-                pb.LoadedModel(name=m.name, device=m.device, dtype=m.dtype, bytes=m.bytes, load_seconds=m.load_seconds)
-                for m in registry().loaded()
-            ]
-            return pb.CapabilitiesResponse(
-                version=__version__,
-                api="dubline.v1",
-                backends=backends,
-                loaded_models=loaded,
-                codecs=list(media.PATCH_CODECS),
-                limits=pb.Limits(
-                    max_frame_width=frames.MAX_FRAME_WIDTH,
-                    max_frame_height=frames.MAX_FRAME_HEIGHT,
-                    max_message_bytes=self.config.max_message_bytes,
-                    max_path_length=MAX_PATH_LENGTH,
-                    max_concurrent_jobs=self.jobs.max_workers,
-                    max_queued_jobs=self.jobs.max_queued,
-                ),
-                model_dir=str(weights_dir),
-                media_roots=[str(r) for r in self.config.media_roots.roots],
-                resident_analyses=len(self.analyses),
-            )
+    def capabilities(self) -> pb.CapabilitiesResponse:
+        """What this engine offers; the frame socket's capabilities message answers from it too."""
+        from dubline import media
+        from dubline.backends import DEFAULT_BACKEND, get_backend, names
+        from dubline.models import model_dir, registry
+
+        weights_dir = model_dir()
+        backends = []
+        for name in names():
+            info = get_backend(name).info
+            # An entry "a.pth or b.pth" is met by either file (wav2lip takes the GAN or the plain generator).
+            missing = [w for w in info.weights if not any((weights_dir / f).is_file() for f in w.split(" or "))]
+            backends.append(pb.BackendCapability(
+                name=info.name, description=info.description, prefers_gpu=info.prefers_gpu,
+                weights=list(info.weights), weights_present=not missing, missing_weights=missing,
+            ))
+        loaded = [
+            pb.LoadedModel(name=m.name, device=m.device, dtype=m.dtype, bytes=m.bytes, load_seconds=m.load_seconds)
+            for m in registry().loaded()
+        ]
+        patch_codecs = [
+            pb.CodecCapability(name=name, label=codec.label, description=codec.description,
+                               suffixes=list(codec.suffixes), alpha=codec.alpha)
+            for name, codec in media.PATCH_CODECS.items()
+        ]
+        return pb.CapabilitiesResponse(
+            version=__version__,
+            api="dubline.v1",
+            backends=backends,
+            loaded_models=loaded,
+            codecs=list(media.PATCH_CODECS),
+            patch_codecs=patch_codecs,
+            default_backend=DEFAULT_BACKEND,
+            default_codec=media.DEFAULT_PATCH_CODEC,
+            limits=pb.Limits(
+                max_frame_width=frames.MAX_FRAME_WIDTH,
+                max_frame_height=frames.MAX_FRAME_HEIGHT,
+                max_message_bytes=self.config.max_message_bytes,
+                max_path_length=MAX_PATH_LENGTH,
+                max_concurrent_jobs=self.jobs.max_workers,
+                max_queued_jobs=self.jobs.max_queued,
+            ),
+            model_dir=str(weights_dir),
+            media_roots=[str(r) for r in self.config.media_roots.roots],
+            resident_analyses=len(self.analyses),
+        )
 
     # -- analyse -------------------------------------------------------------------------------
 
