@@ -414,6 +414,10 @@ class EngineServicer(pb_grpc.EngineServicer):
         identity.CopyFrom(spec)
         identity.out = identity.matte = identity.otio = ""
         identity.overwrite = identity.with_audio = False
+        # As the engine resolved them: a symlinked path and its target, or an empty backend and the
+        # default one, are the same clip (the frame socket sends resolved paths).
+        identity.video, identity.audio, identity.backend = str(request.video), str(request.audio), request.backend
+        identity.library[:] = [str(p) for p in request.library]
         files = [request.video, request.audio, *request.library]
         stats = [(str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in files if os.path.exists(p)]
         digest = hashlib.sha256(identity.SerializeToString(deterministic=True) + repr(stats).encode())
