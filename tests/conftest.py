@@ -22,3 +22,40 @@ def conformance() -> Path:
     if not (CONFORMANCE / "wav2lip" / "wav2lip_state_dict.json").exists():
         pytest.skip("../shared/conformance is not present")
     return CONFORMANCE
+
+
+@pytest.fixture()
+def extra_backend(monkeypatch) -> str:
+    """A backend name only this test's in-process engine offers (listed by Capabilities, never
+    rendered with): the bridges must show it although none of them can know it."""
+    import sys
+    import types
+
+    from dubline.stages import backends
+    from dubline.stages.backends.base import BackendInfo
+
+    class ListedOnly:
+        info = BackendInfo("lipsync_extra", "a backend no bridge can know")
+
+        def preflight(self, options):
+            raise AssertionError("lipsync_extra is listed, never rendered with")
+
+        prepare = patches = preflight
+
+    module = types.ModuleType("dubline_test_extra_backend")
+    module.BACKEND = ListedOnly()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(backends.MANIFEST, "lipsync_extra", module.__name__)
+    return "lipsync_extra"
+
+
+@pytest.fixture()
+def in_process_engine(tmp_path: Path):
+    """An engine in this process (so monkeypatches reach it): its gRPC address."""
+    from dubline.apps.server.app import create_server
+
+    address = f"unix:{tmp_path / 'engine.sock'}"
+    server, _ = create_server(address, cache_root=tmp_path / "cache", work_dir=tmp_path / "work")
+    server.start()
+    yield address
+    server.stop(1)

@@ -2,7 +2,8 @@
 
 It provides the property, parameter, image-effect and memory suites (the plug-in does not
 declare host frame threading, so no multithread suite), one filter-context instance at a time
-with numpy images, and records what the plug-in defines. Handles are small integers.
+with numpy images, parameter edits (the instance-changed actions), and records what the plug-in
+defines. Handles are small integers.
 
 Limitation: the parameter suite's value functions are variadic in C. ctypes cannot define a
 variadic callback, so they are declared with fixed pointer-sized arguments, which matches the
@@ -577,6 +578,23 @@ class Instance:
         self.host._action("OfxImageEffectActionRender", self.effect.handle, args, expect=(OK,))  # type: ignore[attr-defined]
         assert clip_out.memory is not None
         return clip_out.memory.copy() if negative_row_bytes else clip_out.memory[::-1].copy()
+
+    def value(self, name: str) -> Any:
+        return self.effect.params[name].value
+
+    def change(self, name: str, value: Any = None, reason: str = "OfxChangeUserEdited") -> None:
+        """Set parameter ``name`` to ``value`` (a push button has none) and run the instance-changed
+        actions a host runs after an edit."""
+        param = self.effect.params[name]
+        if param.kind != "OfxParamTypePushButton":
+            param.value = value
+        handle = self.effect.handle  # type: ignore[attr-defined]
+        self.host._action("OfxActionBeginInstanceChanged", handle, PropertySet({"OfxPropChangeReason": [reason]}))
+        self.host._action("OfxActionInstanceChanged", handle, PropertySet({
+            "OfxPropType": ["OfxTypeParameter"], "OfxPropName": [name], "OfxPropChangeReason": [reason],
+            "OfxPropTime": [0.0], "OfxImageEffectPropRenderScale": [1.0, 1.0],
+        }))
+        self.host._action("OfxActionEndInstanceChanged", handle, PropertySet({"OfxPropChangeReason": [reason]}))
 
     def destroy(self) -> None:
         self.host._action("OfxActionDestroyInstance", self.effect.handle, expect=(OK, REPLY_DEFAULT))  # type: ignore[attr-defined]

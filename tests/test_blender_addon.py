@@ -266,3 +266,61 @@ def test_extension_builds_installs_and_enables_in_blender_5(shared_media: Path, 
     result = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")})
     assert result.returncode == 0 and "EXTENSION_OK" in result.stdout, (result.stdout + result.stderr)[-3000:]
+
+
+# ---- the Backend and Codec menus come from the engine -------------------------------------------------
+
+def test_menus_show_the_client_fallback_until_an_engine_answers() -> None:
+    from dubline_vse import menus
+
+    menus.forget()
+    fallback = menus.choices_for("unix:/nobody/answers.sock", dubline_client)
+    assert fallback is dubline_client.choices.FALLBACK and not fallback.from_engine
+    backends = menus.enum_items(menus.BACKEND, fallback)
+    assert [(name, number) for name, _, _, number in backends] == [("retrieval", 0)]
+    codecs = {name: (description, number) for name, _, description, number in menus.enum_items(menus.CODEC, fallback)}
+    assert codecs["prores"][1] == 0 and codecs["ffv1"][0].endswith(".mkv") and "h264" in codecs
+    assert menus.enum_items(menus.BACKEND, None) == [menus.NO_CLIENT_ITEM]
+
+
+def test_menus_are_the_engines_with_numbers_that_follow_names(extra_backend: str, in_process_engine: str) -> None:
+    from dubline_vse import menus
+
+    menus.forget()
+    settings = engine.EngineSettings(address=in_process_engine, auto_start=False)
+    choices = menus.ask(dubline_client, settings)
+    assert choices.from_engine and menus.choices_for(in_process_engine, dubline_client) is choices
+    with dubline_client.EngineClient(in_process_engine) as client:
+        offered = client.capabilities()
+    items = menus.enum_items(menus.BACKEND, choices)
+    assert [item[0] for item in items] == [b.name for b in offered.backends] and extra_backend in choices.backend_names
+    numbers = {name: number for name, _, _, number in items}
+    assert numbers[offered.default_backend] == 0 and len(set(numbers.values())) == len(numbers)
+    # The number depends on the name alone: a choice stored by Blender survives reordering and additions.
+    assert numbers[extra_backend] == menus.item_number(extra_backend, False) != 0
+    assert [item[0] for item in menus.enum_items(menus.CODEC, choices)] == [c.name for c in offered.patch_codecs]
+    # Patch names take the suffix the engine writes each codec into.
+    span = frames.Span(140, 150, 40, 50)
+    assert frames.patch_path("/tmp", "/media/a.mp4", span, "ffv1", choices).endswith(".mkv")
+    with pytest.raises(frames.PlanError, match="unknown patch codec 'mpeg2'; the engine offers prores"):
+        frames.patch_path("/tmp", "/media/a.mp4", span, "mpeg2", choices)
+    menus.forget()
+
+
+def test_each_render_refreshes_the_menus(extra_backend: str, in_process_engine: str, tmp_path: Path) -> None:
+    from dubline_vse import menus
+
+    menus.forget()
+    runner = jobs.JobRunner(dubline_client)
+    order = jobs.RenderOrder(video=str(tmp_path / "missing.mp4"), audio=str(tmp_path / "missing.wav"),
+                             span_text="0-10", out=str(tmp_path / "patch.mov"))
+    runner.submit(order, engine.EngineSettings(address=in_process_engine, auto_start=False))
+    events: list[jobs.JobEvent] = []
+    deadline = time.monotonic() + 30
+    while not any(e.kind in jobs.FINAL for e in events) and time.monotonic() < deadline:
+        events += runner.drain()
+        time.sleep(0.05)
+    assert events and events[-1].kind == jobs.FAILED  # the render fails (no such files), the engine was asked first
+    assert extra_backend in menus.choices_for(in_process_engine, dubline_client).backend_names
+    runner.shutdown()
+    menus.forget()

@@ -1,6 +1,7 @@
 """The OpenFX plug-in, built with CMake and driven by tests/ofx_host.py (a ctypes host), against a
-real engine: describe, passthrough when the engine is down or hangs, protocol errors, and frames
-equal to the engine's gRPC RenderFrame answer for the same request."""
+real engine: describe, passthrough when the engine is down or hangs, protocol errors, the backend
+list and name checks coming from the engine, and frames equal to the engine's gRPC RenderFrame
+answer for the same request."""
 
 from __future__ import annotations
 
@@ -68,6 +69,13 @@ def _synthetic(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
     return rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
 
 
+def test_the_plugin_holds_no_backend_names(plugin_binary: Path) -> None:
+    from dubline.stages.backends import names
+
+    binary = plugin_binary.read_bytes()
+    assert names() and not [name for name in names() if name.encode() in binary]
+
+
 def test_bundle_exports_only_the_two_entry_points(plugin_binary: Path) -> None:
     assert plugin_binary.parent.name == "Linux-x86-64" and plugin_binary.parents[2].name == "Dubline.ofx.bundle"
     if shutil.which("nm") is None:
@@ -85,10 +93,14 @@ def test_describe_declares_a_filter_on_8bit_and_float_rgba(host: OfxHost) -> Non
     assert props["OfxImageEffectPropSupportsTiles"] == [0]
     assert set(host.descriptor.clips) == {"Source", "Output"}
     params = host.descriptor.params
-    assert {"engineAddress", "sourceMedia", "sourceFrameOffset", "dubAudio", "dubOffset", "backend", "mix", "showMatte",
-            "status"} <= set(params)
-    assert params["backend"].props.values["OfxParamPropChoiceOption"] == ["retrieval", "wav2lip"]
-    assert params["status"].props.values["OfxParamPropStringMode"] == ["OfxParamStringIsLabel"]
+    assert {"engineAddress", "sourceMedia", "sourceFrameOffset", "dubAudio", "dubOffset", "backendName", "engineBackends",
+            "askEngine", "mix", "showMatte", "status"} <= set(params)
+    # The backend is a name the engine checks (empty: its default); the list shown is the engine's.
+    assert params["backendName"].kind == "OfxParamTypeString" and params["backendName"].props.values["OfxParamPropDefault"] == [""]
+    assert params["askEngine"].kind == "OfxParamTypePushButton"
+    for label in ("status", "engineBackends"):
+        assert params[label].props.values["OfxParamPropStringMode"] == ["OfxParamStringIsLabel"]
+        assert params[label].props.values["OfxParamPropPersistant"] == [0]
     assert params["mix"].props.values["OfxParamPropMax"] == [1.0]
     assert host.describe_in_context("OfxImageEffectContextGenerator") == ERR_UNSUPPORTED
     assert set(host.fetched) <= {"OfxPropertySuite", "OfxParameterSuite", "OfxImageEffectSuite"}
@@ -157,6 +169,73 @@ def test_engine_errors_reach_the_status_parameter(host: OfxHost, bare_engine, tm
     source = _synthetic()
     assert np.array_equal(instance.render(source, 3), source)
     assert instance.status.startswith("engine error NOT_FOUND") and "missing.mp4" in instance.status
+
+
+def test_engine_backends_are_the_engines(host: OfxHost, extra_backend: str, bare_engine, tmp_path: Path) -> None:
+    from dubline.apps.server import frame_socket
+
+    # The frame socket's capabilities message carries the Capabilities RPC's backends.
+    with EngineClient(f"unix:{tmp_path / 'g.sock'}") as client:
+        rpc = client.capabilities()
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(str(tmp_path / "f.sock"))
+        raw.sendall(frame_socket.encode_capabilities_request())
+        kind, body = frame_socket.read_message(raw)
+    assert kind == frame_socket.KIND_CAPABILITIES_ANSWER
+    listed = frame_socket.decode_capabilities(body)
+    assert (listed.version, listed.default_backend) == (rpc.version, rpc.default_backend) == (rpc.version, "retrieval")
+    assert [(b.name, b.description, b.weights_present, b.prefers_gpu) for b in listed.backends] == \
+           [(b.name, b.description, b.weights_present, b.prefers_gpu) for b in rpc.backends]
+    assert extra_backend in [b.name for b in listed.backends]
+
+    # The first edit fills Engine Backends from the engine, extra backend included.
+    instance = host.create_instance({"engineAddress": bare_engine.frame_socket.address})
+    assert instance.value("engineBackends") == ""
+    instance.change("dubAudio", str(tmp_path / "dub.wav"))
+    shown = instance.value("engineBackends")
+    expected = [b.name + (" (default)" if b.name == rpc.default_backend else "") + ("" if b.weights_present else " (weights missing)")
+                for b in rpc.backends]
+    assert shown == ", ".join(expected) and f"{extra_backend}" in shown
+    assert "retrieval (default)" in shown
+
+    # A name the engine does not offer is flagged at once, and refused by the engine when rendering.
+    instance.change("backendName", "nonesuch")
+    assert instance.value("engineBackends") == "no backend 'nonesuch' on this engine; it offers " + ", ".join(expected)
+    video, dub = _tiny_clip_and_dub(tmp_path)
+    instance.change("sourceMedia", str(video))
+    instance.change("dubAudio", str(dub))
+    source = _synthetic()
+    assert np.array_equal(instance.render(source, 3), source)
+    assert instance.status.startswith("engine error INVALID_ARGUMENT") and "'nonesuch'" in instance.status
+    assert extra_backend in instance.status  # the engine's message lists its own backends
+    instance.change("backendName", extra_backend)
+    assert instance.value("engineBackends") == ", ".join(expected)
+
+
+def _tiny_clip_and_dub(folder: Path) -> tuple[Path, Path]:
+    from mediagen import AudioSpec, make_audio, make_video, spec_for
+
+    return (make_video(folder / "clip.mp4", spec_for("h264", frames=10)),
+            make_audio(folder / "dub.wav", AudioSpec(rate=16000, seconds=0.5)))
+
+
+def test_engine_backends_say_why_when_no_engine_answers(host: OfxHost, tmp_path: Path) -> None:
+    instance = host.create_instance({"engineAddress": f"unix:{tmp_path / 'absent.sock'}"})
+    instance.change("askEngine")
+    shown = instance.value("engineBackends")
+    assert shown.startswith("no dubline engine at the address") and shown.endswith("(then press Ask the Engine)")
+    silent = socket.socket()  # accepts connections but never answers: the question is bounded
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        instance.change("engineAddress", f"127.0.0.1:{silent.getsockname()[1]}")
+    finally:
+        silent.close()
+    assert instance.value("engineBackends").startswith("the dubline engine did not answer in time")
+    # The plug-in's own label writes come back as plug-in edits and ask nothing.
+    sets = len(instance.effect.params["engineBackends"].sets)
+    instance.change("engineBackends", "x", reason="OfxChangePluginEdited")
+    assert len(instance.effect.params["engineBackends"].sets) == sets
 
 
 def test_frame_socket_answers_malformed_messages_with_an_error(bare_engine, tmp_path: Path) -> None:

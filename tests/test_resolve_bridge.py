@@ -338,3 +338,55 @@ def test_otio_round_trip_against_a_real_engine(engine, tmp_path: Path) -> None:
     assert [(i.GetStart(), i.GetDuration()) for i in source_track] == [(90200, 40)]
     assert [(i.GetStart(), i.GetDuration()) for i in patch_track] == [(90205, 10)]
     assert not patch_track[0].GetMediaPoolItem().GetClipProperty("File Path").startswith("file://")
+
+
+# -- backends and codecs come from the engine ----------------------------------------------------------
+
+def test_backends_and_codecs_are_the_engines(extra_backend: str, in_process_engine: str, source: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from dubline_resolve.engine import patch_path_for
+
+    settings = BridgeSettings(engine_address=in_process_engine, patch_dir=str(tmp_path / "patches"))
+    client = dubline_resolve.connect(settings)
+    try:
+        choices = dubline_resolve.engine_choices(client, settings)
+        offered = client.capabilities()
+    finally:
+        client.close()
+    assert choices.from_engine and choices.backend_names == tuple(b.name for b in offered.backends)
+    assert extra_backend in choices.backend_names and choices.codec_names == tuple(offered.codecs)
+    # Unset choices become the engine's defaults; a backend only the engine knows is accepted.
+    resolved = dubline_resolve.settings_for_engine(settings, choices)
+    assert (resolved.backend, resolved.codec) == (offered.default_backend, offered.default_codec) == ("retrieval", "prores")
+    assert dubline_resolve.settings_for_engine(replace(settings, backend=extra_backend), choices).backend == extra_backend
+    with pytest.raises(MediaError, match="unknown backend 'nonesuch'; the engine offers retrieval") as refused:
+        dubline_resolve.settings_for_engine(replace(settings, backend="nonesuch"), choices)
+    assert extra_backend in str(refused.value)
+    # The patch file takes the suffix the engine writes its codec into.
+    _, project, timeline, _ = _setup(source)
+    span = select_span(project, timeline)
+    assert patch_path_for(span, str(source), replace(settings, codec="ffv1"), choices).suffix == ".mkv"
+    assert patch_path_for(span, str(source), replace(settings, codec="h264"), choices).suffix == ".mov"
+
+
+def test_a_backend_the_engine_lacks_stops_before_rendering(in_process_engine: str, source: Path, tmp_path: Path) -> None:
+    resolve, project, timeline, _ = _setup(source)
+    dub = tmp_path / "dub.wav"
+    dub.write_bytes(b"not read: the render never starts")
+    settings = BridgeSettings(engine_address=in_process_engine, backend="nonesuch", patch_dir=str(tmp_path / "patches"))
+    with pytest.raises(MediaError, match="unknown backend 'nonesuch'"):
+        dubline_resolve.patch_current_item(resolve, str(dub), settings, report=lambda line: None)
+    assert not (tmp_path / "patches").exists() and timeline.GetTrackCount("video") == 1
+
+
+def test_the_otio_path_leaves_unset_choices_to_the_engine(source: Path, tmp_path: Path) -> None:
+    from dubline_resolve.otio_roundtrip import dubline_otio_command
+
+    _, project, timeline, _ = _setup(source)
+    span = select_span(project, timeline)
+    command = dubline_otio_command(BridgeSettings(), tmp_path / "in.otio", "interview.mov", span, str(source), tmp_path / "out.otio")
+    assert "--codec" not in command and "--backend" not in command
+    command = dubline_otio_command(BridgeSettings(codec="dnxhr", backend="wav2lip"), tmp_path / "in.otio", "interview.mov",
+                                   span, str(source), tmp_path / "out.otio")
+    assert command[command.index("--codec") + 1] == "dnxhr" and command[command.index("--backend") + 1] == "wav2lip"

@@ -339,3 +339,24 @@ def test_a_second_engine_cannot_take_a_live_socket(tmp_path: Path) -> None:
     finally:
         first.stop(1)
     assert not (tmp_path / "engine.sock").exists()
+
+
+def test_a_clip_key_is_the_clip_as_resolved(tmp_path: Path) -> None:
+    """The OFX frame socket sends resolved paths and may leave the backend empty; a gRPC client may
+    name the same clip through a symlink and the default backend by name: one clip, one render."""
+    from dubline.apps.server import convert
+    from dubline.apps.server.servicer import EngineServicer
+
+    (tmp_path / "media").mkdir()
+    for name in ("clip.mp4", "dub.wav"):
+        (tmp_path / "media" / name).write_bytes(b"x")
+    (tmp_path / "linked").symlink_to(tmp_path / "media")
+    roots = MediaRoots([])
+
+    def key(folder: str, backend: str) -> str:
+        spec = render_spec(str(tmp_path / folder / "clip.mp4"), str(tmp_path / folder / "dub.wav"), "0-10", backend=backend)
+        outputs = (tmp_path / "work" / "p.mkv", tmp_path / "work" / "m.mkv")
+        return EngineServicer._clip_key(spec, convert.render_request(spec, roots, frame_outputs=outputs))
+
+    assert key("media", "") == key("linked", "retrieval") == key("media", "retrieval")
+    assert key("media", "wav2lip") != key("media", "retrieval")

@@ -159,6 +159,7 @@ typedef struct OfxMemorySuiteV1 {
 #define kOfxActionDestroyInstance "OfxActionDestroyInstance"
 #define kOfxImageEffectActionDescribeInContext "OfxImageEffectActionDescribeInContext"
 #define kOfxImageEffectActionRender "OfxImageEffectActionRender"
+#define kOfxActionInstanceChanged "OfxActionInstanceChanged"
 
 /* ---- properties -------------------------------------------------------------------------- */
 
@@ -166,6 +167,10 @@ typedef struct OfxMemorySuiteV1 {
 #define kOfxPropTime "OfxPropTime"
 #define kOfxPropPluginDescription "OfxPropPluginDescription"
 #define kOfxPropName "OfxPropName"
+#define kOfxPropType "OfxPropType"
+#define kOfxTypeParameter "OfxTypeParameter"
+#define kOfxPropChangeReason "OfxPropChangeReason"
+#define kOfxChangePluginEdited "OfxChangePluginEdited"
 
 #define kOfxImageEffectPropContext "OfxImageEffectPropContext"
 #define kOfxImageEffectContextFilter "OfxImageEffectContextFilter"
@@ -201,8 +206,8 @@ typedef struct OfxMemorySuiteV1 {
 #define kOfxParamTypeInteger "OfxParamTypeInteger"
 #define kOfxParamTypeDouble "OfxParamTypeDouble"
 #define kOfxParamTypeBoolean "OfxParamTypeBoolean"
-#define kOfxParamTypeChoice "OfxParamTypeChoice"
 #define kOfxParamTypeString "OfxParamTypeString"
+#define kOfxParamTypePushButton "OfxParamTypePushButton"
 
 #define kOfxParamPropHint "OfxParamPropHint"
 #define kOfxParamPropDefault "OfxParamPropDefault"
@@ -215,7 +220,6 @@ typedef struct OfxMemorySuiteV1 {
 #define kOfxParamPropEvaluateOnChange "OfxParamPropEvaluateOnChange"
 #define kOfxParamPropPersistant "OfxParamPropPersistant" /* sic: the specification's spelling */
 #define kOfxParamPropCanUndo "OfxParamPropCanUndo"
-#define kOfxParamPropChoiceOption "OfxParamPropChoiceOption"
 #define kOfxParamPropStringMode "OfxParamPropStringMode"
 #define kOfxParamPropStringFilePathExists "OfxParamPropStringFilePathExists"
 #define kOfxParamStringIsSingleLine "OfxParamStringIsSingleLine"

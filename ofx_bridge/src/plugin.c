@@ -4,7 +4,11 @@
  * writes the engine's composited frame to the output. Whenever the engine cannot give the frame
  * (not running, still rendering the span, outside the span, an error), the source is copied to
  * the output unchanged and the read-only Status parameter says why: the host's render never
- * fails because of the engine, and never waits longer than the Timeout parameter. */
+ * fails because of the engine, and never waits longer than the Timeout parameter.
+ *
+ * The backend is a name the engine validates, not a menu: the plug-in holds no list of backends.
+ * The read-only Engine Backends parameter shows the engine's list (asked over the frame socket when
+ * the artist edits a parameter or presses Ask the Engine); docs/OFX.md says why. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +19,7 @@
 
 #define PLUGIN_ID "org.dubline.ofx.Dubline"
 #define CONNECT_TIMEOUT_MS 250
+#define CAPABILITIES_TIMEOUT_MS 2000 /* the artist waits on the parameter panel (the engine lists its backends at start) */
 
 static OfxHost *g_host;
 static const OfxPropertySuiteV1 *g_props;
@@ -29,15 +34,15 @@ static const OfxImageEffectSuiteV1 *g_effects;
 #define P_SPAN_END "spanEnd"
 #define P_DUB "dubAudio"
 #define P_DUB_OFFSET "dubOffset"
-#define P_BACKEND "backend"
+#define P_BACKEND "backendName"
+#define P_ENGINE_BACKENDS "engineBackends"
+#define P_ASK_ENGINE "askEngine"
 #define P_SPEAKER "speaker"
 #define P_MIX "mix"
 #define P_SHOW_MATTE "showMatte"
 #define P_TIMEOUT "timeoutMs"
 #define P_STATUS "status"
 
-static const char *const BACKENDS[] = {"retrieval", "wav2lip"};
-#define BACKEND_COUNT 2
 #define DEFAULT_ENGINE "127.0.0.1:50918"
 
 /* ---- describing -------------------------------------------------------------------------- */
@@ -69,6 +74,17 @@ static void define_int(OfxParamSetHandle set, const char *name, const char *labe
     g_props->propSetInt(p, kOfxParamPropMin, 0, lo);
     g_props->propSetInt(p, kOfxParamPropMax, 0, hi);
     g_props->propSetInt(p, kOfxParamPropAnimates, 0, 0);
+}
+
+/* A read-only message the plug-in writes: it does not animate, persist, undo or trigger a render. */
+static void set_label_mode(OfxPropertySetHandle p) {
+    g_props->propSetString(p, kOfxParamPropStringMode, 0, kOfxParamStringIsLabel);
+    g_props->propSetString(p, kOfxParamPropDefault, 0, "");
+    g_props->propSetInt(p, kOfxParamPropEnabled, 0, 0);
+    g_props->propSetInt(p, kOfxParamPropAnimates, 0, 0);
+    g_props->propSetInt(p, kOfxParamPropPersistant, 0, 0);
+    g_props->propSetInt(p, kOfxParamPropEvaluateOnChange, 0, 0); /* a new message must not re-render */
+    g_props->propSetInt(p, kOfxParamPropCanUndo, 0, 0);
 }
 
 static OfxStatus describe(OfxImageEffectHandle effect) {
@@ -129,12 +145,14 @@ static OfxStatus describe_in_context(OfxImageEffectHandle effect, OfxPropertySet
         g_props->propSetDouble(p, kOfxParamPropMax, 0, 86400.0);
         g_props->propSetInt(p, kOfxParamPropAnimates, 0, 0);
     }
-    p = define_param(set, kOfxParamTypeChoice, P_BACKEND, "Backend", "Mouth renderer (wav2lip needs its weights installed)");
-    if (p) {
-        for (int i = 0; i < BACKEND_COUNT; ++i) g_props->propSetString(p, kOfxParamPropChoiceOption, i, BACKENDS[i]);
-        g_props->propSetInt(p, kOfxParamPropDefault, 0, 0);
-        g_props->propSetInt(p, kOfxParamPropAnimates, 0, 0);
-    }
+    define_string(set, P_BACKEND, "Backend",
+                  "The engine's name of the mouth renderer (Engine Backends lists them); empty: the engine's default",
+                  kOfxParamStringIsSingleLine, "");
+    p = define_param(set, kOfxParamTypeString, P_ENGINE_BACKENDS, "Engine Backends",
+                     "The backends the engine at Engine Address offers, as it last answered");
+    if (p) set_label_mode(p);
+    define_param(set, kOfxParamTypePushButton, P_ASK_ENGINE, "Ask the Engine",
+                 "Ask the engine at Engine Address again which backends it offers");
     define_string(set, P_SPEAKER, "Speaker", "Which face when there are several: X,Y@FRAME or X0,Y0,X1,Y1@FRAME (empty: the largest)",
                   kOfxParamStringIsSingleLine, "");
     p = define_param(set, kOfxParamTypeDouble, P_MIX, "Mix", "0 shows the source, 1 the dubbed frame");
@@ -150,15 +168,7 @@ static OfxStatus describe_in_context(OfxImageEffectHandle effect, OfxPropertySet
     define_int(set, P_TIMEOUT, "Timeout (ms)", "Longest wait for the engine per frame before the source is shown instead",
                3000, 50, 60000);
     p = define_param(set, kOfxParamTypeString, P_STATUS, "Status", "What the engine said about the last frame rendered");
-    if (p) {
-        g_props->propSetString(p, kOfxParamPropStringMode, 0, kOfxParamStringIsLabel);
-        g_props->propSetString(p, kOfxParamPropDefault, 0, "");
-        g_props->propSetInt(p, kOfxParamPropEnabled, 0, 0);
-        g_props->propSetInt(p, kOfxParamPropAnimates, 0, 0);
-        g_props->propSetInt(p, kOfxParamPropPersistant, 0, 0);
-        g_props->propSetInt(p, kOfxParamPropEvaluateOnChange, 0, 0); /* a new message must not re-render */
-        g_props->propSetInt(p, kOfxParamPropCanUndo, 0, 0);
-    }
+    if (p) set_label_mode(p);
     return kOfxStatOK;
 }
 
@@ -288,14 +298,16 @@ static double get_double(OfxParamSetHandle set, const char *name, OfxTime time, 
     return value;
 }
 
-/* Set the Status parameter only when its text changes (hosts may record every set). */
-static void set_status(OfxParamSetHandle set, const char *text) {
+/* Set a label parameter only when its text changes (hosts may record every set). */
+static void set_label(OfxParamSetHandle set, const char *name, const char *text) {
     OfxParamHandle param;
     char *current = NULL;
-    if (g_params->paramGetHandle(set, P_STATUS, &param, NULL) != kOfxStatOK) return;
+    if (g_params->paramGetHandle(set, name, &param, NULL) != kOfxStatOK) return;
     if (g_params->paramGetValue(param, &current) == kOfxStatOK && current && strcmp(current, text) == 0) return;
     g_params->paramSetValue(param, text);
 }
+
+static void set_status(OfxParamSetHandle set, const char *text) { set_label(set, P_STATUS, text); }
 
 static OfxStatus render(OfxImageEffectHandle effect, OfxPropertySetHandle in_args) {
     OfxTime time = 0;
@@ -341,14 +353,13 @@ static OfxStatus render(OfxImageEffectHandle effect, OfxPropertySetHandle in_arg
     int show_matte = get_int(set, P_SHOW_MATTE, time, 0);
     double mix = get_double(set, P_MIX, time, 1.0);
     mix = mix < 0 ? 0 : mix > 1 ? 1 : mix;
-    int backend = get_int(set, P_BACKEND, time, 0);
     request.output = show_matte ? DUBLINE_OUTPUT_PATCH_AND_MATTE : DUBLINE_OUTPUT_COMPOSITED;
     request.format = src.is_float ? DUBLINE_FORMAT_RGBA_F32 : DUBLINE_FORMAT_RGBA8;
     request.width = src.bounds.x2 - src.bounds.x1;
     request.height = src.bounds.y2 - src.bounds.y1;
     request.video = get_string(set, P_SOURCE, time);
     request.audio = get_string(set, P_DUB, time);
-    request.backend = BACKENDS[backend >= 0 && backend < BACKEND_COUNT ? backend : 0];
+    request.backend = get_string(set, P_BACKEND, time); /* the engine checks the name */
     request.speaker = get_string(set, P_SPEAKER, time);
     const char *address = get_string(set, P_ENGINE, time);
     int timeout_ms = get_int(set, P_TIMEOUT, time, 3000);
@@ -386,6 +397,75 @@ release:
     return status;
 }
 
+/* ---- the engine's backends ---------------------------------------------------------------- */
+
+/* Append to `text` (of `size` bytes, always terminated) without overflowing. */
+static void append(char *text, size_t size, const char *more) {
+    size_t used = strlen(text);
+    if (used + 1 < size) snprintf(text + used, size - used, "%s", more);
+}
+
+/* "NAME (default), NAME (weights missing), NAME", with a warning first when `chosen` is not one of
+ * them, or why the engine gave no list. */
+static void describe_backends(const DublineCapabilities *engine, const char *chosen, char *text, size_t size) {
+    text[0] = '\0';
+    if (engine->status != DUBLINE_STATUS_READY) {
+        snprintf(text, size, "%s (then press Ask the Engine)", engine->message);
+        return;
+    }
+    int listed = engine->backend_count < DUBLINE_MAX_BACKENDS ? engine->backend_count : DUBLINE_MAX_BACKENDS;
+    int known = !chosen || !*chosen;
+    for (int i = 0; i < listed; ++i) known = known || strcmp(chosen, engine->backends[i].name) == 0;
+    if (!known) {
+        snprintf(text, size, "no backend '%s' on this engine; it offers ", chosen);
+    }
+    for (int i = 0; i < listed; ++i) {
+        const DublineBackend *backend = &engine->backends[i];
+        if (i > 0) append(text, size, ", ");
+        append(text, size, backend->name);
+        if (strcmp(backend->name, engine->default_backend) == 0) append(text, size, " (default)");
+        if (!backend->weights_present) append(text, size, " (weights missing)");
+    }
+    if (engine->backend_count > listed) append(text, size, ", ...");
+}
+
+/* Ask the engine for its backends and show them in Engine Backends. */
+static void show_engine_backends(OfxParamSetHandle set, OfxTime time) {
+    char address[512], chosen[128];
+    const char *value = get_string(set, P_ENGINE, time);
+    snprintf(address, sizeof address, "%s", value && *value ? value : DEFAULT_ENGINE);
+    value = get_string(set, P_BACKEND, time);
+    snprintf(chosen, sizeof chosen, "%s", value ? value : "");
+    DublineCapabilities *engine = (DublineCapabilities *)malloc(sizeof *engine);
+    if (!engine) return;
+    dubline_capabilities(address, CONNECT_TIMEOUT_MS, CAPABILITIES_TIMEOUT_MS, engine);
+    char text[1024];
+    describe_backends(engine, chosen, text, sizeof text);
+    free(engine);
+    set_label(set, P_ENGINE_BACKENDS, text);
+}
+
+/* A parameter changed: the engine's list may have changed with the address, the chosen name needs
+ * checking, or nobody asked yet. Our own label writes (plugin edits) are ignored. */
+static OfxStatus instance_changed(OfxImageEffectHandle effect, OfxPropertySetHandle in_args) {
+    char *type = NULL, *name = NULL, *reason = NULL;
+    OfxTime time = 0;
+    g_props->propGetString(in_args, kOfxPropType, 0, &type);
+    g_props->propGetString(in_args, kOfxPropName, 0, &name);
+    g_props->propGetString(in_args, kOfxPropChangeReason, 0, &reason);
+    g_props->propGetDouble(in_args, kOfxPropTime, 0, &time);
+    if (!type || strcmp(type, kOfxTypeParameter) != 0 || !name) return kOfxStatReplyDefault;
+    if ((reason && strcmp(reason, kOfxChangePluginEdited) == 0) || strcmp(name, P_STATUS) == 0 ||
+        strcmp(name, P_ENGINE_BACKENDS) == 0)
+        return kOfxStatReplyDefault;
+    OfxParamSetHandle set;
+    if (g_effects->getParamSet(effect, &set) != kOfxStatOK) return kOfxStatErrBadHandle;
+    const char *shown = get_string(set, P_ENGINE_BACKENDS, time);
+    if (strcmp(name, P_ENGINE) == 0 || strcmp(name, P_BACKEND) == 0 || strcmp(name, P_ASK_ENGINE) == 0 || !shown || !*shown)
+        show_engine_backends(set, time);
+    return kOfxStatOK;
+}
+
 /* ---- entry points ------------------------------------------------------------------------ */
 
 static OfxStatus load(void) {
@@ -405,6 +485,7 @@ static OfxStatus main_entry(const char *action, const void *handle, OfxPropertyS
     if (strcmp(action, kOfxActionDescribe) == 0) return describe(effect);
     if (strcmp(action, kOfxImageEffectActionDescribeInContext) == 0) return describe_in_context(effect, in_args);
     if (strcmp(action, kOfxImageEffectActionRender) == 0) return render(effect, in_args);
+    if (strcmp(action, kOfxActionInstanceChanged) == 0) return instance_changed(effect, in_args);
     if (strcmp(action, kOfxActionCreateInstance) == 0 || strcmp(action, kOfxActionDestroyInstance) == 0 ||
         strcmp(action, kOfxActionUnload) == 0)
         return kOfxStatOK; /* no per-instance state */
@@ -414,7 +495,8 @@ static OfxStatus main_entry(const char *action, const void *handle, OfxPropertyS
 static void set_host(OfxHost *host) { g_host = host; }
 
 static OfxPlugin g_plugin = {
-    kOfxImageEffectPluginApi, kOfxImageEffectPluginApiVersion, PLUGIN_ID, 0, 1, set_host, main_entry,
+    /* 0.2: Backend became a string parameter (backendName) checked by the engine */
+    kOfxImageEffectPluginApi, kOfxImageEffectPluginApiVersion, PLUGIN_ID, 0, 2, set_host, main_entry,
 };
 
 DUBLINE_OFX_EXPORT int OfxGetNumberOfPlugins(void) { return 1; }

@@ -43,6 +43,9 @@ typedef int socket_t;
 #define VERSION 1
 #define KIND_FRAME_REQUEST 1
 #define KIND_FRAME_ANSWER 2
+#define KIND_CAPABILITIES_REQUEST 3
+#define KIND_CAPABILITIES_ANSWER 4
+#define CAPABILITIES_LIMIT (1u << 20) /* far more than any engine's list of backends */
 #define HEADER_BYTES 16
 #define REQUEST_FIXED_BYTES 52
 #define ANSWER_FIXED_BYTES 28
@@ -87,9 +90,13 @@ static int64_t now_ms(void) {
 #endif
 }
 
+static void explain(char *why, size_t why_size, const char *what, const char *detail) {
+    snprintf(why, why_size, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+}
+
 static void fail(DublineFrameAnswer *answer, const char *what, const char *detail) {
     answer->status = DUBLINE_STATUS_UNREACHABLE;
-    snprintf(answer->message, sizeof answer->message, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    explain(answer->message, sizeof answer->message, what, detail);
 }
 
 static const char *error_text(int code) {
@@ -133,21 +140,21 @@ static int wait_for(socket_t s, short events, int64_t deadline) {
     }
 }
 
-static socket_t connect_engine(const char *address, int64_t deadline, DublineFrameAnswer *answer) {
+static socket_t connect_engine(const char *address, int64_t deadline, char *why, size_t why_size) {
     struct sockaddr_storage where;
     socklen_t where_len = 0;
     memset(&where, 0, sizeof where);
     int family;
     if (strncmp(address, "unix:", 5) == 0) {
 #if defined(_WIN32)
-        fail(answer, "unix: engine addresses are not supported on Windows; use 127.0.0.1:PORT", NULL);
+        explain(why, why_size, "unix: engine addresses are not supported on Windows; use 127.0.0.1:PORT", NULL);
         return INVALID_SOCK;
 #else
         const char *path = address + 5;
         if (strncmp(path, "//", 2) == 0) path += 2;
         struct sockaddr_un *un = (struct sockaddr_un *)&where;
         if (strlen(path) == 0 || strlen(path) >= sizeof un->sun_path) {
-            fail(answer, "engine address: the unix socket path is empty or too long", address);
+            explain(why, why_size, "engine address: the unix socket path is empty or too long", address);
             return INVALID_SOCK;
         }
         un->sun_family = AF_UNIX;
@@ -160,7 +167,7 @@ static socket_t connect_engine(const char *address, int64_t deadline, DublineFra
         const char *colon = strrchr(address, ':');
         size_t host_len = colon ? (size_t)(colon - address) : 0;
         if (!colon || host_len == 0 || host_len >= sizeof host || colon[1] == '\0') {
-            fail(answer, "engine address is neither unix:PATH nor HOST:PORT", address);
+            explain(why, why_size, "engine address is neither unix:PATH nor HOST:PORT", address);
             return INVALID_SOCK;
         }
         memcpy(host, address, host_len);
@@ -175,7 +182,7 @@ static socket_t connect_engine(const char *address, int64_t deadline, DublineFra
         hints.ai_flags = AI_NUMERICSERV;
         int rc = getaddrinfo(host, colon + 1, &hints, &found);
         if (rc != 0 || !found) {
-            fail(answer, "engine address cannot be resolved", address);
+            explain(why, why_size, "engine address cannot be resolved", address);
             return INVALID_SOCK;
         }
         memcpy(&where, found->ai_addr, found->ai_addrlen);
@@ -185,7 +192,7 @@ static socket_t connect_engine(const char *address, int64_t deadline, DublineFra
     }
     socket_t s = socket(family, SOCK_STREAM, 0);
     if (s == INVALID_SOCK) {
-        fail(answer, "cannot create a socket", error_text(last_error()));
+        explain(why, why_size, "cannot create a socket", error_text(last_error()));
         return INVALID_SOCK;
     }
 #if defined(SO_NOSIGPIPE)
@@ -197,14 +204,14 @@ static socket_t connect_engine(const char *address, int64_t deadline, DublineFra
         setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const char *)&nodelay, sizeof nodelay);
     }
     if (set_nonblocking(s) != 0) {
-        fail(answer, "cannot make the socket non-blocking", error_text(last_error()));
+        explain(why, why_size, "cannot make the socket non-blocking", error_text(last_error()));
         close_socket(s);
         return INVALID_SOCK;
     }
     if (connect(s, (struct sockaddr *)&where, where_len) != 0) {
         int e = last_error();
         if (!IN_PROGRESS(e)) {
-            fail(answer, "no dubline engine at the address (start `dubline serve --frame-socket ...`)", error_text(e));
+            explain(why, why_size, "no dubline engine at the address (start `dubline serve --frame-socket ...`)", error_text(e));
             close_socket(s);
             return INVALID_SOCK;
         }
@@ -213,7 +220,7 @@ static socket_t connect_engine(const char *address, int64_t deadline, DublineFra
         socklen_t len = sizeof so_error;
         if (ready == 1) getsockopt(s, SOL_SOCKET, SO_ERROR, (char *)&so_error, &len);
         if (ready != 1 || so_error != 0) {
-            fail(answer, ready == 0 ? "connecting to the dubline engine timed out" : "no dubline engine at the address",
+            explain(why, why_size, ready == 0 ? "connecting to the dubline engine timed out" : "no dubline engine at the address",
                  ready == 0 ? address : error_text(so_error));
             close_socket(s);
             return INVALID_SOCK;
@@ -353,33 +360,74 @@ void dubline_answer_free(DublineFrameAnswer *answer) {
     answer->image_count = 0;
 }
 
+/* Connect, send `message` and receive the answer's header and body within the deadlines. 0 with the
+ * answer's kind and body (malloc'ed: the caller frees it), or -1 with `why` filled. */
+static int round_trip(const char *address, int connect_timeout_ms, int timeout_ms, const uint8_t *message, size_t size,
+                      uint64_t answer_limit, int *kind, uint8_t **body, uint64_t *body_size, char *why, size_t why_size) {
+    int64_t start = now_ms();
+    int64_t deadline = start + timeout_ms;
+    int64_t connect_deadline = start + (connect_timeout_ms < timeout_ms ? connect_timeout_ms : timeout_ms);
+    int result = -1;
+    *body = NULL;
+#if defined(_WIN32)
+    WSADATA wsa;
+    if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
+        explain(why, why_size, "cannot start winsock", NULL);
+        return -1;
+    }
+#endif
+    socket_t s = connect_engine(address, connect_deadline, why, why_size);
+    if (s == INVALID_SOCK) goto done;
+    int rc = send_all(s, message, size, deadline);
+    uint8_t head[HEADER_BYTES];
+    if (rc == 0) rc = recv_all(s, head, HEADER_BYTES, deadline);
+    if (rc != 0) {
+        explain(why, why_size, io_failure(rc), NULL);
+        goto done;
+    }
+    *body_size = get_u64(head + 8);
+    *kind = (int)get_u16(head + 6);
+    if (memcmp(head, MAGIC, 4) != 0 || get_u16(head + 4) != VERSION || *body_size > answer_limit) {
+        explain(why, why_size, "the engine's answer is not a dubline answer (version mismatch?)", NULL);
+        goto done;
+    }
+    *body = (uint8_t *)malloc(*body_size ? *body_size : 1);
+    if (!*body) {
+        explain(why, why_size, "out of memory for the engine's answer", NULL);
+        goto done;
+    }
+    rc = recv_all(s, *body, *body_size, deadline);
+    if (rc != 0) {
+        explain(why, why_size, io_failure(rc), NULL);
+        free(*body);
+        *body = NULL;
+        goto done;
+    }
+    result = 0;
+done:
+    if (s != INVALID_SOCK) close_socket(s);
+#if defined(_WIN32)
+    WSACleanup();
+#endif
+    return result;
+}
+
 void dubline_exchange(const char *address, int connect_timeout_ms, int timeout_ms, const DublineFrameRequest *request,
                       void (*fill_pixels)(void *context, uint8_t *destination), void *context,
                       DublineFrameAnswer *answer) {
     memset(answer, 0, sizeof *answer);
-    int64_t start = now_ms();
-    int64_t deadline = start + timeout_ms;
-    int64_t connect_deadline = start + (connect_timeout_ms < timeout_ms ? connect_timeout_ms : timeout_ms);
     size_t pixel = format_bytes(request->format);
     if (pixel == 0 || request->width <= 0 || request->height <= 0) {
         fail(answer, "unsupported frame for the engine", NULL);
         return;
     }
-#if defined(_WIN32)
-    WSADATA wsa;
-    if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
-        fail(answer, "cannot start winsock", NULL);
-        return;
-    }
-#endif
     size_t pixels = (size_t)request->width * (size_t)request->height * pixel;
     size_t body = REQUEST_FIXED_BYTES + text_size(request->video) + text_size(request->audio) +
                   text_size(request->backend) + text_size(request->speaker) + 8 + pixels;
     uint8_t *message = (uint8_t *)malloc(HEADER_BYTES + body);
-    socket_t s = INVALID_SOCK;
     if (!message) {
         fail(answer, "out of memory for the frame request", NULL);
-        goto done;
+        return;
     }
     memcpy(message, MAGIC, 4);
     put_u16(message + 4, VERSION);
@@ -406,46 +454,71 @@ void dubline_exchange(const char *address, int connect_timeout_ms, int timeout_m
     put_u64(p, pixels);
     fill_pixels(context, p + 8);
 
-    s = connect_engine(address, connect_deadline, answer);
-    if (s == INVALID_SOCK) goto done;
-    int rc = send_all(s, message, HEADER_BYTES + body, deadline);
-    if (rc != 0) {
-        fail(answer, io_failure(rc), NULL);
-        goto done;
-    }
-    uint8_t head[HEADER_BYTES];
-    rc = recv_all(s, head, HEADER_BYTES, deadline);
-    if (rc != 0) {
-        fail(answer, io_failure(rc), NULL);
-        goto done;
-    }
-    uint64_t answer_bytes = get_u64(head + 8);
+    int kind = 0;
+    uint64_t answer_bytes = 0;
     /* The largest sensible answer: a frame and a matte of the size we sent, plus the texts. */
-    uint64_t limit = (uint64_t)pixels * 2 + (1u << 20);
-    if (memcmp(head, MAGIC, 4) != 0 || get_u16(head + 4) != VERSION || get_u16(head + 6) != KIND_FRAME_ANSWER ||
-        answer_bytes > limit) {
-        fail(answer, "the engine's answer is not a dubline frame answer (version mismatch?)", NULL);
-        goto done;
-    }
-    answer->buffer = (uint8_t *)malloc(answer_bytes ? answer_bytes : 1);
-    if (!answer->buffer) {
-        fail(answer, "out of memory for the engine's answer", NULL);
-        goto done;
-    }
-    rc = recv_all(s, answer->buffer, answer_bytes, deadline);
+    int rc = round_trip(address, connect_timeout_ms, timeout_ms, message, HEADER_BYTES + body, (uint64_t)pixels * 2 + (1u << 20),
+                        &kind, &answer->buffer, &answer_bytes, answer->message, sizeof answer->message);
+    free(message);
     if (rc != 0) {
-        fail(answer, io_failure(rc), NULL);
-        goto done;
-    }
-    if (parse_answer(answer->buffer, answer_bytes, answer) != 0) {
-        dubline_answer_free(answer);
+        answer->status = DUBLINE_STATUS_UNREACHABLE;
+    } else if (kind != KIND_FRAME_ANSWER) {
+        fail(answer, "the engine's answer is not a dubline frame answer (version mismatch?)", NULL);
+    } else if (parse_answer(answer->buffer, answer_bytes, answer) != 0) {
         fail(answer, "the engine's answer is malformed", NULL);
     }
-done:
     if (answer->status == DUBLINE_STATUS_UNREACHABLE) dubline_answer_free(answer);
-    if (s != INVALID_SOCK) close_socket(s);
-    free(message);
-#if defined(_WIN32)
-    WSACleanup();
-#endif
+}
+
+/* ---- the capabilities -------------------------------------------------------------------- */
+
+static int parse_capabilities(const uint8_t *body, size_t size, DublineCapabilities *capabilities) {
+    const uint8_t *p = body, *end = body + size;
+    if (!(p = get_text(p, end, capabilities->version, sizeof capabilities->version))) return -1;
+    if (!(p = get_text(p, end, capabilities->default_backend, sizeof capabilities->default_backend))) return -1;
+    if (end - p < 4) return -1;
+    uint32_t count = get_u32(p);
+    p += 4;
+    for (uint32_t i = 0; i < count; ++i) {
+        DublineBackend skipped, *backend = i < DUBLINE_MAX_BACKENDS ? &capabilities->backends[i] : &skipped;
+        if (!(p = get_text(p, end, backend->name, sizeof backend->name))) return -1;
+        if (!(p = get_text(p, end, backend->description, sizeof backend->description))) return -1;
+        if (end - p < 4) return -1;
+        backend->weights_present = p[0] != 0;
+        backend->prefers_gpu = p[1] != 0;
+        p += 4;
+    }
+    capabilities->backend_count = (int)count;
+    capabilities->status = DUBLINE_STATUS_READY;
+    return 0;
+}
+
+void dubline_capabilities(const char *address, int connect_timeout_ms, int timeout_ms, DublineCapabilities *capabilities) {
+    memset(capabilities, 0, sizeof *capabilities);
+    capabilities->status = DUBLINE_STATUS_UNREACHABLE;
+    uint8_t message[HEADER_BYTES];
+    memcpy(message, MAGIC, 4);
+    put_u16(message + 4, VERSION);
+    put_u16(message + 6, KIND_CAPABILITIES_REQUEST);
+    put_u64(message + 8, 0);
+    int kind = 0;
+    uint8_t *body = NULL;
+    uint64_t size = 0;
+    if (round_trip(address, connect_timeout_ms, timeout_ms, message, sizeof message, CAPABILITIES_LIMIT, &kind, &body, &size,
+                   capabilities->message, sizeof capabilities->message) != 0)
+        return;
+    if (kind == KIND_FRAME_ANSWER) { /* the engine refused: its error, as for a frame */
+        DublineFrameAnswer refusal;
+        memset(&refusal, 0, sizeof refusal);
+        if (parse_answer(body, size, &refusal) == 0 && refusal.status == DUBLINE_STATUS_ERROR) {
+            capabilities->status = DUBLINE_STATUS_ERROR;
+            snprintf(capabilities->message, sizeof capabilities->message, "%s", refusal.message);
+        } else {
+            explain(capabilities->message, sizeof capabilities->message, "the engine's answer is malformed", NULL);
+        }
+    } else if (kind != KIND_CAPABILITIES_ANSWER || parse_capabilities(body, size, capabilities) != 0) {
+        capabilities->status = DUBLINE_STATUS_UNREACHABLE;
+        explain(capabilities->message, sizeof capabilities->message, "the engine's answer is not a dubline capabilities answer", NULL);
+    }
+    free(body);
 }

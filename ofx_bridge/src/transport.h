@@ -1,4 +1,5 @@
-/* The frame socket client: one request/answer exchange with the dubline engine within a deadline.
+/* The frame socket client: one request/answer exchange with the dubline engine within a deadline
+ * (a frame, or the list of the engine's backends).
  * The byte layout is documented in docs/OFX.md; engine/dubline/server/frame_socket.py is the
  * other side. */
 #ifndef DUBLINE_TRANSPORT_H
@@ -58,5 +59,27 @@ void dubline_exchange(const char *address, int connect_timeout_ms, int timeout_m
                       DublineFrameAnswer *answer);
 
 void dubline_answer_free(DublineFrameAnswer *answer);
+
+#define DUBLINE_MAX_BACKENDS 32
+
+typedef struct {
+    char name[64];
+    char description[256];
+    int weights_present;      /* 0: the engine lacks its weights (a render would fail) */
+    int prefers_gpu;
+} DublineBackend;
+
+typedef struct {
+    int status;               /* DUBLINE_STATUS_READY (answered), _ERROR (the engine refused) or _UNREACHABLE */
+    char message[512];        /* why, when status is not READY */
+    char version[64];         /* the engine's */
+    char default_backend[64]; /* what an empty backend name means */
+    int backend_count;        /* all the engine listed; the first DUBLINE_MAX_BACKENDS are kept */
+    DublineBackend backends[DUBLINE_MAX_BACKENDS];
+} DublineCapabilities;
+
+/* Ask the engine at `address` which backends it offers (the capabilities message of docs/OFX.md),
+ * within the same bounds as dubline_exchange. Always fills `capabilities`. */
+void dubline_capabilities(const char *address, int connect_timeout_ms, int timeout_ms, DublineCapabilities *capabilities);
 
 #endif

@@ -67,8 +67,8 @@ def render_spec(
     span: pb.Span | str,
     out: str = "",
     *,
-    backend: str = "retrieval",
-    codec: str = "prores",
+    backend: str = "",
+    codec: str = "",
     matte: str = "",
     otio: str = "",
     audio_offset: pb.RationalTime | Fraction | int = 0,
@@ -80,7 +80,8 @@ def render_spec(
     length_policy: str = "pad_or_trim",
     backend_options: Mapping[str, str] | None = None,
 ) -> pb.RenderSpec:
-    """A RenderSpec with the CLI's defaults. Paths are on the engine's machine, absolute."""
+    """A RenderSpec with the CLI's defaults (an empty backend or codec: the engine's default, see
+    ``dubline_client.choices``). Paths are on the engine's machine, absolute."""
     if not isinstance(audio_offset, pb.RationalTime):
         audio_offset = rational(Fraction(audio_offset))
     return pb.RenderSpec(

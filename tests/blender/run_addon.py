@@ -4,14 +4,16 @@
     blender -b --factory-startup --python-exit-code 1 --python run_addon.py -- (same arguments)
 
 Scenarios: ``render`` (two renders: dub from a sound strip over the preview range, then dub from
-a file between two markers; checks the placed strips and the state on the strip) and ``errors``
-(no dub, wrong scene rate, engine unreachable, Cancel). Timers do not run in background mode, so
-the script calls the add-on's timer callback itself. Any failed check raises (exit status 1).
+a file between two markers; checks the placed strips and the state on the strip; then the Backend
+and Codec menus against the engine's Capabilities) and ``errors`` (no dub, a codec the engine no
+longer offers, wrong scene rate, engine unreachable, Cancel). Timers do not run in background mode,
+so the script calls the add-on's timer callback itself. Any failed check raises (exit status 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -136,6 +138,24 @@ def render_scenario(args: argparse.Namespace) -> dict:
                    and s.frame_final_start < dub.frame_final_end and s.frame_final_end > dub.frame_final_start]
     check(dub.channel > second.channel and not overlapping, f"dub strip on channel {dub.channel} overlaps {overlapping}")
     report["patches"] = [patch.filepath, second.filepath]
+
+    # The menus are the engine's (asked by each render, and by Refresh); the choices made survive.
+    check(bpy.ops.dubline.refresh_engine() == {"FINISHED"}, "refresh did not reach the engine")
+    client, props = sys.modules["dubline_client"], sys.modules["dubline_vse.props"]
+    with client.EngineClient(args.address) as engine:
+        offered = engine.capabilities()
+    for kind, listed in (("backend", [b.name for b in offered.backends]), ("codec", [c.name for c in offered.patch_codecs])):
+        items = getattr(props, f"_{kind}_items")(settings, bpy.context)
+        check([item[0] for item in items] == listed, f"{kind} menu {items} is not the engine's {listed}")
+        chosen = getattr(settings, kind)
+        for name in listed:  # Blender accepts every name the engine offers
+            setattr(settings, kind, name)
+            check(getattr(settings, kind) == name, f"{kind} {name} not kept")
+        setattr(settings, kind, chosen)
+    check(settings.codec == "h264" and settings.backend == offered.default_backend, f"{settings.backend} {settings.codec}")
+    settings.property_unset("backend")
+    check(settings.backend == offered.default_backend, "an unset backend menu shows the engine's default")
+    report["menus"] = {"backends": [b.name for b in offered.backends], "codecs": [c.name for c in offered.patch_codecs]}
     addon_utils.disable("dubline_vse", default_set=True)
     return report
 
@@ -153,8 +173,23 @@ def errors_scenario(args: argparse.Namespace) -> dict:
         check("choose the dub" in str(error), f"report: {error}")
     check("choose the dub" in settings.message and clip.dubline.status == "NONE", f"message {settings.message!r}")
 
-    # A scene rate that is not the clip's.
+    # A codec chosen from an earlier engine's menu that this engine no longer offers: refused before rendering.
     settings.dub_strip = "dub"
+    menus, choices = sys.modules["dubline_vse.menus"], sys.modules["dubline_client.choices"]
+    prefs = bpy.context.preferences.addons["dubline_vse"].preferences
+    without_h264 = tuple(c for c in choices.FALLBACK.codecs if c.name != "h264")
+    menus.remember(prefs.address, dataclasses.replace(choices.FALLBACK, codecs=without_h264, from_engine=True))
+    check(settings.codec == "", f"a codec the engine does not offer reads {settings.codec!r}")
+    try:
+        bpy.ops.dubline.render()
+        raise AssertionError("render started with a codec the engine does not offer")
+    except RuntimeError:
+        pass
+    check("the codec chosen before is not offered" in settings.message, f"message {settings.message!r}")
+    check(bpy.ops.dubline.refresh_engine() == {"FINISHED"}, "refresh did not reach the engine")
+    check(settings.codec == "h264", "the engine's own menu brings the choice back")
+
+    # A scene rate that is not the clip's.
     scene.render.fps = 24
     try:
         bpy.ops.dubline.render()
@@ -165,8 +200,9 @@ def errors_scenario(args: argparse.Namespace) -> dict:
     scene.render.fps = 25
 
     # Engine unreachable (and not allowed to start one): the job fails with a message on the strip.
-    prefs = bpy.context.preferences.addons["dubline_vse"].preferences
     good_address, prefs.address = prefs.address, "unix:" + os.path.join(args.work, "nobody-here.sock")
+    check(bpy.ops.dubline.refresh_engine() == {"CANCELLED"}, "refresh claimed an answer from no engine")
+    check(settings.codec == "h264", "the fallback menu (no engine answered at this address) keeps the codec")
     check(bpy.ops.dubline.render() == {"FINISHED"}, "render did not start")
     drive(ops, clip, timeout=20)
     check(clip.dubline.status == "FAILED" and "no dubline engine answers" in clip.dubline.message,

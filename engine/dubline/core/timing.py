@@ -1,7 +1,9 @@
 """The time model: exact rates, SMPTE timecode and the CLI's span syntax.
 
 Every interface passes OTIO ``RationalTime``/``TimeRange``; this module converts between
-those, frame numbers at a source's exact (rational) rate, and what editors type.
+those, frame numbers at a source's exact (rational) rate, and what editors type. Rates and SMPTE
+timecode are ``dubline_client.timecode``'s (one implementation for the engine and the bridges);
+the names here delegate to it and turn its ``TimecodeError`` into the engine's errors.
 
 Span syntax (``parse_range``), always resolved against the source's real rate, end exclusive:
 
@@ -16,137 +18,64 @@ Span syntax (``parse_range``), always resolved against the source's real rate, e
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
+from typing import Callable, TypeVar
 
 import opentimelineio as otio
+from dubline_client import timecode
+from dubline_client.timecode import (
+    NTSC_RATES,
+    NTSC_SNAP_TOLERANCE,
+    TimecodeError,
+    is_drop_frame_rate,
+    is_timecode,
+    snap_rate,
+    timecode_base,
+)
 
 from dubline.core.errors import InvalidInputError, InvalidRangeError, InvalidRateError
 
 RationalTime = otio.opentime.RationalTime
 TimeRange = otio.opentime.TimeRange
 
-#: NTSC-family rates that decimal spellings (23.976, 29.97, ...) stand for.
-NTSC_RATES: tuple[Fraction, ...] = tuple(Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120, 240))
-#: How close (frames per second) a measured or typed rate must be to snap to an NTSC rate.
-#: 24 vs 23.976 differ by 0.024, so this stays well below that.
-NTSC_SNAP_TOLERANCE = 0.005
+__all__ = [
+    "NTSC_RATES", "NTSC_SNAP_TOLERANCE", "RationalTime", "TimeRange", "frames_to_range", "frames_to_timecode",
+    "is_drop_frame_rate", "parse_range", "parse_rate", "parse_seconds", "parse_timecode", "range_to_frames",
+    "seconds_of", "seconds_time", "seconds_to_frame", "snap_rate", "timecode_base", "timecode_to_frames",
+]
 
-_TIMECODE = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})([:;.,])(\d{2,3})$")
 _SECONDS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)s$")
 _FRAMES = re.compile(r"^\d+$")
 
-
-def snap_rate(rate: Fraction) -> Fraction:
-    """Replace a rate that is within tolerance of an NTSC rate (or an integer) by that rate.
-
-    Containers often store 29.97 as 2997/100 or as a ratio of large integers; everything
-    downstream (timecode, frame indices) needs the exact 30000/1001.
-    """
-    for ntsc in NTSC_RATES:
-        if abs(float(rate) - float(ntsc)) < NTSC_SNAP_TOLERANCE:
-            return ntsc
-    nearest_integer = round(rate)
-    if nearest_integer > 0 and abs(float(rate) - nearest_integer) < 1e-4:
-        return Fraction(nearest_integer)
-    return rate
+_Function = TypeVar("_Function", bound=Callable)
 
 
-def parse_rate(text: str | float | Fraction) -> Fraction:
-    """Parse a frame rate: ``"25"``, ``"23.976"``, ``"29.97"``, ``"24000/1001"``, ``"1350/61"``.
+def _raising(error_class: type[InvalidInputError]) -> Callable[[_Function], _Function]:
+    """The client's ``TimecodeError`` re-raised as the engine's ``error_class`` (same message), so the
+    CLI prints one line and the server maps it to INVALID_ARGUMENT."""
 
-    Decimal spellings of NTSC rates become the exact rationals. Raises ``InvalidRateError``
-    for anything that is not a finite positive rate.
-    """
-    if isinstance(text, Fraction):
-        rate = text
-    elif isinstance(text, (int, float)):
-        if not math.isfinite(text):
-            raise InvalidRateError(f"frame rate {text!r} is not finite")
-        rate = Fraction(text)
-    else:
-        cleaned = str(text).strip().lower().removesuffix("fps").strip()
-        try:
-            rate = Fraction(cleaned)
-        except (ValueError, ZeroDivisionError):
-            raise InvalidRateError(
-                f"frame rate {text!r} is not a number like 25, 29.97 or 24000/1001"
-            ) from None
-    if rate <= 0:
-        raise InvalidRateError(f"frame rate {text!r} must be positive")
-    if rate > 1000:
-        raise InvalidRateError(f"frame rate {text!r} is implausibly high (over 1000 fps)")
-    return snap_rate(rate)
+    def wrap(function: _Function) -> _Function:
+        @functools.wraps(function)
+        def delegate(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except TimecodeError as error:
+                raise error_class(str(error)) from None
+
+        return delegate  # type: ignore[return-value]
+
+    return wrap
 
 
-def is_drop_frame_rate(rate: Fraction) -> bool:
-    """True for 29.97 and 59.94, the rates SMPTE drop-frame timecode exists for."""
-    return rate in (Fraction(30000, 1001), Fraction(60000, 1001))
-
-
-def timecode_base(rate: Fraction) -> int:
-    """Frames per timecode second: the rate rounded (24 for 23.976, 30 for 29.97, 22 for 1350/61)."""
-    return max(1, round(rate))
-
-
-def _drop_per_minute(rate: Fraction) -> int:
-    return timecode_base(rate) // 15  # 2 at 29.97, 4 at 59.94
-
-
-def frames_to_timecode(frame: int, rate: Fraction, drop_frame: bool = False) -> str:
-    """Frame count from 00:00:00:00 -> ``HH:MM:SS:FF`` (``HH:MM:SS;FF`` when drop-frame)."""
-    if frame < 0:
-        raise InvalidInputError(f"cannot express negative frame {frame} as a timecode")
-    if drop_frame and not is_drop_frame_rate(rate):
-        raise InvalidInputError(f"drop-frame timecode needs 29.97 or 59.94 fps, not {rate}")
-    base = timecode_base(rate)
-    if drop_frame:
-        # Renumber: skip `drop` frame numbers at each minute that is not a multiple of ten.
-        drop = _drop_per_minute(rate)
-        per_ten_minutes = base * 600 - drop * 9
-        per_minute = base * 60 - drop
-        tens, rest = divmod(frame, per_ten_minutes)
-        frame += drop * 9 * tens
-        if rest >= drop:
-            frame += drop * ((rest - drop) // per_minute)
-    frames = frame % base
-    seconds = (frame // base) % 60
-    minutes = (frame // (base * 60)) % 60
-    hours = frame // (base * 3600)
-    separator = ";" if drop_frame else ":"
-    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{frames:02d}"
-
-
-def parse_timecode(text: str) -> tuple[int, int, int, int, bool]:
-    """Split ``HH:MM:SS:FF`` / ``HH:MM:SS;FF`` into fields and a drop-frame flag."""
-    match = _TIMECODE.match(text.strip())
-    if not match:
-        raise InvalidRangeError(f"{text!r} is not a timecode like 00:00:04:20")
-    hours, minutes, seconds, separator, frames = match.groups()
-    return int(hours), int(minutes), int(seconds), int(frames), separator in ";,."
-
-
-def timecode_to_frames(text: str, rate: Fraction, drop_frame: bool | None = None) -> int:
-    """``HH:MM:SS:FF`` at ``rate`` -> frame count from 00:00:00:00.
-
-    ``drop_frame=None`` takes drop-frame from the separator (``;`` means drop-frame).
-    """
-    hours, minutes, seconds, frames, separator_says_drop = parse_timecode(text)
-    drop = separator_says_drop if drop_frame is None else drop_frame
-    base = timecode_base(rate)
-    if minutes > 59 or seconds > 59 or frames >= base:
-        raise InvalidRangeError(f"timecode {text!r} has a field out of range at {float(rate):.3f} fps")
-    total = ((hours * 60 + minutes) * 60 + seconds) * base + frames
-    if not drop:
-        return total
-    if not is_drop_frame_rate(rate):
-        raise InvalidRangeError(f"drop-frame timecode {text!r} needs a 29.97 or 59.94 fps source, not {rate}")
-    dropped = _drop_per_minute(rate)
-    if seconds == 0 and minutes % 10 != 0 and frames < dropped:
-        raise InvalidRangeError(f"timecode {text!r} does not exist in drop-frame (those numbers are skipped)")
-    total_minutes = hours * 60 + minutes
-    return total - dropped * (total_minutes - total_minutes // 10)
+# SMPTE timecode and rate arithmetic live in dubline_client.timecode (shared with the bridges).
+parse_rate = _raising(InvalidRateError)(timecode.parse_rate)
+frames_to_timecode = _raising(InvalidInputError)(timecode.frames_to_timecode)
+parse_timecode = _raising(InvalidRangeError)(timecode.parse_timecode)
+timecode_to_frames = _raising(InvalidRangeError)(timecode.timecode_to_frames)
+seconds_to_frame = _raising(InvalidInputError)(timecode.seconds_to_frame)
 
 
 def frames_to_range(first: int, end: int, rate: Fraction) -> otio.opentime.TimeRange:
@@ -165,11 +94,6 @@ def _to_frame(time: otio.opentime.RationalTime, rate: Fraction) -> int:
     # value/time.rate seconds * rate; Fraction keeps 24000/1001 exact where floats would drift.
     exact = Fraction(time.value) * rate / Fraction(time.rate)
     return math.floor(exact + Fraction(1, 2))
-
-
-def seconds_to_frame(seconds: float | Fraction, rate: Fraction) -> int:
-    """Seconds -> nearest frame at ``rate`` (halves round up, so 0.02 s at 25 fps is frame 1)."""
-    return math.floor(Fraction(seconds) * rate + Fraction(1, 2))
 
 
 def parse_range(
@@ -200,7 +124,7 @@ def _parse_point(point: str, rate: Fraction, start_timecode: str | None, whole: 
     seconds = _SECONDS.match(point.lower())
     if seconds:
         return seconds_to_frame(Fraction(seconds.group(1)), rate)
-    if _TIMECODE.match(point):
+    if is_timecode(point):
         if start_timecode is None:
             return timecode_to_frames(point, rate)
         # A clip whose start timecode is drop-frame numbers its record timecodes drop-frame,

@@ -25,7 +25,7 @@ from dubline.core.errors import InvalidInputError
 from dubline.core.paths import check_outputs, labelled
 from dubline.core.timing import parse_seconds, seconds_time
 from dubline.stages import media
-from dubline.stages.backends import EXPRESSIONS
+from dubline.stages.backends import DEFAULT_BACKEND, EXPRESSIONS
 from dubline.stages.backends import names as backend_names
 from dubline.stages.faces import SpeakerHint
 from dubline.stages.speech import LENGTH_POLICIES
@@ -54,8 +54,8 @@ class RenderRequest:
     audio: Path
     span: Span  # a TimeRange, or text (120-245, timecode, seconds) resolved against the source's rate
     out: Path
-    backend: str = "retrieval"
-    codec: str = "prores"
+    backend: str = DEFAULT_BACKEND
+    codec: str = media.DEFAULT_PATCH_CODEC
     matte: Path | None = None
     otio_path: Path | None = None
     #: seconds of the dub that play at the span's first frame (negative: the dub starts later)

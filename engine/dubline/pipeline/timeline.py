@@ -79,6 +79,7 @@ from dubline.interchange.timeline import write_timeline
 from dubline.pipeline.render import render
 from dubline.pipeline.request import RenderRequest
 from dubline.stages import media
+from dubline.stages.backends import DEFAULT_BACKEND
 
 
 @dataclass
@@ -107,8 +108,8 @@ class RenderSettings:
     """What ``dubline render`` would be told besides video, span and out."""
 
     audio: Path
-    backend: str = "retrieval"
-    codec: str = "prores"
+    backend: str = DEFAULT_BACKEND
+    codec: str = media.DEFAULT_PATCH_CODEC
     audio_offset: Fraction = Fraction(0)  # seconds of the dub that play at the span's first frame
     speaker: str | None = None  # X,Y@FRAME / box@FRAME on file frames, or an image path
     expression: str = "as-source"

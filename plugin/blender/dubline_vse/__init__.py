@@ -1,9 +1,9 @@
 """dubline for Blender's Video Sequence Editor: render a lip-sync patch for a span of a movie strip
 and put it on the channel above, frame-exact.
 
-The Blender-facing modules (props, prefs, ops, ui, compat) import ``bpy``; the arithmetic and the
-engine/job handling (frames, engine, jobs) do not, and are imported here only inside ``register``
-so this package also loads in plain Python for tests.
+The Blender-facing modules (props, prefs, ops, ui, compat) import ``bpy``; the arithmetic, the
+engine/job handling and the engine's menus (frames, engine, jobs, menus) do not, and are imported
+here only inside ``register`` so this package also loads in plain Python for tests.
 """
 
 bl_info = {

@@ -9,6 +9,10 @@ media's own exact rate (``"first-end"`` text, end exclusive), and the patch it r
 
 Sound strips are placed in time: a sound plays its second ``(T - frame_start +
 animation_offset_start) / scene_fps + sound_offset`` at timeline frame ``T``.
+
+Exact rates come from ``dubline_client.timecode`` and codec suffixes from ``dubline_client.choices``
+(the engine's own rules). Both are imported where used: the add-on registers, and says what is
+missing, before the client library is found; a render loads it before planning.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterable
+from typing import Any, Iterable
 
 #: Relative difference between the scene's and the clip's frame rate treated as equal (a clip's
 #: rate is reported as a float: 23.976 is 23.976023976...).
@@ -88,12 +92,10 @@ def scene_rate(fps: int, fps_base: float) -> Fraction:
     """The scene's rate as an exact fraction: 24 / 1.001 is 24000/1001 (Blender stores a float base)."""
     if fps <= 0 or fps_base <= 0:
         raise PlanError(f"the scene's frame rate {fps}/{fps_base} is not a positive rate")
+    from dubline_client.timecode import snap_rate
+
     # fps_base is a 32-bit float (1.001 is 1.00100004...): snap to the integer or NTSC rate it means.
-    rate = fps / fps_base
-    for exact in [Fraction(round(rate))] + [Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120, 240)]:
-        if abs(rate - float(exact)) < RATE_TOLERANCE * rate:
-            return exact
-    return Fraction(rate).limit_denominator(10000)
+    return snap_rate(Fraction(fps / fps_base).limit_denominator(10000))
 
 
 def check_rates(movie: MovieTiming, rate: Fraction) -> None:
@@ -162,17 +164,22 @@ def free_channel(
     raise PlanError(f"no free channel above {above} for frames {first}-{end - 1}")
 
 
-#: The container each codec writes (all of the engine's patch codecs go in QuickTime).
-CODEC_SUFFIX = {"prores": ".mov", "prores4444": ".mov", "dnxhr": ".mov", "h264": ".mov"}
-
-
-def patch_path(folder: str, source_path: str, span: Span, codec: str) -> str:
-    """A new file name in ``folder`` for the patch; never the name of an existing file."""
+def patch_path(folder: str, source_path: str, span: Span, codec: str, choices: Any = None) -> str:
+    """A new file name in ``folder`` for the patch, with the suffix the engine writes ``codec`` into
+    (``choices``: the engine's EngineChoices; None: the client library's fallback); never the name
+    of an existing file."""
     if not os.path.isabs(folder):
         raise PlanError(f"the patch folder {folder!r} is not an absolute path (save the .blend file first)")
+    if choices is None:
+        from dubline_client.choices import FALLBACK
+
+        choices = FALLBACK
     stem = os.path.splitext(os.path.basename(source_path))[0] or "clip"
     base = f"{stem}.dub.{span.first_source:06d}-{span.end_source:06d}"
-    suffix = CODEC_SUFFIX[codec]
+    try:
+        suffix = choices.codec(codec).suffix
+    except ValueError as error:
+        raise PlanError(str(error)) from None
     candidate = os.path.join(folder, base + suffix)
     number = 2
     while os.path.exists(candidate):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from types import ModuleType
 
+from . import menus
 from .engine import EngineSettings, EngineUnavailable, LocalEngine
 
 #: Event kinds, in the order a job goes through them (the last is one of done/failed/cancelled).
@@ -29,8 +30,8 @@ class RenderOrder:
     audio: str
     span_text: str
     out: str
-    backend: str = "retrieval"
-    codec: str = "prores"
+    backend: str = ""  # empty: the engine's default
+    codec: str = ""
     audio_offset: Fraction = Fraction(0)
 
 
@@ -135,6 +136,7 @@ class JobRunner:
         try:
             self._put(job, STARTING, stage="connecting", message=f"connecting to {settings.address}")
             self.engine.ensure(self.client, settings, stop=job.cancel_requested)
+            self._learn_choices(settings)
             self._stream(job, settings)
         except EngineUnavailable as error:
             self._put(job, CANCELLED if job.cancel_requested.is_set() else FAILED, message=str(error))
@@ -148,6 +150,13 @@ class JobRunner:
         finally:
             with self._lock:
                 self._jobs.pop(job.key, None)
+
+    def _learn_choices(self, settings: EngineSettings) -> None:
+        """Refresh the menus from the engine that is about to render (it may have just started)."""
+        try:
+            menus.ask(self.client, settings)
+        except (self.client.EngineError, ValueError):
+            pass  # the render itself reports a dead engine; the menus keep what they had
 
     def _stream(self, job: _Job, settings: EngineSettings) -> None:
         order = job.order

@@ -12,10 +12,11 @@ import bpy
 from bpy.app.handlers import persistent
 from bpy.props import EnumProperty, StringProperty
 
-from . import compat, engine, frames, jobs, prefs
-from .props import ACTIVE_STATUSES
+from . import compat, engine, frames, jobs, menus, prefs
+from .props import ACTIVE_STATUSES, current_choices
 
 POLL_INTERVAL = 0.2  # seconds between timer calls while jobs run
+REFRESH_TIMEOUT = 10.0  # seconds Refresh waits (the UI waits with it; an engine's first answer takes a few)
 
 _runner: jobs.JobRunner | None = None
 _local_engine = engine.LocalEngine()
@@ -109,6 +110,11 @@ def make_plan(context: bpy.types.Context) -> Plan:
     if strip.dubline.status in ACTIVE_STATUSES:
         raise frames.PlanError(f"strip {strip.name!r} is rendering already")
     settings = scene.dubline
+    choices = current_choices(context)
+    for kind, chosen in ((menus.BACKEND, settings.backend), (menus.CODEC, settings.codec)):
+        if not chosen:  # the stored choice is not in the menu of the engine asked last
+            raise frames.PlanError(f"the {kind} chosen before is not offered by the engine at {prefs.get(context).address};"
+                                   f" choose one in the {kind.title()} menu")
     rate = frames.scene_rate(scene.render.fps, scene.render.fps_base)
     frames.check_rates(compat.movie_timing(strip), rate)
     span = resolve_span(scene, strip)
@@ -118,7 +124,7 @@ def make_plan(context: bpy.types.Context) -> Plan:
     if folder.startswith("//") or not os.path.isabs(folder):
         raise frames.PlanError(f"the patch folder {settings.patch_folder!r} is relative: save the .blend file or choose an absolute folder")
     os.makedirs(folder, exist_ok=True)
-    out = frames.patch_path(os.path.normpath(folder), video, span, settings.codec)
+    out = frames.patch_path(os.path.normpath(folder), video, span, settings.codec, choices)
     order = jobs.RenderOrder(video=video, audio=audio, span_text=span.text, out=out, backend=settings.backend,
                              codec=settings.codec, audio_offset=offset)
     return Plan(strip=strip, span=span, order=order, dub_file_to_add=dub_file)
@@ -256,8 +262,8 @@ class DUBLINE_OT_render(bpy.types.Operator):
         scene = compat.sequencer_scene(context)
         scene.dubline.message = ""
         try:
+            jobs_runner = runner(context)  # loads the client library, which planning uses
             plan = make_plan(context)
-            jobs_runner = runner(context)
         except (frames.PlanError, ImportError) as error:
             scene.dubline.message = str(error)
             self.report({"ERROR"}, str(error))
@@ -273,6 +279,31 @@ class DUBLINE_OT_render(bpy.types.Operator):
             bpy.app.timers.register(tick, first_interval=POLL_INTERVAL)
         self.report({"INFO"}, f"dubline: rendering {plan.strip.name} frames {plan.span.first_timeline}-"
                               f"{plan.span.end_timeline - 1} (source {plan.span.text})")
+        return {"FINISHED"}
+
+
+class DUBLINE_OT_refresh_engine(bpy.types.Operator):
+    """Ask the engine which backends and codecs it offers (the menus show its answer)"""
+
+    bl_idname = "dubline.refresh_engine"
+    bl_label = "Ask the Engine"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = prefs.settings(context)
+        try:
+            client = engine.load_client(prefs.site_packages(context))
+        except ImportError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        try:
+            choices = menus.ask(client, settings, timeout=REFRESH_TIMEOUT)
+        except (client.EngineError, ValueError) as error:
+            reason = error.message if isinstance(error, client.EngineError) else str(error)
+            self.report({"WARNING"}, f"dubline: no answer from the engine at {settings.address} ({reason}); the menus keep"
+                                     " what they showed (a local engine starts with the first render)")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"dubline: the engine offers backends {', '.join(choices.backend_names)}"
+                              f" and codecs {', '.join(choices.codec_names)}")
         return {"FINISHED"}
 
 
@@ -310,7 +341,7 @@ def _mark_interrupted(*_args) -> None:
                 state.message = "interrupted: the file was saved while the render ran; render again"
 
 
-CLASSES = (DUBLINE_OT_notify, DUBLINE_OT_render, DUBLINE_OT_cancel)
+CLASSES = (DUBLINE_OT_notify, DUBLINE_OT_render, DUBLINE_OT_refresh_engine, DUBLINE_OT_cancel)
 
 
 def register() -> None:
@@ -333,5 +364,6 @@ def unregister() -> None:
     _local_engine.stop()
     atexit.unregister(_local_engine.stop)
     _pending.clear()
+    menus.forget()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

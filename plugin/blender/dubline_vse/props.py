@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from . import compat
+from . import compat, engine, menus, prefs
 
 STATUS_ITEMS = [
     ("NONE", "None", "No render asked for"),
@@ -18,16 +18,26 @@ STATUS_ITEMS = [
 ]
 ACTIVE_STATUSES = ("STARTING", "QUEUED", "PROGRESS")
 
-BACKEND_ITEMS = [
-    ("retrieval", "Retrieval", "The speaker's own mouths from the clip (no weights, CPU)"),
-    ("wav2lip", "Wav2Lip", "Wav2Lip generator (needs wav2lip_gan.pth or wav2lip.pth in the engine's model folder)"),
-]
-CODEC_ITEMS = [
-    ("prores", "ProRes 422 HQ", "10-bit 4:2:2, .mov"),
-    ("prores4444", "ProRes 4444", "10-bit 4:4:4 with alpha, .mov"),
-    ("dnxhr", "DNxHR HQ", "8-bit 4:2:2, .mov"),
-    ("h264", "H.264", "Small files for review, .mov"),
-]
+
+
+def current_choices(context: bpy.types.Context | None):
+    """What the engine at the preferences' address offers (menus.choices_for), None without a client."""
+    context = context or bpy.context
+    try:
+        address = prefs.get(context).address.strip()
+        site_packages = prefs.site_packages(context)
+    except (KeyError, AttributeError):  # the add-on is being enabled or disabled
+        return None
+    return menus.choices_for(address, menus.client_for(site_packages, engine.load_client))
+
+
+def _backend_items(self, context):
+    return menus.enum_items(menus.BACKEND, current_choices(context))
+
+
+def _codec_items(self, context):
+    return menus.enum_items(menus.CODEC, current_choices(context))
+
 SPAN_ITEMS = [
     ("AUTO", "Auto", "The preview range when it is on, else two selected markers, else the whole strip"),
     ("PREVIEW", "Preview Range", "The scene's preview range (inclusive) within the active strip"),
@@ -64,8 +74,9 @@ class DUBLINE_PG_scene(bpy.types.PropertyGroup):
     dub_strip: StringProperty(name="Dub Strip", description="Sound strip holding the dub")
     dub_file: StringProperty(name="Dub File", subtype="FILE_PATH", description="Audio file of the dub")
     span_mode: EnumProperty(name="Span", items=SPAN_ITEMS, default="AUTO")
-    backend: EnumProperty(name="Backend", items=BACKEND_ITEMS, default="retrieval")
-    codec: EnumProperty(name="Codec", items=CODEC_ITEMS, default="prores")
+    # Items from the engine's Capabilities (menus.py); no default given: unset shows the engine's.
+    backend: EnumProperty(name="Backend", items=_backend_items, description="Mouth renderer, as the engine offers them")
+    codec: EnumProperty(name="Codec", items=_codec_items, description="Patch codec, as the engine offers them")
     patch_folder: StringProperty(
         name="Patch Folder", subtype="DIR_PATH", default="//dubline/",
         description="Where patches are written (// is the .blend file's folder); existing files are never replaced",

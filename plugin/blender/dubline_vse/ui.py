@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import compat, engine, frames, ops, prefs
+from . import compat, engine, frames, menus, ops, prefs
 from .props import ACTIVE_STATUSES
 
 _client_problem_cache: dict[str, str] = {}
@@ -38,7 +38,12 @@ class DUBLINE_PT_panel(bpy.types.Panel):
         problem = _client_problem(context)
         if problem:
             _alert_lines(layout, problem)
-        layout.label(text=f"Engine: {prefs.get(context).address}", icon="LINKED")
+        row = layout.row()
+        row.label(text=f"Engine: {prefs.get(context).address}", icon="LINKED")
+        row.operator("dubline.refresh_engine", text="", icon="FILE_REFRESH")
+        if not problem:
+            # The menus show the engine's answer on a later redraw; asked once per address.
+            menus.ask_in_background(engine.load_client(prefs.site_packages(context)), prefs.settings(context))
 
         strip = ops.active_movie(context)
         box = layout.box()

@@ -40,7 +40,9 @@ detected from the read-back. THE LIVE CHECK IN RESOLVE IS OUTSTANDING: this pack
 run against the stand-in, which implements the documented semantics above.
 """
 
-from dubline_resolve.engine import DEFAULT_ENGINE_ADDRESS, BridgeSettings, connect, load_settings, render_patch
+from dubline_resolve.engine import (
+    DEFAULT_ENGINE_ADDRESS, BridgeSettings, connect, engine_choices, load_settings, render_patch, settings_for_engine,
+)
 from dubline_resolve.errors import (
     BridgeError, EngineUnavailableError, MediaError, OtioRoundTripError, PlacementError, RenderError,
     ResolveStateError,
@@ -53,7 +55,7 @@ from dubline_resolve.selection import SourceSpan, current_project_and_timeline, 
 __all__ = [
     "DEFAULT_ENGINE_ADDRESS", "BridgeError", "BridgeSettings", "EngineUnavailableError", "MediaError",
     "OtioResult", "OtioRoundTripError", "PatchResult", "Placement", "PlacementError", "RenderError",
-    "ResolveStateError", "SourceSpan", "connect", "current_project_and_timeline", "load_settings",
+    "ResolveStateError", "SourceSpan", "connect", "current_project_and_timeline", "engine_choices", "load_settings",
     "parse_rate", "patch_current_item", "patch_via_otio", "place_patch", "render_patch", "select_span",
-    "timecode", "timeline_rate",
+    "settings_for_engine", "timecode", "timeline_rate",
 ]

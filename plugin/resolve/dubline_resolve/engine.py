@@ -1,22 +1,28 @@
-"""Where the engine is, and a render through it with progress (grpcio + protobuf via dubline_client only)."""
+"""Where the engine is, what it offers, and a render through it with progress (grpcio + protobuf via
+dubline_client only).
+
+Backends and patch codecs are the engine's (its Capabilities): ``settings_for_engine`` checks the
+configured ones against the engine the script connected to and names the file suffix the engine
+writes. Before any engine is asked, ``load_settings`` only refuses codec names this release of
+dubline does not know, so a typo in the config is reported before connecting.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
 from dubline_client import EngineClient, EngineError, frames_span, pb, render_spec
+from dubline_client.choices import FALLBACK, EngineChoices, UnknownChoiceError, from_capabilities
 
 from dubline_resolve.errors import EngineUnavailableError, MediaError, RenderError
 from dubline_resolve.selection import SourceSpan
 
 #: The address `dubline serve` listens on by default (kept equal to dubline.apps.cli.serve.DEFAULT_LISTEN by a test).
 DEFAULT_ENGINE_ADDRESS = "127.0.0.1:50917"
-#: Patch file suffix per engine codec.
-CODEC_SUFFIXES = {"prores": ".mov", "prores4444": ".mov", "dnxhr": ".mov", "h264": ".mov", "png": ".mov", "ffv1": ".mkv"}
 
 Report = Callable[[str], None]
 
@@ -28,8 +34,8 @@ class BridgeSettings:
     engine_address: str = DEFAULT_ENGINE_ADDRESS
     token: str | None = None
     token_file: str | None = None      # handed to `dubline otio --token-file`
-    codec: str = "prores"
-    backend: str = "retrieval"
+    codec: str = ""                    # empty: the engine's default
+    backend: str = ""                  # empty: the engine's default
     patch_dir: str | None = None       # default: a dubline_patches folder beside the dub
     dubline_cli: str = "dubline"       # the command the OTIO path runs
     connect_timeout: float = 5.0
@@ -74,15 +80,18 @@ def load_settings(environ: Mapping[str, str] = os.environ, config_path: Path | N
         return environ.get(env_name) or config.get(key) or default
 
     token_file = pick("DUBLINE_TOKEN_FILE", "token_file", None)
-    codec = pick("DUBLINE_CODEC", "codec", "prores")
-    if codec not in CODEC_SUFFIXES:
-        raise MediaError(f"unknown patch codec {codec!r}; choose one of {', '.join(CODEC_SUFFIXES)}")
+    codec = pick("DUBLINE_CODEC", "codec", "")
+    if codec:
+        try:
+            FALLBACK.codec(codec)
+        except UnknownChoiceError as error:
+            raise MediaError(str(error)) from None
     return BridgeSettings(
         engine_address=pick("DUBLINE_ENGINE", "engine", DEFAULT_ENGINE_ADDRESS),
         token=_read_token(token_file) if token_file else None,
         token_file=token_file,
         codec=codec,
-        backend=pick("DUBLINE_BACKEND", "backend", "retrieval"),
+        backend=pick("DUBLINE_BACKEND", "backend", ""),
         patch_dir=pick("DUBLINE_PATCH_DIR", "patch_dir", None),
         dubline_cli=pick("DUBLINE_CLI", "dubline_cli", "dubline"),
         connect_timeout=float(config.get("connect_timeout", 5.0)),
@@ -107,12 +116,34 @@ def connect(settings: BridgeSettings) -> EngineClient:
     return client
 
 
-def patch_path_for(span: SourceSpan, dub_path: str, settings: BridgeSettings) -> Path:
-    """A new file name for the patch (never an existing file): ``<clip>_<first>-<end>_<dub>.<ext>``."""
+def engine_choices(client: EngineClient, settings: BridgeSettings) -> EngineChoices:
+    """The backends and patch codecs the engine at ``settings.engine_address`` offers."""
+    try:
+        return from_capabilities(client.capabilities())
+    except EngineError as error:
+        raise EngineUnavailableError(f"the dubline engine at {settings.engine_address} did not say what it offers: "
+                                     f"{error.message}") from None
+    except UnknownChoiceError as error:
+        raise EngineUnavailableError(f"the dubline engine at {settings.engine_address}: {error}") from None
+
+
+def settings_for_engine(settings: BridgeSettings, choices: EngineChoices) -> BridgeSettings:
+    """``settings`` with the backend and codec the engine will use (its defaults for empty ones);
+    ``MediaError`` naming what the engine offers when it has no such backend or codec."""
+    try:
+        backend, codec = choices.backend(settings.backend), choices.codec(settings.codec)
+    except UnknownChoiceError as error:
+        raise MediaError(f"{error} (engine at {settings.engine_address}; set DUBLINE_BACKEND / DUBLINE_CODEC or the config)") from None
+    return replace(settings, backend=backend.name, codec=codec.name)
+
+
+def patch_path_for(span: SourceSpan, dub_path: str, settings: BridgeSettings, choices: EngineChoices = FALLBACK) -> Path:
+    """A new file name for the patch (never an existing file): ``<clip>_<first>-<end>_<dub>.<ext>``, with the
+    suffix the engine writes ``settings.codec`` into."""
     directory = Path(settings.patch_dir) if settings.patch_dir else Path(dub_path).resolve().parent / "dubline_patches"
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"{Path(span.media_path).stem}_{span.source_first}-{span.source_end}_{Path(dub_path).stem}"
-    suffix = CODEC_SUFFIXES[settings.codec]
+    suffix = choices.codec(settings.codec).suffix
     candidate = directory / f"{stem}{suffix}"
     counter = 2
     while candidate.exists():

@@ -12,7 +12,8 @@ class ResolveStateError(BridgeError):
 
 
 class MediaError(BridgeError):
-    """A file the bridge needs is missing or unusable (the source clip's file, the dub)."""
+    """A file the bridge needs is missing or unusable (the source clip's file, the dub), or the patch
+    codec or backend asked for is not one the engine offers."""
 
 
 class EngineUnavailableError(BridgeError):

@@ -10,7 +10,9 @@ from typing import Callable
 
 from dubline_client import EngineClient, pb
 
-from dubline_resolve.engine import BridgeSettings, connect, patch_path_for, render_patch
+from dubline_resolve.engine import (
+    BridgeSettings, connect, engine_choices, patch_path_for, render_patch, settings_for_engine,
+)
 from dubline_resolve.errors import MediaError
 from dubline_resolve.otio_roundtrip import (
     clip_argument, dubline_otio_command, export_timeline_otio, import_timeline_otio, run_dubline_otio,
@@ -57,7 +59,13 @@ def patch_current_item(resolve: object, dub_path: str | None, settings: BridgeSe
     own_client = client is None
     engine = connect(settings) if own_client else client
     try:
-        out = patch_path_for(span, dub, settings)
+        choices = engine_choices(engine, settings)
+        settings = settings_for_engine(settings, choices)
+        backend = choices.backend(settings.backend)
+        if not backend.weights_present:
+            report(f"dubline: warning: the engine lacks weights of backend {backend.name} "
+                   f"({', '.join(backend.missing_weights)}); the render will likely be refused")
+        out = patch_path_for(span, dub, settings, choices)
         done = render_patch(engine, span, dub, out, settings, report)
     finally:
         if own_client:

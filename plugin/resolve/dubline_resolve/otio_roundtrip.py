@@ -51,8 +51,13 @@ def dubline_otio_command(settings: BridgeSettings, timeline_in: Path, clip: str,
         settings.dubline_cli, "otio", "--timeline", str(timeline_in), "--clip", clip,
         "--range", f"{span.source_first}-{span.source_end}", "--range-in", "source",
         "--audio", str(Path(dub_path).resolve()), "--out", str(timeline_out),
-        "--codec", settings.codec, "--backend", settings.backend, "--engine", settings.engine_address, "--json",
+        "--engine", settings.engine_address, "--json",
     ]
+    # Unset: the engine's defaults (`dubline otio` checks the names against the engine it renders on).
+    if settings.codec:
+        command += ["--codec", settings.codec]
+    if settings.backend:
+        command += ["--backend", settings.backend]
     if settings.token_file:
         command += ["--token-file", settings.token_file]
     for key, value in settings.backend_options.items():

@@ -13,6 +13,8 @@ from dubline.core.errors import InvalidInputError
 from dubline.core.progress import TqdmProgress
 from dubline.core.timing import parse_seconds, seconds_of
 from dubline.stages import media
+from dubline.stages.backends import DEFAULT_BACKEND
+from dubline.stages.backends import names as backend_names
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,9 +35,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--audio", required=True, type=Path, help="dub audio")
     parser.add_argument("--out", required=True, type=Path, help="timeline to write (.otio)")
     parser.add_argument("--patch", type=Path, help="patch file (default: beside --out, <clip>.dubline.<first>-<end>.mov)")
-    parser.add_argument("--backend", default="retrieval", help="render backend (default: retrieval)")
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=backend_names(),
+                        help=f"render backend (default: {DEFAULT_BACKEND})")
     parser.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE", help="backend setting, repeatable")
-    parser.add_argument("--codec", default="prores", choices=tuple(media.PATCH_CODECS))
+    parser.add_argument("--codec", default=media.DEFAULT_PATCH_CODEC, choices=tuple(media.PATCH_CODECS))
     parser.add_argument("--audio-offset", default="0", help="dub time (seconds, or Ns) that plays at the span's first frame")
     parser.add_argument("--speaker", help="who speaks: X,Y@FRAME or X0,Y0,X1,Y1@FRAME (file frames), or an image")
     parser.add_argument("--expression", default="as-source", choices=("neutral", "smile", "as-source"))

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from dubline.core.progress import TqdmProgress
 from dubline.stages import media
-from dubline.stages.backends import EXPRESSIONS
+from dubline.stages.backends import DEFAULT_BACKEND, EXPRESSIONS
+from dubline.stages.backends import names as backend_names
 from dubline.stages.speech import LENGTH_POLICIES
 
 if TYPE_CHECKING:
@@ -23,12 +24,13 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", required=True, type=Path, help="dub audio (any format PyAV reads)")
     parser.add_argument("--range", required=True, dest="span", help="span: 120-245, 00:00:04:20-00:00:09:20 or 4.8s-9.8s")
     parser.add_argument("--out", required=True, type=Path, help="patch file (.mov; .mp4 for h264)")
-    parser.add_argument("--backend", default="retrieval", help="render backend (default: retrieval)")
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=backend_names(),
+                        help=f"render backend (default: {DEFAULT_BACKEND})")
     parser.add_argument(
         "--backend-option", action="append", default=[], metavar="KEY=VALUE",
         help="backend setting, repeatable (wav2lip: checkpoint=PATH, device=cpu|cuda, batch_size=N, reference=rest|same)",
     )
-    parser.add_argument("--codec", default="prores", choices=tuple(media.PATCH_CODECS))
+    parser.add_argument("--codec", default=media.DEFAULT_PATCH_CODEC, choices=tuple(media.PATCH_CODECS))
     parser.add_argument("--matte", type=Path, help="also write the matte as a lossless clip of the same frames")
     parser.add_argument("--otio", type=Path, help="also write an OTIO timeline: source on V1, patch on V2")
     parser.add_argument("--audio-offset", default="0", help="dub time (seconds, or Ns) that plays at the span's first frame")

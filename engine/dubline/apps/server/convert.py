@@ -17,6 +17,8 @@ from dubline.apps.server.security import MediaRoots
 from dubline.core.errors import InvalidInputError, InvalidRateError
 from dubline.core.timing import seconds_time
 from dubline.pipeline import SPEC_LABELS, RenderRequest
+from dubline.stages import media
+from dubline.stages.backends import DEFAULT_BACKEND
 from dubline.stages.faces import SpeakerHint
 
 MAX_LIBRARY_FILES = 64
@@ -89,7 +91,7 @@ def render_request(spec: pb.RenderSpec, roots: MediaRoots, *, frame_outputs: tup
         raise InvalidInputError(f"spec.backend_options: at most {MAX_BACKEND_OPTIONS} entries of {MAX_TEXT} characters")
     offset = rational_fraction(spec.audio_offset, "spec.audio_offset") if spec.HasField("audio_offset") else Fraction(0)
     outputs = dict(
-        out=roots.check(spec.out, "spec.out"), codec=spec.codec or "prores",
+        out=roots.check(spec.out, "spec.out"), codec=spec.codec or media.DEFAULT_PATCH_CODEC,
         matte=roots.check(spec.matte, "spec.matte", required=False),
         otio_path=roots.check(spec.otio, "spec.otio", required=False),
         overwrite=spec.overwrite, with_audio=spec.with_audio,
@@ -100,7 +102,7 @@ def render_request(spec: pb.RenderSpec, roots: MediaRoots, *, frame_outputs: tup
         video=roots.check(spec.video, "spec.video"),
         audio=roots.check(spec.audio, "spec.audio"),
         span=span_of(spec.span, "spec.span"),
-        backend=spec.backend or "retrieval",
+        backend=spec.backend or DEFAULT_BACKEND,
         audio_offset=seconds_time(offset),
         speaker=_speaker(spec.speaker, roots),
         expression=spec.expression or "as-source",

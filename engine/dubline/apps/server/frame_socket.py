@@ -4,6 +4,8 @@ The OFX plug-in runs inside Resolve, Nuke, Natron...; linking gRPC C++ (and abse
 it would clash with the libraries those hosts ship. So the engine also serves ``RenderFrame`` over a
 unix socket or a loopback TCP port, as length-prefixed little-endian messages the plug-in writes
 with plain C. docs/OFX.md documents every byte; this module is the only engine-side reader/writer.
+Besides frames, the plug-in asks which backends the engine offers (a capabilities message answered
+from ``EngineServicer.capabilities``, the data of the Capabilities RPC), so no list lives in C.
 
 A request is decoded into the same ``pb.RenderFrameRequest`` the gRPC RPC takes (a clip key: the
 engine renders the span once, answers NOT_READY meanwhile, then serves frames from memory) and
@@ -33,6 +35,7 @@ from dubline.apps.server.security import (
 from dubline.apps.server.status import status_for
 from dubline.core.errors import DublineError, InvalidInputError, MediaNotFoundError
 from dubline.stages import media
+from dubline.stages.backends import DEFAULT_BACKEND
 
 if TYPE_CHECKING:
     from dubline.apps.server.servicer import EngineServicer
@@ -43,6 +46,8 @@ MAGIC = b"DBLF"
 VERSION = 1
 KIND_FRAME_REQUEST = 1
 KIND_FRAME_ANSWER = 2
+KIND_CAPABILITIES_REQUEST = 3
+KIND_CAPABILITIES_ANSWER = 4
 
 STATUS_ERROR = 0
 STATUS_READY = 1
@@ -58,6 +63,7 @@ HEADER = struct.Struct("<4sHHQ")  # magic, version, kind, body length
 _REQUEST_FIXED = struct.Struct("<qqqqiiBBBBII")  # frame, span first/end, audio offset, output/format/bottom_up, w, h
 _ANSWER_FIXED = struct.Struct("<BBBBqqq")  # status, 3 reserved, frame index, progress done/total
 _IMAGE_HEAD = struct.Struct("<BBHIIQ")  # format, bottom_up, reserved, width, height, byte count
+_BACKEND_FLAGS = struct.Struct("<BBH")  # weights present, prefers GPU, reserved
 _PIXEL_BYTES = {pb.PIXEL_FORMAT_RGBA8: 4, pb.PIXEL_FORMAT_RGBA_F32: 16}
 MAX_TEXT_BYTES = MAX_PATH_LENGTH * 4  # UTF-8 of a path of MAX_PATH_LENGTH characters
 MAX_BODY_BYTES = 4096 * 2304 * 16 + (1 << 20)  # one DCI-4K float RGBA frame + the fields
@@ -89,14 +95,14 @@ class FrameRequest:
 
 def _text(body: memoryview, at: int, field: str) -> tuple[str, int]:
     if at + 4 > len(body):
-        raise ProtocolError(f"frame request ends before the length of {field}")
+        raise ProtocolError(f"message ends before the length of {field}")
     (length,) = struct.unpack_from("<I", body, at)
     if length > MAX_TEXT_BYTES or at + 4 + length > len(body):
-        raise ProtocolError(f"frame request field {field} claims {length} bytes (at most {MAX_TEXT_BYTES}, within the message)")
+        raise ProtocolError(f"message field {field} claims {length} bytes (at most {MAX_TEXT_BYTES}, within the message)")
     try:
         return bytes(body[at + 4 : at + 4 + length]).decode("utf-8"), at + 4 + length
     except UnicodeDecodeError as error:
-        raise ProtocolError(f"frame request field {field} is not UTF-8: {error}") from None
+        raise ProtocolError(f"message field {field} is not UTF-8: {error}") from None
 
 
 def decode_request(body: bytes | bytearray) -> FrameRequest:
@@ -140,9 +146,7 @@ def encode_request(request: FrameRequest) -> bytes:
         request.frame, request.span_first, request.span_end, offset.numerator, offset.denominator, 1,
         request.output, request.pixel_format, int(request.bottom_up), 0, request.width, request.height,
     )]
-    for text in (request.video, request.audio, request.backend, request.speaker):
-        data = text.encode("utf-8")
-        parts += [struct.pack("<I", len(data)), data]
+    parts += [_text_bytes(text) for text in (request.video, request.audio, request.backend, request.speaker)]
     parts += [struct.pack("<Q", len(request.pixels)), request.pixels]
     body = b"".join(parts)
     return HEADER.pack(MAGIC, VERSION, KIND_FRAME_REQUEST, len(body)) + body
@@ -167,9 +171,7 @@ def encode_answer(answer: FrameAnswer) -> bytes:
 def answer_parts(answer: FrameAnswer) -> list[bytes]:
     """The FRAME_ANSWER message in pieces (header first), so large frames are sent without joining."""
     parts = [_ANSWER_FIXED.pack(answer.status, 0, 0, 0, answer.frame_index, answer.progress_done, answer.progress_total)]
-    for text in (answer.code, answer.stage, answer.message):
-        data = text.encode("utf-8")
-        parts += [struct.pack("<I", len(data)), data]
+    parts += [_text_bytes(text) for text in (answer.code, answer.stage, answer.message)]
     parts.append(struct.pack("<I", len(answer.images)))
     for image in answer.images:
         pixel = {pb.PIXEL_FORMAT_RGBA8: 4, pb.PIXEL_FORMAT_RGBA_F32: 16, pb.PIXEL_FORMAT_GRAY8: 1, pb.PIXEL_FORMAT_GRAY_F32: 4}[image.format]
@@ -177,6 +179,45 @@ def answer_parts(answer: FrameAnswer) -> list[bytes]:
         assert image.row_bytes == image.width * pixel, "frame socket images are sent with tight rows"
         parts += [_IMAGE_HEAD.pack(image.format, int(image.bottom_up), 0, image.width, image.height, len(image.data)), image.data]
     return [HEADER.pack(MAGIC, VERSION, KIND_FRAME_ANSWER, sum(len(p) for p in parts)), *parts]
+
+
+def _text_bytes(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return struct.pack("<I", len(data)) + data
+
+
+def encode_capabilities_request() -> bytes:
+    """A CAPABILITIES_REQUEST: the header alone (tests and other clients send it)."""
+    return HEADER.pack(MAGIC, VERSION, KIND_CAPABILITIES_REQUEST, 0)
+
+
+def encode_capabilities(response: pb.CapabilitiesResponse) -> bytes:
+    """The CAPABILITIES_ANSWER message for the Capabilities RPC's ``response`` (the fields the
+    plug-in shows: version, default backend, each backend's name, description and readiness)."""
+    parts = [_text_bytes(response.version), _text_bytes(response.default_backend), struct.pack("<I", len(response.backends))]
+    for backend in response.backends:
+        parts += [_text_bytes(backend.name), _text_bytes(backend.description),
+                  _BACKEND_FLAGS.pack(int(backend.weights_present), int(backend.prefers_gpu), 0)]
+    body = b"".join(parts)
+    return HEADER.pack(MAGIC, VERSION, KIND_CAPABILITIES_ANSWER, len(body)) + body
+
+
+def decode_capabilities(body: bytes) -> pb.CapabilitiesResponse:
+    """A CAPABILITIES_ANSWER body as the CapabilitiesResponse fields it carries (tests, Python clients)."""
+    view = memoryview(body)
+    version, at = _text(view, 0, "version")
+    default_backend, at = _text(view, at, "default backend")
+    (count,) = struct.unpack_from("<I", view, at)
+    at += 4
+    response = pb.CapabilitiesResponse(version=version, default_backend=default_backend)
+    for index in range(count):
+        name, at = _text(view, at, f"backend {index} name")
+        description, at = _text(view, at, f"backend {index} description")
+        weights_present, prefers_gpu, _reserved = _BACKEND_FLAGS.unpack_from(view, at)
+        at += _BACKEND_FLAGS.size
+        response.backends.add(name=name, description=description, weights_present=bool(weights_present),
+                              prefers_gpu=bool(prefers_gpu))
+    return response
 
 
 def decode_answer(body: bytes) -> FrameAnswer:
@@ -267,7 +308,7 @@ class FrameService:
         spec = render_spec(
             str(video), request.audio, frames_span(request.span_first, request.span_end, rate) if request.span_end > request.span_first
             else f"{request.span_first}-{request.span_end}",  # empty/reversed: the engine's own message
-            backend=request.backend or "retrieval", speaker=request.speaker, audio_offset=request.audio_offset,
+            backend=request.backend or DEFAULT_BACKEND, speaker=request.speaker, audio_offset=request.audio_offset,
         )
         message = pb.RenderFrameRequest(clip=spec, time=rational(request.frame, rate), output=request.output,
                                         format=request.pixel_format)
@@ -280,15 +321,29 @@ class FrameService:
         try:
             response = self.servicer.render_frame(self.grpc_request(decode_request(body)))
         except Exception as error:
-            if not isinstance(error, DublineError):
-                log.exception("unexpected error answering a frame-socket request")
-            code, message = status_for(error)
-            return FrameAnswer(STATUS_ERROR, code=code.name, message=message)
+            return _error_answer(error)
         images = tuple(i for i in (response.image, response.matte) if i.width)
         return FrameAnswer(
             _STATUS_OF[response.status], response.frame_index, response.progress.done, response.progress.total,
             stage=response.progress.stage, message=response.message, images=images,
         )
+
+
+    def capabilities(self, body: bytes | bytearray) -> list[bytes]:
+        """The CAPABILITIES_ANSWER message, or a FRAME_ANSWER with status error when that fails."""
+        try:
+            if body:
+                raise ProtocolError(f"a capabilities request has no body; this one has {len(body)} bytes")
+            return [encode_capabilities(self.servicer.capabilities())]
+        except Exception as error:
+            return answer_parts(_error_answer(error))
+
+
+def _error_answer(error: Exception) -> FrameAnswer:
+    if not isinstance(error, DublineError):
+        log.exception("unexpected error answering a frame-socket request")
+    code, message = status_for(error)
+    return FrameAnswer(STATUS_ERROR, code=code.name, message=message)
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -311,12 +366,17 @@ class _Handler(socketserver.BaseRequestHandler):
             if message is None:
                 return
             kind, body = message
-            if kind != KIND_FRAME_REQUEST:
-                answer = FrameAnswer(STATUS_ERROR, code="INVALID_ARGUMENT", message=f"message kind {kind} is not a frame request ({KIND_FRAME_REQUEST})")
+            if kind == KIND_FRAME_REQUEST:
+                parts = answer_parts(service.answer(body))
+            elif kind == KIND_CAPABILITIES_REQUEST:
+                parts = service.capabilities(body)
             else:
-                answer = service.answer(body)
+                parts = answer_parts(FrameAnswer(
+                    STATUS_ERROR, code="INVALID_ARGUMENT",
+                    message=f"message kind {kind} is neither a frame request ({KIND_FRAME_REQUEST}) nor a capabilities "
+                            f"request ({KIND_CAPABILITIES_REQUEST})"))
             try:
-                for part in answer_parts(answer):
+                for part in parts:
                     stream.sendall(part)
             except OSError:
                 return
@@ -367,6 +427,15 @@ class FrameSocketServer:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, name="dubline-frame-socket", daemon=True)
         self._thread.start()
+        # The plug-in asks for the backends with a short timeout while the artist waits; the first
+        # listing imports every backend (seconds), so it is done now rather than on that question.
+        threading.Thread(target=self._list_backends, name="dubline-frame-socket-warm", daemon=True).start()
+
+    def _list_backends(self) -> None:
+        try:
+            self._server.service.servicer.capabilities()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - the question itself will report the problem
+            log.exception("listing the backends for the frame socket failed")
 
     def stop(self) -> None:
         if self._thread is not None:

@@ -4,6 +4,7 @@ pipeline, and turns the outcome into messages. Errors become status codes in ``s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -28,7 +29,7 @@ from dubline.core.models import model_dir, registry
 from dubline.core.progress import CancelToken, ProgressSink
 from dubline.pipeline import RenderRequest, ResidentAnalyses, render
 from dubline.stages import media
-from dubline.stages.backends import get_backend, names
+from dubline.stages.backends import DEFAULT_BACKEND, get_backend, names
 
 log = logging.getLogger(__name__)
 
@@ -95,37 +96,51 @@ class EngineServicer(pb_grpc.EngineServicer):
 
     def Capabilities(self, request: pb.CapabilitiesRequest, context: grpc.ServicerContext) -> pb.CapabilitiesResponse:
         with _answering(context):
-            weights_dir = model_dir()
-            backends = []
-            for name in names():
-                info = get_backend(name).info
-                missing = [w for w in info.weights if not (weights_dir / w).is_file()]
-                backends.append(pb.BackendCapability(
-                    name=info.name, description=info.description, prefers_gpu=info.prefers_gpu,
-                    weights=list(info.weights), weights_present=not missing, missing_weights=missing,
-                ))
-            loaded = [
-                pb.LoadedModel(name=m.name, device=m.device, dtype=m.dtype, bytes=m.bytes, load_seconds=m.load_seconds)
-                for m in registry().loaded()
-            ]
-            return pb.CapabilitiesResponse(
-                version=__version__,
-                api="dubline.v1",
-                backends=backends,
-                loaded_models=loaded,
-                codecs=list(media.PATCH_CODECS),
-                limits=pb.Limits(
-                    max_frame_width=frames.MAX_FRAME_WIDTH,
-                    max_frame_height=frames.MAX_FRAME_HEIGHT,
-                    max_message_bytes=self.config.max_message_bytes,
-                    max_path_length=MAX_PATH_LENGTH,
-                    max_concurrent_jobs=self.jobs.max_workers,
-                    max_queued_jobs=self.jobs.max_queued,
-                ),
-                model_dir=str(weights_dir),
-                media_roots=[str(r) for r in self.config.media_roots.roots],
-                resident_analyses=len(self.analyses),
-            )
+            return self.capabilities()
+
+    def capabilities(self) -> pb.CapabilitiesResponse:
+        """What this engine offers; the frame socket's capabilities message answers from it too."""
+        weights_dir = model_dir()
+        backends = []
+        for name in names():
+            info = get_backend(name).info
+            # An entry "a.pth or b.pth" is met by either file (wav2lip takes the GAN or the plain generator).
+            missing = [w for w in info.weights if not any((weights_dir / f).is_file() for f in w.split(" or "))]
+            backends.append(pb.BackendCapability(
+                name=info.name, description=info.description, prefers_gpu=info.prefers_gpu,
+                weights=list(info.weights), weights_present=not missing, missing_weights=missing,
+            ))
+        loaded = [
+            pb.LoadedModel(name=m.name, device=m.device, dtype=m.dtype, bytes=m.bytes, load_seconds=m.load_seconds)
+            for m in registry().loaded()
+        ]
+        patch_codecs = [
+            pb.CodecCapability(name=name, label=codec.label, description=codec.description,
+                               suffixes=list(codec.suffixes), alpha=codec.alpha)
+            for name, codec in media.PATCH_CODECS.items()
+        ]
+        return pb.CapabilitiesResponse(
+            version=__version__,
+            api="dubline.v1",
+            backends=backends,
+            loaded_models=loaded,
+            codecs=list(media.PATCH_CODECS),
+            patch_codecs=patch_codecs,
+            default_backend=DEFAULT_BACKEND,
+            default_codec=media.DEFAULT_PATCH_CODEC,
+            limits=pb.Limits(
+                max_frame_width=frames.MAX_FRAME_WIDTH,
+                max_frame_height=frames.MAX_FRAME_HEIGHT,
+                max_message_bytes=self.config.max_message_bytes,
+                max_path_length=MAX_PATH_LENGTH,
+                max_concurrent_jobs=self.jobs.max_workers,
+                max_queued_jobs=self.jobs.max_queued,
+            ),
+            model_dir=str(weights_dir),
+            media_roots=[str(r) for r in self.config.media_roots.roots],
+            resident_analyses=len(self.analyses),
+        )
+
 
     # -- analyse -------------------------------------------------------------------------------
 
@@ -287,7 +302,10 @@ class EngineServicer(pb_grpc.EngineServicer):
 
     def _frame_job(self, spec: pb.RenderSpec) -> Job:
         """The engine's own render of a clip key's span (lossless patch + matte in the work dir)."""
-        key = self._clip_key(spec)
+        work = self.config.work_dir
+        request = convert.render_request(spec, self.config.media_roots,
+                                         frame_outputs=(work / "pending.mkv", work / "pending.matte.mkv"))
+        key = self._clip_key(spec, request)
         with self._frame_lock:
             job_id = self._frame_jobs.get(key)
             if job_id is not None:
@@ -298,23 +316,25 @@ class EngineServicer(pb_grpc.EngineServicer):
                 except DublineError:
                     pass  # forgotten: render again
             self.config.work_dir.mkdir(parents=True, exist_ok=True)
-            outputs = (self.config.work_dir / f"{key}.mkv", self.config.work_dir / f"{key}.matte.mkv")
-            request = convert.render_request(spec, self.config.media_roots, frame_outputs=outputs)
+            request = dataclasses.replace(request, out=work / f"{key}.mkv", matte=work / f"{key}.matte.mkv")
             job = self._submit_render(
                 request, "frame", after=lambda result: self.spans.get(result.out, result.matte, result.span[0])
             )
             self._frame_jobs[key] = job.id
             return job
 
-    def _clip_key(self, spec: pb.RenderSpec) -> str:
+    @staticmethod
+    def _clip_key(spec: pb.RenderSpec, request: RenderRequest) -> str:
         """Same inputs (content identity of the files included) -> same key."""
         identity = pb.RenderSpec()
         identity.CopyFrom(spec)
         identity.out = identity.matte = identity.otio = identity.codec = ""
         identity.overwrite = identity.with_audio = False
-        roots = self.config.media_roots
-        files = [roots.check(spec.video, "spec.video"), roots.check(spec.audio, "spec.audio"),
-                 *(roots.check(p, f"spec.library[{i}]") for i, p in enumerate(spec.library))]
+        # As the engine resolved them: a symlinked path and its target, or an empty backend and the
+        # default one, are the same clip (the frame socket sends resolved paths).
+        identity.video, identity.audio, identity.backend = str(request.video), str(request.audio), request.backend
+        identity.library[:] = [str(p) for p in request.library]
+        files = [request.video, request.audio, *request.library]
         stats = [(str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in files if os.path.exists(p)]
         digest = hashlib.sha256(identity.SerializeToString(deterministic=True) + repr(stats).encode())
         return digest.hexdigest()[:24]

@@ -21,6 +21,8 @@ MANIFEST: dict[str, str] = {
     "retrieval": "dubline.stages.backends.retrieval.backend",
     "wav2lip": "dubline.stages.backends.wav2lip.backend",
 }
+#: The backend of a render that names none: needs no weights.
+DEFAULT_BACKEND = "retrieval"
 
 
 def names() -> list[str]:

@@ -28,6 +28,7 @@ from dubline.stages.media.types import (
     VideoStreamInfo,
 )
 from dubline.stages.media.write import (
+    DEFAULT_PATCH_CODEC,
     PATCH_CODECS,
     BackgroundWriter,
     check_output,
@@ -35,6 +36,7 @@ from dubline.stages.media.write import (
 )
 
 __all__ = [
-    "AudioClip", "AudioStreamInfo", "BackgroundWriter", "ColourTags", "MediaInfo", "PATCH_CODECS", "VideoFrame", "VideoStreamInfo",
-    "check_output", "media_fingerprint", "probe", "read_audio", "read_image", "read_span", "write_audio", "write_patch",
+    "DEFAULT_PATCH_CODEC", "PATCH_CODECS", "AudioClip", "AudioStreamInfo", "BackgroundWriter", "ColourTags", "MediaInfo",
+    "VideoFrame", "VideoStreamInfo", "check_output", "media_fingerprint", "probe", "read_audio", "read_image",
+    "read_span", "write_audio", "write_patch",
 ]

@@ -39,16 +39,24 @@ class _Codec:
     even_width: bool = False
     even_height: bool = False
     rgb: bool = False  # stores RGB: a YUV matrix / range tag does not apply (FFV1 refuses one)
+    label: str = ""  # for the bridges' menus (Capabilities)
+    description: str = ""
 
 
 PATCH_CODECS: dict[str, _Codec] = {
-    "prores": _Codec("prores_ks", "yuv422p10le", {"profile": "3", "vendor": "apl0"}, (".mov",), even_width=True),
-    "prores4444": _Codec("prores_ks", "yuva444p10le", {"profile": "4", "vendor": "apl0"}, (".mov",), alpha=True),
-    "dnxhr": _Codec("dnxhd", "yuv422p", {"profile": "dnxhr_hq"}, (".mov",), min_size=(256, 120), even_width=True),
-    "h264": _Codec("libx264", "yuv420p", {"crf": "18", "preset": "medium"}, (".mov", ".mp4"), even_width=True, even_height=True),
-    "ffv1": _Codec("ffv1", "bgr0", {}, (".mkv",), rgb=True),
-    "png": _Codec("png", "rgb24", {}, (".mov",), rgb=True),
+    "prores": _Codec("prores_ks", "yuv422p10le", {"profile": "3", "vendor": "apl0"}, (".mov",), even_width=True,
+                     label="ProRes 422 HQ", description="10-bit 4:2:2"),
+    "prores4444": _Codec("prores_ks", "yuva444p10le", {"profile": "4", "vendor": "apl0"}, (".mov",), alpha=True,
+                         label="ProRes 4444", description="10-bit 4:4:4 with alpha"),
+    "dnxhr": _Codec("dnxhd", "yuv422p", {"profile": "dnxhr_hq"}, (".mov",), min_size=(256, 120), even_width=True,
+                    label="DNxHR HQ", description="8-bit 4:2:2"),
+    "h264": _Codec("libx264", "yuv420p", {"crf": "18", "preset": "medium"}, (".mov", ".mp4"), even_width=True, even_height=True,
+                   label="H.264", description="8-bit 4:2:0, small files for review"),
+    "ffv1": _Codec("ffv1", "bgr0", {}, (".mkv",), rgb=True, label="FFV1", description="lossless 8-bit RGB"),
+    "png": _Codec("png", "rgb24", {}, (".mov",), rgb=True, label="PNG", description="lossless 8-bit RGB, one image per frame"),
 }
+#: The codec of a render that names none.
+DEFAULT_PATCH_CODEC = "prores"
 _MUXERS = {".mov": "mov", ".mp4": "mp4", ".mkv": "matroska"}
 
 

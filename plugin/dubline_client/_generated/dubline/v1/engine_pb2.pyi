@@ -175,8 +175,22 @@ class Limits(_message.Message):
     max_queued_jobs: int
     def __init__(self, max_frame_width: _Optional[int] = ..., max_frame_height: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_path_length: _Optional[int] = ..., max_concurrent_jobs: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ...) -> None: ...
 
+class CodecCapability(_message.Message):
+    __slots__ = ("name", "label", "description", "suffixes", "alpha")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SUFFIXES_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    label: str
+    description: str
+    suffixes: _containers.RepeatedScalarFieldContainer[str]
+    alpha: bool
+    def __init__(self, name: _Optional[str] = ..., label: _Optional[str] = ..., description: _Optional[str] = ..., suffixes: _Optional[_Iterable[str]] = ..., alpha: _Optional[bool] = ...) -> None: ...
+
 class CapabilitiesResponse(_message.Message):
-    __slots__ = ("version", "api", "backends", "loaded_models", "codecs", "limits", "model_dir", "media_roots", "resident_analyses")
+    __slots__ = ("version", "api", "backends", "loaded_models", "codecs", "limits", "model_dir", "media_roots", "resident_analyses", "patch_codecs", "default_backend", "default_codec")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     API_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +200,9 @@ class CapabilitiesResponse(_message.Message):
     MODEL_DIR_FIELD_NUMBER: _ClassVar[int]
     MEDIA_ROOTS_FIELD_NUMBER: _ClassVar[int]
     RESIDENT_ANALYSES_FIELD_NUMBER: _ClassVar[int]
+    PATCH_CODECS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_CODEC_FIELD_NUMBER: _ClassVar[int]
     version: str
     api: str
     backends: _containers.RepeatedCompositeFieldContainer[BackendCapability]
@@ -195,7 +212,10 @@ class CapabilitiesResponse(_message.Message):
     model_dir: str
     media_roots: _containers.RepeatedScalarFieldContainer[str]
     resident_analyses: int
-    def __init__(self, version: _Optional[str] = ..., api: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendCapability, _Mapping]]] = ..., loaded_models: _Optional[_Iterable[_Union[LoadedModel, _Mapping]]] = ..., codecs: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., model_dir: _Optional[str] = ..., media_roots: _Optional[_Iterable[str]] = ..., resident_analyses: _Optional[int] = ...) -> None: ...
+    patch_codecs: _containers.RepeatedCompositeFieldContainer[CodecCapability]
+    default_backend: str
+    default_codec: str
+    def __init__(self, version: _Optional[str] = ..., api: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendCapability, _Mapping]]] = ..., loaded_models: _Optional[_Iterable[_Union[LoadedModel, _Mapping]]] = ..., codecs: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., model_dir: _Optional[str] = ..., media_roots: _Optional[_Iterable[str]] = ..., resident_analyses: _Optional[int] = ..., patch_codecs: _Optional[_Iterable[_Union[CodecCapability, _Mapping]]] = ..., default_backend: _Optional[str] = ..., default_codec: _Optional[str] = ...) -> None: ...
 
 class AnalyseRequest(_message.Message):
     __slots__ = ("video", "speaker")
