@@ -143,7 +143,6 @@ def test_local_engine_starts_when_none_answers_and_stops(tmp_path: Path, monkeyp
     settings = engine.EngineSettings(address=f"unix:{tmp_path}/auto.sock", executable=str(DUBLINE),
                                      token="a-token-of-sixteen-plus", start_timeout=60)
     local = engine.LocalEngine()
-    started = time.monotonic()
     local.ensure(dubline_client, settings)
     try:
         assert local.running
@@ -158,7 +157,6 @@ def test_local_engine_starts_when_none_answers_and_stops(tmp_path: Path, monkeyp
     finally:
         local.stop()
     assert not local.running and process.returncode is not None
-    assert time.monotonic() - started < 60
 
 
 # ---- the job runner against a real engine -----------------------------------------------------------
@@ -224,9 +222,7 @@ def test_addon_in_blender(blender: str, scenario: str, engine_address: str, shar
         pytest.skip(f"{blender} is not installed (see tests/test_blender_addon.py)")
     command += ["--", "--scenario", scenario, "--plugin", str(PLUGIN), "--media", str(shared_media),
                 "--work", str(tmp_path), "--address", engine_address, "--dubline", str(DUBLINE)]
-    started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    seconds = time.monotonic() - started
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)  # a hang guard, not a target
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     reports = [line for line in result.stdout.splitlines() if line.startswith("DUBLINE_REPORT ")]
@@ -234,7 +230,6 @@ def test_addon_in_blender(blender: str, scenario: str, engine_address: str, shar
     report = json.loads(reports[-1].split(" ", 1)[1])
     expected_major = 5 if blender == "bpy-5.0" else None
     assert expected_major is None or report["version"][0] == expected_major
-    assert seconds < 60, f"{blender} {scenario} took {seconds:.1f}s"
 
 
 _EXTENSION_CHECK = """

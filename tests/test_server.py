@@ -83,13 +83,13 @@ def test_job_events_arrive_in_order() -> None:
 def test_cancel_stops_a_running_job_within_a_step() -> None:
     queue = JobQueue(max_workers=1)
     job = queue.submit("render", _slow(1000, 0.01))
-    while job.state is not JobState.RUNNING:
+    while job.progress[1] < 3:  # running and past its first steps
         time.sleep(0.01)
-    started = time.monotonic()
     queue.cancel(job.id)
-    assert job.wait(2.0)
+    steps_at_cancel = job.progress[1]
+    assert job.wait(30)
     assert job.state is JobState.CANCELLED and isinstance(job.error, CancelledError)
-    assert time.monotonic() - started < 0.5
+    assert job.progress[1] <= steps_at_cancel + 1  # the step under way finished, no further one began
     queue.shutdown(1)
 
 
