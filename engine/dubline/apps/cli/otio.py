@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 def _round_trip(args: argparse.Namespace, settings, renderer, edl_rate):
     from dubline.pipeline import timeline as rt
 
-    return rt.round_trip(args.timeline, args.clip, args.out, settings, renderer, **_plan_options(args, edl_rate))
+    return rt.round_trip(rt.prepare(args.timeline, args.clip, args.out, settings, **_plan_options(args, edl_rate)), renderer)
 
 
 def _plan_options(args: argparse.Namespace, edl_rate) -> dict:
