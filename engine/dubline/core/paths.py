@@ -54,6 +54,29 @@ def labelled(label: str, paths: Iterable[str | os.PathLike]) -> dict[str, str | 
     return {f"{label}[{i}]": path for i, path in enumerate(paths)}
 
 
+def publish(temporary: Path, path: Path, overwrite: bool = False,
+            inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
+    """Move a finished ``temporary`` file (beside ``path``) into place: an input is never replaced
+    (checked again, the path may have become a link to one meanwhile); without ``overwrite`` a file
+    that appeared at ``path`` meanwhile is never clobbered (a hard link fails where it exists)."""
+    if inputs:
+        check_not_input(path, inputs)
+    if overwrite:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise OutputExistsError(f"{path} appeared while writing; pass --overwrite to replace it") from None
+    except OSError:
+        # A file system without hard links: fall back to the rename, after a last look.
+        if path.exists():
+            raise OutputExistsError(f"{path} appeared while writing; pass --overwrite to replace it") from None
+        os.replace(temporary, path)
+        return
+    temporary.unlink()
+
+
 def publish_file(
     path: str | os.PathLike,
     write: Callable[[Path], None],
@@ -75,15 +98,7 @@ def publish_file(
     temporary = Path(name)
     try:
         write(temporary)
-        if inputs:
-            check_not_input(path, inputs)
-        if overwrite:
-            os.replace(temporary, path)
-        else:
-            try:
-                os.link(temporary, path)  # fails if `path` appeared meanwhile: never clobber it
-            except FileExistsError:
-                raise OutputExistsError(f"{path} appeared while writing; pass --overwrite to replace it") from None
+        publish(temporary, path, overwrite, inputs)
     finally:
         temporary.unlink(missing_ok=True)
     return path

@@ -18,10 +18,11 @@ from dubline.core.errors import (
     MediaDecodeError,
     NoStreamError,
 )
+from dubline.core.paths import publish
 from dubline.stages.media.container import check_input, open_input
 from dubline.stages.media.probe import layout_name
 from dubline.stages.media.types import AudioClip
-from dubline.stages.media.write import check_output, publish
+from dubline.stages.media.write import check_output
 
 
 def read_audio(

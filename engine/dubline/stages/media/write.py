@@ -21,7 +21,7 @@ from dubline.core.errors import (
     OutputExistsError,
     OutputPathError,
 )
-from dubline.core.paths import check_not_input
+from dubline.core.paths import check_not_input, publish
 from dubline.core.timing import parse_rate, timecode_to_frames
 from dubline.stages.media.colour import FROM_RGB, MATRIX_CODES, apply_colour
 from dubline.stages.media.probe import layout_name
@@ -220,23 +220,6 @@ def check_output(
 
 
 
-def publish(temporary: Path, path: Path, overwrite: bool, inputs: Mapping[str, str | os.PathLike | None] | None) -> None:
-    if inputs:
-        check_not_input(path, inputs)  # again: the path may have become a link to an input meanwhile
-    if overwrite:
-        os.replace(temporary, path)
-        return
-    # A hard link fails if `path` appeared meanwhile, so a concurrent file is never clobbered.
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        raise OutputExistsError(f"{path} appeared while writing; pass overwrite to replace it") from None
-    except OSError:
-        if path.exists():
-            raise OutputExistsError(f"{path} appeared while writing; pass overwrite to replace it") from None
-        os.replace(temporary, path)
-        return
-    temporary.unlink()
 
 
 class BackgroundWriter:
