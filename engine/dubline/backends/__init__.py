@@ -16,6 +16,7 @@ from dubline.errors import InvalidInputError
 MANIFEST: dict[str, str] = {
     "retrieval": "dubline.backends.retrieval.backend",
     "wav2lip": "dubline.backends.wav2lip.backend",
+    "musetalk": "dubline.backends.musetalk.backend",
 }
 
 
