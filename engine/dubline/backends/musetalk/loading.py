@@ -64,10 +64,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 raise
             content = torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
     except pickle.UnpicklingError as error:
+        # torch says this both for files holding objects beyond tensors and for some corruption.
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InvalidInputError(
-            f"weights file {path} holds more than tensors ({reason}); the official MuseTalk files hold "
-            "only a flat dict of tensors, so this is not one of them"
+            f"weights file {path} is not a readable torch file of plain tensors ({reason[:160]}); the "
+            "official MuseTalk files are flat dicts of tensors"
         ) from error
     except Exception as error:  # a corrupt or foreign file fails in many ways inside torch.load
         raise InvalidInputError(f"weights file {path} is not a readable torch file: {error!r}") from error
