@@ -28,11 +28,11 @@ def small_configs() -> dict[str, dict]:
     """Reduced configs with the official block structure (block types, layers, 4 VAE levels)."""
     unet = {
         "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0.dev0", "act_fn": "silu",
-        "attention_head_dim": 8, "block_out_channels": [32, 32, 32, 32], "center_input_sample": False,
+        "attention_head_dim": 2, "block_out_channels": [16, 16, 16, 16], "center_input_sample": False,
         "cross_attention_dim": SMALL_WIDTH,
         "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
         "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 8, "layers_per_block": 2,
-        "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
+        "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 8, "out_channels": 4, "sample_size": 64,
         "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
     }
     vae = {

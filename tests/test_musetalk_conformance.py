@@ -206,7 +206,8 @@ def test_small_fakes_load_strictly_with_the_official_renames(small_dir):
     assert list(unet.state_dict()) == list(raw_unet)
     assert all(torch.equal(unet.state_dict()[k], v) for k, v in raw_unet.items())
     assert not any(p.is_meta or p.requires_grad for p in [*unet.parameters(), *vae.parameters(), *encoder.parameters()])
-    assert unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.heads == 8  # attention_head_dim 8 = heads
+    # the old config name: attention_head_dim is the number of heads (8 in musetalk.json)
+    assert unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.heads == small_configs()["unet"]["attention_head_dim"]
 
 
 def test_the_unet_config_builds_the_kits_manifest(kit):
