@@ -28,7 +28,7 @@ import torch
 from dubline.backends.musetalk import audio, faces, layout, loading
 from dubline.errors import InvalidInputError, ModelNotFoundError
 
-from musetalk_fakes import copy_model_dir, small_configs, write_small_model_dir
+from musetalk_fakes import copy_model_dir, require_extra, small_configs, write_small_model_dir
 
 KIT_NAME = "musetalk"
 
@@ -212,6 +212,7 @@ def test_small_fakes_load_strictly_with_the_official_renames(small_dir):
 
 def test_the_unet_config_builds_the_kits_manifest(kit):
     """The official musetalk.json builds a UNet whose keys and shapes are the manifest's (meta, no memory)."""
+    require_extra()
     from diffusers import UNet2DConditionModel
 
     config = json.loads((kit / "configs" / "musetalkV15" / "musetalk.json").read_text())
@@ -295,6 +296,13 @@ def test_a_missing_file_is_named_with_the_expected_layout(small_dir, tmp_path, r
     assert "musetalkV15/unet.pth" in text and "sd-vae/" in text and "whisper/preprocessor_config.json" in text
 
 
+def test_a_missing_optional_package_is_named_with_the_extra(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real_find_spec(name, *a))
+    with pytest.raises(InvalidInputError, match=r"diffusers.*dubline\[musetalk\]"):
+        loading.require_libraries()
+
+
 def test_loading_never_reaches_the_network(small_dir):
     """In a fresh process with every socket connect refused, the backend's loaders and whisper run."""
     engine = Path(__file__).resolve().parents[1] / "engine"
@@ -337,6 +345,7 @@ def _slow_enabled(config: pytest.Config) -> bool:
 def full_models(request, kit: Path, tmp_path_factory) -> loading.MuseTalkModels:
     if not _slow_enabled(request.config):
         pytest.skip("full-size MuseTalk conformance (3.9 GB fake weights): run with -m slow or DUBLINE_SLOW=1")
+    require_extra()
     root = tmp_path_factory.mktemp("musetalk_full")
     subprocess.run([sys.executable, str(kit / "make_checkpoints.py"), str(root)], check=True, timeout=900)
     files = layout.locate(root)

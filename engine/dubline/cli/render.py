@@ -45,7 +45,8 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="retrieval", help="render backend (default: retrieval)")
     parser.add_argument(
         "--backend-option", action="append", default=[], metavar="KEY=VALUE",
-        help="backend setting, repeatable (wav2lip: checkpoint=PATH, device=cpu|cuda, batch_size=N, reference=rest|same)",
+        help="backend setting, repeatable (wav2lip: checkpoint=PATH, device=cpu|cuda, batch_size=N, reference=rest|same; "
+        "musetalk: model_dir=PATH, device=cpu|cuda, batch_size=N, sample=true, seed=N, extra_margin=PX, reference=same|rest)",
     )
     parser.add_argument("--codec", default="prores", choices=CODECS)
     parser.add_argument("--matte", type=Path, help="also write the matte as a lossless clip of the same frames")

@@ -132,8 +132,9 @@ def model_files(options: MuseTalkOptions) -> layout.ModelFiles:
 
 def models_for(options: MuseTalkOptions) -> MuseTalkModels:
     """The resident models the options name (loaded on first use)."""
-    from dubline.backends.musetalk.loading import resident_models
+    from dubline.backends.musetalk.loading import require_libraries, resident_models
 
+    require_libraries()
     return resident_models(model_files(options), options.device, options.dtype)
 
 

@@ -19,6 +19,7 @@ safetensors, and the hub's offline switches are set before diffusers or transfor
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 from collections.abc import Mapping
@@ -42,6 +43,20 @@ LEGACY_ATTENTION_NAMES = {"query": "to_q", "key": "to_k", "value": "to_v", "proj
 WHISPER_FILE_PREFIX = "model."
 #: In a WhisperForConditionalGeneration file, beside the WhisperModel keys; unused by the encoder.
 WHISPER_IGNORED_KEYS = frozenset({"proj_out.weight"})
+
+
+#: Import names of the optional extra ``dubline[musetalk]``.
+REQUIRED_LIBRARIES = ("diffusers", "transformers", "safetensors")
+
+
+def require_libraries() -> None:
+    """InvalidInputError naming the missing packages of the optional extra, if any."""
+    missing = [name for name in REQUIRED_LIBRARIES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InvalidInputError(
+            f"the musetalk backend needs the Python package(s) {', '.join(missing)}, which are not installed: "
+            "pip install 'dubline[musetalk]'"
+        )
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -197,6 +212,7 @@ class MuseTalkModels:
 
 def resident_models(files: ModelFiles, device: str, dtype: torch.dtype, models: Any = None) -> MuseTalkModels:
     """The three models from ``files``, loaded once per (file, device, dtype) through the registry."""
+    require_libraries()
     if models is None:
         from dubline.models import registry
 
