@@ -271,3 +271,38 @@ def test_cancel_leaves_nothing_behind(rendered, shared_media, small_dir, tmp_pat
         )
     assert list(tmp_path.iterdir()) == []
     assert not [t for t in threading.enumerate() if t.name == "matte-writer"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_render_on_cuda_fp16_matches_the_cpu_render(rendered, shared_media, small_dir):
+    root, results = rendered
+    out = root / "patch_cuda.mkv"
+    result = render(
+        RenderRequest(video=shared_media / "speaker_a.mp4", audio=shared_media / "dub_en_16k.wav",
+                      span=f"{SPAN[0]}-{SPAN[1]}", out=out, backend="musetalk", codec="ffv1",
+                      backend_options={"model_dir": str(small_dir), "device": "cuda", "batch_size": BATCH}),
+        cache_root=root / "cache",
+    )
+    count = SPAN[1] - SPAN[0]
+    assert result.frames_patched == count
+    cpu = np.stack(_frames(results["same"].out, 0, count)).astype(int)
+    cuda = np.stack(_frames(out, 0, count)).astype(int)
+    assert np.abs(cpu - cuda).mean() < 1.0  # fp16 vs fp32 differ by rounding only
+
+
+@pytest.mark.weights
+def test_render_with_official_weights(rendered, shared_media):
+    import os
+
+    try:
+        layout.locate(Path(os.environ[MODELS_ENV]))
+    except (KeyError, ModelNotFoundError):
+        pytest.skip(f"${MODELS_ENV} does not hold the MuseTalk 1.5 layout")
+    root, _ = rendered
+    result = render(
+        RenderRequest(video=shared_media / "speaker_a.mp4", audio=shared_media / "dub_en_16k.wav",
+                      span=f"{SPAN[0]}-{SPAN[1]}", out=root / "patch_official.mkv", backend="musetalk", codec="ffv1"),
+        cache_root=root / "cache",
+    )
+    assert result.frames_patched == SPAN[1] - SPAN[0]

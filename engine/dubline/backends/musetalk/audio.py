@@ -12,8 +12,8 @@ are zeros, as officially.
 Two deliberate differences from the official arithmetic, both invisible at 25 fps:
 
 - the window's first step is ``floor(i * 50 / rate)`` with the exact rational rate, where the
-  official code truncates the rate to an integer first (``int(29.97) = 29``: the windows drift
-  0.34 s behind the picture per minute at 29.97 fps);
+  official code truncates the rate to an integer first (``int(29.97) = 29``: its windows run
+  3.3 % ahead of the picture, 2 s per minute at 29.97 fps);
 - the window always starts 4 steps (80 ms) before the frame's step, as it does at 25 fps, the rate
   the model was trained at; the official front padding is ``2 * ceil(50 / fps)`` steps, which at
   24 fps would move every window 40 ms earlier.
