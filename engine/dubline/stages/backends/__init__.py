@@ -20,6 +20,7 @@ EXPRESSIONS = ("as-source", "neutral", "smile")
 MANIFEST: dict[str, str] = {
     "retrieval": "dubline.stages.backends.retrieval.backend",
     "wav2lip": "dubline.stages.backends.wav2lip.backend",
+    "musetalk": "dubline.stages.backends.musetalk.backend",
 }
 #: The backend of a render that names none: needs no weights.
 DEFAULT_BACKEND = "retrieval"
