@@ -263,6 +263,8 @@ def render(
     with clock.stage("analyse_source"):
         source = analyses.analyse(request.video, request.speaker, progress, cancel)
         library = [source] + [analyses.analyse(path, None, progress, cancel) for path in request.library]
+    for analysis in library:
+        warnings.extend(analysis.warnings)
     _check_speaker_visible(source, span, request.video)
     with clock.stage("analyse_dub"):
         job = _dub_job(request, span, source, library, progress, cancel, cache_root, warnings)

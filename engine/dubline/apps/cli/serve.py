@@ -53,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
     def on_signal(signum: int, frame: object) -> None:
         stopping.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # A requested stop (Ctrl-C, SIGTERM from a service manager, SIGHUP from a closed terminal)
+    # drains and exits 0: for the engine it is the normal end, not a failure.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     stopping.wait()
     log.info("shutting down: draining running jobs for up to %.0f s", args.grace)
     server.stop(args.grace)
