@@ -22,6 +22,7 @@ import numpy as np
 import opentimelineio as otio
 
 from dubline.core import timing
+from dubline.core.cache import check_root as check_cache_root
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.core.progress import CancelToken, ProgressSink, no_progress
 from dubline.interchange import patch_timeline, write_timeline
@@ -254,6 +255,7 @@ def render(
     analyses = analyses or DiskAnalyses(cache_root)
     backend = get_backend(request.backend)
     backend.preflight(request.backend_options)  # missing weights fail before any analysis
+    check_cache_root(cache_root, request.inputs())
     for output in request.outputs().values():
         if output is not None:
             media.check_output(output, request.overwrite, request.inputs())

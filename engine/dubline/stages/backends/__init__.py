@@ -22,6 +22,12 @@ MANIFEST: dict[str, str] = {
     "wav2lip": "dubline.stages.backends.wav2lip.backend",
 }
 
+#: Backend options whose value names a file (weights), known without importing the backend: the
+#: engine checks them like request paths (media roots, model directory) and no output may be one.
+PATH_OPTIONS: dict[str, tuple[str, ...]] = {
+    "wav2lip": ("checkpoint",),
+}
+
 
 def names() -> list[str]:
     return list(MANIFEST)
