@@ -34,6 +34,12 @@ NTSC_RATES: tuple[Fraction, ...] = tuple(Fraction(n * 1000, 1001) for n in (24, 
 NTSC_SNAP_TOLERANCE = 0.005
 
 _TIMECODE = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})([:;.,])(\d{2,3})$")
+#: A number as a person types it (``25``, ``29.97``, ``24000/1001``, ``-0.5``): no exponents, no
+#: underscores, so ``1e999999999`` cannot make Fraction compute a billion-digit power.
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?$")
+#: The longest number or span text taken: far past any real one, short of costly arithmetic.
+MAX_NUMBER_TEXT = 40
+MAX_SPAN_TEXT = 200
 _SECONDS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)s$")
 _FRAMES = re.compile(r"^\d+$")
 
@@ -68,7 +74,7 @@ def parse_rate(text: str | float | Fraction) -> Fraction:
     else:
         cleaned = str(text).strip().lower().removesuffix("fps").strip()
         try:
-            rate = Fraction(cleaned)
+            rate = _fraction(cleaned)
         except (ValueError, ZeroDivisionError):
             raise InvalidRateError(
                 f"frame rate {text!r} is not a number like 25, 29.97 or 24000/1001"
@@ -78,6 +84,13 @@ def parse_rate(text: str | float | Fraction) -> Fraction:
     if rate > 1000:
         raise InvalidRateError(f"frame rate {text!r} is implausibly high (over 1000 fps)")
     return snap_rate(rate)
+
+
+def _fraction(text: str) -> Fraction:
+    """``Fraction(text)`` for plain numbers only (ValueError otherwise)."""
+    if len(text) > MAX_NUMBER_TEXT or not _NUMBER.match(text):
+        raise ValueError(text)
+    return Fraction(text)
 
 
 def is_drop_frame_rate(rate: Fraction) -> bool:
@@ -181,6 +194,8 @@ def parse_range(
     before the source's start timecode.
     """
     rate = parse_rate(rate)
+    if len(text) > MAX_SPAN_TEXT:
+        raise InvalidRangeError(f"span {text[:40]!r}... is {len(text)} characters; a span is START-END, like 120-245")
     parts = text.strip().split("-")
     if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
         raise InvalidRangeError(
@@ -238,6 +253,6 @@ def parse_seconds(text: str | Fraction | int, field_name: str) -> otio.opentime.
         return seconds_time(Fraction(text))
     raw = text.strip()
     try:
-        return seconds_time(Fraction(raw[:-1] if raw.endswith("s") else raw))
+        return seconds_time(_fraction(raw[:-1] if raw.endswith("s") else raw))
     except (ValueError, ZeroDivisionError):
         raise InvalidInputError(f"{field_name} {text!r} is not a number of seconds") from None

@@ -68,6 +68,8 @@ _IMAGE_HEAD = struct.Struct("<BBHIIQ")  # format, bottom_up, reserved, width, he
 _PIXEL_BYTES = {pb.PIXEL_FORMAT_RGBA8: 4, pb.PIXEL_FORMAT_RGBA_F32: 16}
 MAX_TEXT_BYTES = MAX_PATH_LENGTH * 4  # UTF-8 of a path of MAX_PATH_LENGTH characters
 MAX_BODY_BYTES = 4096 * 2304 * 16 + (1 << 20)  # one DCI-4K float RGBA frame + the fields
+#: Seconds a dub may be offset by (about 11 days): beyond it the number is damage, not an edit.
+MAX_AUDIO_OFFSET_S = 1_000_000
 #: A message must arrive whole this long after its first byte (a local 150 MB body takes < 1 s).
 MESSAGE_DEADLINE_S = 10.0
 #: A connection may wait this long for its next message (the plug-in opens one per render).
@@ -120,6 +122,9 @@ def decode_request(body: bytes | bytearray) -> FrameRequest:
      width, height) = _REQUEST_FIXED.unpack_from(view, 0)
     if offset_num <= 0 or offset_den <= 0:
         raise ProtocolError(f"audio offset rate {offset_num}/{offset_den} must be positive")
+    audio_offset = Fraction(offset_value) * offset_den / offset_num
+    if abs(audio_offset) > MAX_AUDIO_OFFSET_S:
+        raise ProtocolError(f"audio offset {float(audio_offset):.3g} s is beyond ±{MAX_AUDIO_OFFSET_S} s")
     if output not in (pb.FRAME_OUTPUT_COMPOSITED, pb.FRAME_OUTPUT_PATCH_AND_MATTE):
         raise ProtocolError(f"output {output} is neither 1 (composited) nor 2 (patch and matte)")
     if fmt not in _PIXEL_BYTES:
@@ -139,7 +144,7 @@ def decode_request(body: bytes | bytearray) -> FrameRequest:
     if at + count != len(view):
         raise ProtocolError(f"frame request is {len(view)} bytes; its fields and pixels make {at + count}")
     return FrameRequest(
-        frame, first, end, Fraction(offset_value) * offset_den / offset_num, output, fmt, bool(bottom_up),
+        frame, first, end, audio_offset, output, fmt, bool(bottom_up),
         width, height, video, audio, backend, speaker, bytes(view[at:]),
     )
 
