@@ -84,6 +84,18 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
         raise OutputWriteError(f"cannot write {path}: {os_reason(error)}{hint}") from error
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail before any work when no file can be created beside ``path`` (a read-only file system,
+    no permission, a directory under /proc), with the error ``writing`` gives."""
+    path = Path(path)
+    with writing(path):
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".probe")
+        try:
+            os.close(fd)
+        finally:
+            os.unlink(name)
+
+
 def publish_file(
     path: str | os.PathLike,
     write: Callable[[Path], None],

@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 import threading
+from typing import NoReturn
 
 from dubline import __version__
 from dubline.core.errors import DublineError
@@ -54,8 +55,16 @@ def _install_stop_handlers() -> dict[int, object]:
 COMMANDS = ["probe", "analyse", "render", "qc", "demo", "serve", "submit", "status", "otio"]
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line too (``dubline render: error: ...``, exit 2);
+    ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dubline", description=__doc__.splitlines()[0])
+    parser = _OneLineParser(prog="dubline", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"dubline {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -67,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+    logging.basicConfig(  # warnings only by default: a failed command prints one line
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     previous = _install_stop_handlers()

@@ -21,7 +21,7 @@ from dubline.core.errors import (
     OutputExistsError,
     OutputPathError,
 )
-from dubline.core.paths import check_not_input, writing
+from dubline.core.paths import check_not_input, check_writable, writing
 from dubline.core.timing import parse_rate, timecode_to_frames
 from dubline.stages.media.colour import FROM_RGB, MATRIX_CODES, apply_colour
 from dubline.stages.media.probe import layout_name
@@ -207,8 +207,11 @@ def check_output(
         check_not_input(path, inputs)
     if not path.parent.is_dir():
         raise OutputPathError(f"output directory {path.parent} does not exist")
+    if path.is_dir():
+        raise OutputPathError(f"output {path} is a directory; give a file name")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass overwrite (--overwrite) to replace it")
+    check_writable(path)
     return path
 
 
