@@ -15,6 +15,7 @@ from dubline_client._generated.dubline.v1 import engine_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from dubline.apps.server.frame_socket import MAX_BODY_BYTES as FRAME_SOCKET_MAX_BODY
 from dubline.apps.server.frame_socket import FrameSocketServer
 from dubline.apps.server.jobs import JobQueue
 from dubline.apps.server.limits import (
@@ -125,6 +126,12 @@ def create_server(
         max_message_bytes=max_message_bytes,
     )
     servicer = EngineServicer(config, JobQueue(max_workers=max_workers, max_queued=max_queued))
+    largest = max(max_message_bytes, FRAME_SOCKET_MAX_BODY)
+    if payload_budget_bytes < largest:
+        raise InvalidInputError(
+            f"the payload budget ({payload_budget_bytes / 1024**2:.0f} MB) must hold at least one of the largest"
+            f" messages ({largest / 1024**2:.0f} MB)"
+        )
     budget = PayloadBudget(payload_budget_bytes)
     # Token first: a call without it is refused before it takes budget or has its message read.
     interceptors = [TokenInterceptor(token)] if token else []
