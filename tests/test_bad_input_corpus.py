@@ -20,7 +20,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +27,7 @@ import av
 import numpy as np
 import pytest
 
-from mediagen import AudioSpec, VideoSpec, make_audio, make_video, spec_for, truncate
+from mediagen import AudioSpec, VideoSpec, excerpt, make_audio, make_video, spec_for, truncate
 
 CLIP_FRAMES = 30  # the speaker clip used: the first 30 frames (1.2 s) of speaker_a
 PARALLEL = 3
@@ -39,40 +38,6 @@ def _sha(path: Path) -> str:
 
 
 # -- the media -----------------------------------------------------------------------------------------
-
-def _cut(source: Path, target: Path, frames: int, scale: int = 2) -> Path:
-    """The first ``frames`` video frames of ``source`` at 1/``scale`` size (H.264) with its audio
-    over the same time (AAC): small, so the few renders that analyse it stay quick."""
-    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
-        video_in, audio_in = src.streams.video[0], src.streams.audio[0]
-        rate = video_in.average_rate
-        video_out = dst.add_stream("libx264", rate=rate, options={"crf": "20", "preset": "veryfast", "g": "10"})
-        width, height = video_in.width // scale // 2 * 2, video_in.height // scale // 2 * 2
-        video_out.width, video_out.height, video_out.pix_fmt = width, height, "yuv420p"
-        audio_out = dst.add_stream("aac", rate=audio_in.codec_context.sample_rate, layout="stereo")
-        seconds = Fraction(frames) / Fraction(rate)
-        for index, frame in enumerate(src.decode(video_in)):
-            if index >= frames:
-                break
-            out = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24", width=width, height=height), format="rgb24")
-            out.pts, out.time_base = index, 1 / Fraction(rate)
-            for packet in video_out.encode(out):
-                dst.mux(packet)
-        for packet in video_out.encode():
-            dst.mux(packet)
-        src.seek(0)
-        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=audio_in.codec_context.sample_rate)
-        for frame in src.decode(audio_in):
-            if frame.time is not None and frame.time >= seconds:
-                break
-            frame.pts = None
-            for converted in resampler.resample(frame):
-                for packet in audio_out.encode(converted):
-                    dst.mux(packet)
-        for packet in audio_out.encode():
-            dst.mux(packet)
-    return target
-
 
 def _damage_packets(source: Path, target: Path, kind: str, part: float, count: int, seed: int) -> Path:
     """``source`` with ``count`` packets of its first ``kind`` stream overwritten by random bytes."""
@@ -130,7 +95,7 @@ def corpus(tmp_path_factory, shared_media: Path) -> Corpus:
     for directory in (media, cache, work):
         directory.mkdir()
     f: dict[str, Path] = {}
-    f["clip"] = _cut(shared_media / "speaker_a.mp4", media / "clip.mp4", CLIP_FRAMES)
+    f["clip"] = excerpt(shared_media / "speaker_a.mp4", media / "clip.mp4", CLIP_FRAMES)
     f["dub"] = shutil.copy(shared_media / "dub_en_16k.wav", media / "dub.wav")
     f["dub48"] = shutil.copy(shared_media / "dub_en_48k_stereo.wav", media / "dub48.wav")
     f["truncated_half"] = truncate(f["clip"], media / "truncated_half.mp4", 0.5)

@@ -76,4 +76,12 @@ if __name__ == "__main__":
         seeds(corpus)
         argv.append(str(corpus))
     atheris.Setup(argv, check)
+    # OTIO loads its adapters by file path (no import hook sees them): read one file of each format
+    # so they are loaded, then instrument every loaded function, so the fuzzer is guided through
+    # the EDL and FCP XML grammars too, not only dubline's own code.
+    warm = Path(tempfile.mkdtemp(prefix="dubline-fuzz-warm-"))
+    seeds(warm)
+    for seed in sorted(warm.iterdir()):
+        check(seed.read_bytes())
+    atheris.instrument_all()
     atheris.Fuzz()

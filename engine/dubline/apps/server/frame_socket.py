@@ -75,6 +75,7 @@ MESSAGE_DEADLINE_S = 10.0
 #: A connection may wait this long for its next message (the plug-in opens one per render).
 IDLE_TIMEOUT_S = 60.0
 MAX_CONNECTIONS = 64
+_READ_CHUNK = 1 << 20
 
 
 class ProtocolError(InvalidInputError):
@@ -240,6 +241,25 @@ def _read_exactly(stream: socket.socket, count: int, deadline: float | None = No
     return buffer
 
 
+def _read_growing(stream: socket.socket, count: int, deadline: float) -> bytearray:
+    """``count`` bytes into a buffer that grows as they arrive: a peer that declares a large body
+    and stalls costs budget (released at the deadline) but no memory."""
+    body = bytearray()
+    while len(body) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProtocolError(f"only {len(body)} of {count} bytes arrived in time; the connection is closed")
+        stream.settimeout(remaining)
+        try:
+            chunk = stream.recv(min(count - len(body), _READ_CHUNK))
+        except TimeoutError:
+            raise ProtocolError(f"only {len(body)} of {count} bytes arrived in time; the connection is closed") from None
+        if not chunk:
+            raise ProtocolError(f"connection closed after {len(body)} of {count} bytes")
+        body += chunk
+    return body
+
+
 def _checked_header(head: bytearray) -> tuple[int, int]:
     magic, version, kind, length = HEADER.unpack(head)
     if magic != MAGIC:
@@ -282,9 +302,7 @@ def receive_message(stream: socket.socket, budget: PayloadBudget, idle_timeout_s
     kind, length = _checked_header(bytearray(first) + rest)
     held = budget.reserve(length, "a frame request")
     try:
-        body = _read_exactly(stream, length, deadline) if length else bytearray()
-        if body is None:
-            raise ProtocolError(f"connection closed before a body of {length} bytes")
+        body = _read_growing(stream, length, deadline)
     except BaseException:
         budget.release(held)
         raise

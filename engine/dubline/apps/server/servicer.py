@@ -315,6 +315,9 @@ class EngineServicer(pb_grpc.EngineServicer):
         roots = self.config.media_roots
         files = [roots.check(spec.video, "spec.video"), roots.check(spec.audio, "spec.audio"),
                  *(roots.check(p, f"spec.library[{i}]") for i, p in enumerate(spec.library))]
+        # The same files by any name (a symlinked directory, ``..``) are the same clip key.
+        identity.video, identity.audio = str(files[0]), str(files[1])
+        identity.library[:] = [str(p) for p in files[2:]]
         stats = [(str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in files if os.path.exists(p)]
         digest = hashlib.sha256(identity.SerializeToString(deterministic=True) + repr(stats).encode())
         return digest.hexdigest()[:24]
