@@ -401,13 +401,23 @@ class _Handler(socketserver.BaseRequestHandler):
                     answer = FrameAnswer(STATUS_ERROR, code="INVALID_ARGUMENT", message=f"message kind {kind} is not a frame request ({KIND_FRAME_REQUEST})")
                 else:
                     answer = service.answer(body)
+            finally:
+                limits.budget.release(len(body))
+            parts = answer_parts(answer)
+            size = sum(len(part) for part in parts)
+            try:  # the answer counts against the budget until it is sent
+                held = limits.budget.reserve(size, "a frame answer")
+            except EngineBusyError as error:
+                self._refuse(stream, "RESOURCE_EXHAUSTED", str(error))
+                return
+            try:
                 stream.settimeout(limits.message_deadline_s)  # a reader that stalls does not hold us
-                for part in answer_parts(answer):
+                for part in parts:
                     stream.sendall(part)
             except OSError:
                 return
             finally:
-                limits.budget.release(len(body))
+                limits.budget.release(held)
 
     @staticmethod
     def _refuse(stream: socket.socket, code: str, message: str) -> None:

@@ -2,8 +2,8 @@
 
 Every request body the engine holds — a frame-socket message (its size is declared in the header,
 reserved before a byte of the body is read) or a gRPC message (the largest a call may bring,
-``max_message_bytes``, reserved before it is received, then shrunk to its real size) — is counted
-against one ``PayloadBudget``. When the budget is spent a new request waits a moment for others to
+``max_message_bytes``, reserved before it is received, then shrunk to its real size) — and every
+answer until it is sent is counted against one ``PayloadBudget``. When the budget is spent a new request waits a moment for others to
 finish, then gets RESOURCE_EXHAUSTED without being read, so N clients that each declare the
 largest allowed body (and then stall) cannot grow the engine past the budget; the engine stays
 SERVING for everyone else. Frame-socket connections also have read deadlines (frame_socket.py).
@@ -69,6 +69,12 @@ class PayloadBudget:
             self._peak = max(self._peak, self._used)
         return count
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is reserved (answers release when gRPC has sent them, a moment
+        after the client has them); False if that takes longer than ``timeout``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._used == 0, timeout)
+
     def release(self, count: int) -> None:
         with self._changed:
             self._used -= count
@@ -125,9 +131,17 @@ class PayloadBudgetInterceptor(grpc.ServerInterceptor):
         def call(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
             request, held = self._receive(requests, context, method)
             try:
-                return behaviour(request, context)
+                response = behaviour(request, context)
             finally:
                 self.budget.release(held)
+            # The answer (a frame: up to ~190 MB) counts too, until gRPC has sent it.
+            try:
+                sent = self.budget.reserve(response.ByteSize(), f"the {method.rsplit('/', 1)[-1]} answer")
+            except EngineBusyError as error:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+            if not context.add_callback(lambda: self.budget.release(sent)):
+                self.budget.release(sent)
+            return response
 
         return call
 
