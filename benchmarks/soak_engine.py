@@ -102,6 +102,7 @@ class Figures:
     rss_end_mb: float = 0.0
     peak_rss_start_mb: float = 0.0
     peak_rss_end_mb: float = 0.0
+    rss_trace_mb: list[float] = field(default_factory=list)
     files_left: list[str] = field(default_factory=list)
     serving_at_end: bool = False
     seconds: float = 0.0
@@ -166,6 +167,48 @@ class StalledClients:
             thread.join()
 
 
+def warm_up(address: str, clip: Path, dub: Path, directory: Path) -> None:
+    """What a working engine has done before it is measured: the clip analysed, and both workers
+    busy at once (each thread's first render grows its allocator's arena once)."""
+    directory.mkdir()
+    with EngineClient(address, timeout=60) as engine:
+        engine.wait_until_ready(60)
+        engine.render_and_wait(render_spec(str(clip), str(dub), frames_span(0, 5, 25), str(directory / "first.mov"),
+                                           codec="h264"))
+        spans = [(0, 8), (10, 18), (20, 28), (5, 13)]
+        threads = [threading.Thread(target=engine.render_and_wait, args=(render_spec(
+            str(clip), str(dub), frames_span(first, end, 25), str(directory / f"w{first}.mov"), codec="h264"),))
+            for first, end in spans]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+class RssSampler:
+    """The engine's RSS every half second while the clients run."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.samples = pid, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.samples.append(memory_mb(self.pid)[0])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def trace(self) -> list[float]:
+        """RSS (MB) at each quarter of the run."""
+        if not self.samples:
+            return []
+        return [round(self.samples[min(len(self.samples) - 1, len(self.samples) * q // 4)]) for q in (1, 2, 3, 4)]
+
+
 def run_clients(address: str, clip: Path, dub: Path, tasks: list[Task], clients: int, rng: random.Random) -> None:
     """Each client's tasks in its own process; a task marked ``kill`` has its process killed by
     pid soon after the engine names its job, and the client restarts for the rest."""
@@ -224,13 +267,9 @@ def soak(media_dir: Path, clients: int, renders: int, stalled: int, seed: int, s
         dub = media_dir / "dub_en_16k.wav"
         process, address, frames_path = start_engine(work)
         try:
-            with EngineClient(address, timeout=60) as engine:
-                engine.wait_until_ready(60)
-                warm = work / "warm"
-                warm.mkdir()
-                engine.render_and_wait(render_spec(str(clip), str(dub), frames_span(0, 5, 25), str(warm / "patch.mov"),
-                                                   codec="h264"))
+            warm_up(address, clip, dub, work / "warm")
             figures.rss_start_mb, figures.peak_rss_start_mb = memory_mb(process.pid)
+            sampler = RssSampler(process.pid)
 
             tasks = []
             for c in range(clients):
@@ -254,6 +293,8 @@ def soak(media_dir: Path, clients: int, renders: int, stalled: int, seed: int, s
                     stalls.stop()
                     figures.stalled_answered = stalls.answered
 
+            sampler.stop()
+            figures.rss_trace_mb = sampler.trace()
             with EngineClient(address, timeout=60) as engine:
                 jobs = engine.list_jobs()
                 while any(j.state in (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING) for j in jobs):
@@ -318,6 +359,7 @@ def main() -> int:
         growth = (figures.rss_end_mb / figures.rss_start_mb - 1) * 100 if figures.rss_start_mb else 0.0
         print(f"engine RSS after warm-up {figures.rss_start_mb:.0f} MB (peak {figures.peak_rss_start_mb:.0f} MB), "
               f"at the end {figures.rss_end_mb:.0f} MB (peak {figures.peak_rss_end_mb:.0f} MB): {growth:+.1f} %")
+        print(f"engine RSS at each quarter of the run: {figures.rss_trace_mb} MB")
         print(f"files left behind: {len(figures.files_left)}")
         for line in figures.failures + figures.files_left:
             print(f"  {line}")

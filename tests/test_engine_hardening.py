@@ -406,3 +406,35 @@ def test_warnings_do_not_reach_stderr_of_a_failing_command(tmp_path: Path, caplo
     result = subprocess.run([sys.executable, "-m", "dubline.apps.cli.main", "probe", str(tmp_path / "none.mov")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+# -- memory: finished jobs keep their error, not the render behind it ------------------------------------
+
+def test_a_cancelled_job_does_not_keep_its_render_alive() -> None:
+    """The soak found the engine growing ~1 MB per cancelled render: each remembered job's error
+    held its traceback, whose frames held the render's frames, audio and plan."""
+    import gc
+    import weakref
+
+    import numpy as np
+
+    from dubline.apps.server.jobs import JobQueue
+    from dubline.core.errors import CancelledError
+
+    queue = JobQueue(max_workers=1)
+    alive = []
+
+    def work(progress, cancel):
+        frames = np.zeros((64, 64, 3))  # stands for what a render holds
+        alive.append(weakref.ref(frames))
+        try:
+            raise RuntimeError("inside the backend")
+        except RuntimeError:
+            raise CancelledError("the client went away")  # chained, like a real cancel
+
+    job = queue.submit("render", work)
+    job.wait()
+    gc.collect()
+    assert job.error is not None and job.error.__traceback__ is None and job.error.__context__.__traceback__ is None
+    assert alive[0]() is None
+    queue.shutdown(1)
