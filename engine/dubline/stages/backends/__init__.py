@@ -25,6 +25,12 @@ MANIFEST: dict[str, str] = {
 #: The backend of a render that names none: needs no weights.
 DEFAULT_BACKEND = "retrieval"
 
+#: Backend options whose value names a file (weights), known without importing the backend: the
+#: engine checks them like request paths (media roots, model directory) and no output may be one.
+PATH_OPTIONS: dict[str, tuple[str, ...]] = {
+    "wav2lip": ("checkpoint",),
+}
+
 
 def names() -> list[str]:
     return list(MANIFEST)
