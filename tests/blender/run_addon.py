@@ -19,8 +19,10 @@ import os
 import sys
 import time
 
-import addon_utils
 import bpy  # first: it puts Blender's own script modules (addon_utils) on sys.path
+
+# isort: split
+import addon_utils
 
 ACTIVE = ("STARTING", "QUEUED", "PROGRESS")
 
