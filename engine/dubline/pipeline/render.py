@@ -195,6 +195,7 @@ def _composited(request: RenderRequest, backend: Backend, job: BackendJob, plan:
     """The span's output frames: the backend's patches pasted by the shared compositor."""
     params = CompositeParams()
     deflicker = TemporalDeflicker()
+    keep_alpha = media.PATCH_CODECS[request.codec].alpha
     source_frames = media.read_span(request.video, span.time_range)
     for done, (frame, mouth) in enumerate(backend.patches(job, plan, source_frames), start=1):
         if cancel is not None:
@@ -207,7 +208,7 @@ def _composited(request: RenderRequest, backend: Backend, job: BackendJob, plan:
         if matte is not None:
             matte.put(_matte_frame(result.matte))
         progress("render", done, span.frame_count)
-        yield result.frame
+        yield result.frame if frame.alpha is None or not keep_alpha else np.dstack([result.frame, frame.alpha])
 
 
 def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpan, timecode: str,
@@ -218,7 +219,7 @@ def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpa
             frames, request.out, request.codec, span.video.rate, start_timecode=timecode,
             colour_tags=span.video.colour,
             audio=_span_audio_for_mux(dub_audio, span.frame_count, span.video.rate) if request.with_audio else None,
-            overwrite=request.overwrite, inputs=request.inputs(),
+            overwrite=request.overwrite, inputs=request.inputs(), layout=span.video.layout,
         )
     except BaseException as error:
         if matte is not None:
@@ -230,6 +231,17 @@ def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpa
         except BaseException:
             request.out.unlink(missing_ok=True)  # a patch without its matte is half a result
             raise
+
+
+def _footage_warnings(span: SourceSpan, request: RenderRequest) -> list[str]:
+    """How the source was conformed (variable frame rate) and what the patch cannot carry."""
+    notes = []
+    conform = span.video.conform
+    if conform is not None:
+        held, dropped = conform.span_counts(span.first, span.end)
+        notes.append(f"{conform.describe(held, dropped)} in frames {span.first}-{span.end - 1}"
+                     f" (clip: {conform.held} held, {conform.dropped} dropped)")
+    return notes + media.patch_warnings(span.video, request.codec, request.matte_codec)
 
 
 def _write_timeline(request: RenderRequest, span: SourceSpan) -> Path:
@@ -260,6 +272,7 @@ def render(
 
     with clock.stage("probe"):
         span = probe_span(request)
+    warnings.extend(_footage_warnings(span, request))
     with clock.stage("analyse_source"):
         source = analyses.analyse(request.video, request.speaker, progress, cancel)
         library = [source] + [analyses.analyse(path, None, progress, cancel) for path in request.library]
@@ -274,7 +287,7 @@ def render(
     matte = None
     if request.matte is not None:
         matte = media.BackgroundWriter(request.matte, request.matte_codec, span.video.rate, timecode,
-                                       request.overwrite, request.inputs())
+                                       request.overwrite, request.inputs(), span.video.colour, span.video.layout)
     with clock.stage("render_and_encode"):
         frames = _composited(request, backend, job, plan, span, tally, matte, progress, cancel)
         _write(request, frames, span, timecode, job.dub_audio, matte)

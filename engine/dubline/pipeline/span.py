@@ -61,7 +61,7 @@ def analyse_span(
         own_activity = analyse_speech(own, rate=video.rate, frame_count=end - first, cache=cache_root or True).voice_activity
     params = FaceTrackParams()
     faces = track_faces(
-        media.read_span(video_path, span_range),
+        media.FrameView.of(video).analysis_frames(media.read_span(video_path, span_range)),
         frame_count=end - first,
         speech_activity=own_activity,
         speaker=speaker,
@@ -80,11 +80,13 @@ def analyse_span(
 
 def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: bool = False,
                   inputs: dict[str, Path | None] | None = None) -> Path:
-    """An h264 clip of the span with the analysis drawn on every frame."""
+    """An h264 clip of the span with the analysis drawn on every frame (of the analysis view:
+    upright, square pixels, 8-bit, where the face track's coordinates are)."""
     from dubline.qc.overlay import draw_analysis
 
     info = media.probe(video_path)
     rate = info.video.rate
+    view = media.FrameView.of(info.video)
     first, end = result.span
     faces, speech = result.faces, result.speech
 
@@ -97,7 +99,7 @@ def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: 
                 caption += f"  {speech.phone[row] or '-'} / {speech.viseme[row]}  open {speech.openness[row]:.2f}"
             present = bool(faces.present[row])
             yield draw_analysis(
-                frame.image,
+                view.analysis_image(frame.image),
                 faces.boxes[row] if present else None,
                 faces.landmarks[row] if present else None,
                 str(faces.reason[row]),
