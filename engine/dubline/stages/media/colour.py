@@ -149,33 +149,48 @@ def convert_depth(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 #: HDR transfers the analysis proxy tone-maps (FFmpeg names).
 HDR_TRANSFERS = ("smpte2084", "arib-std-b67")
-#: SDR reference white (BT.2408) and the display peak the proxy keeps detail up to, in nits.
+#: HDR reference white (BT.2408), which the proxy shows as SDR white, and the HLG display peak.
 _REFERENCE_WHITE_NITS = 203.0
-_PEAK_NITS = 1000.0
-#: Exposure of the proxy: reference white lands near 87% of the 8-bit range.
-_PROXY_EXPOSURE = 2.0
+_HLG_PEAK_NITS = 1000.0
+#: Up to this fraction of reference white (linear) the proxy is the SDR picture itself; above it
+#: highlights roll off smoothly towards white instead of clipping.
+_KNEE = 0.75
 
 
-def analysis_8bit(image: np.ndarray, transfer: str | None) -> np.ndarray:
+def analysis_8bit(image: np.ndarray, transfer: str | None, primaries: str | None = None) -> np.ndarray:
     """An 8-bit picture for analysis (the face detector and landmark model need 8-bit SDR).
 
-    8-bit input is returned as is; deeper SDR input is rounded to 8 bits; PQ and HLG input goes
-    through ``_hdr_lut``, a per-channel tone map. Only analysis looks at this proxy: the pixels a
-    patch carries stay the source's kind (no tone mapping of the output).
+    8-bit input is returned as is; deeper SDR input is rounded to 8 bits; PQ and HLG input is
+    tone-mapped (``_to_linear``, BT.2020 primaries converted to BT.709, ``_to_sdr``). Only
+    analysis looks at this proxy: the pixels a patch carries stay the source's kind (no tone
+    mapping of the output).
     """
     if image.dtype == np.uint8:
         return image
-    if transfer in HDR_TRANSFERS:
-        return _hdr_lut(transfer, sixteen_bit_white())[image]
-    return to_8bit(image)
+    if transfer not in HDR_TRANSFERS:
+        return to_8bit(image)
+    linear = _to_linear(transfer, sixteen_bit_white())[image]
+    if primaries == "bt2020":
+        linear = cv2.transform(linear, _BT2020_TO_BT709)
+    # The LUT is indexed by the square root of linear light: fine steps near black, where the
+    # display gamma is steep.
+    np.clip(linear, 0.0, _SDR_LUT_TOP, out=linear)
+    index = (cv2.sqrt(linear * np.float32(1 / _SDR_LUT_TOP)) * np.float32(65535) + np.float32(0.5)).astype(np.uint16)
+    return _to_sdr()[index]
+
+
+#: Linear-light BT.2020 RGB -> BT.709 RGB (ITU-R BT.2087).
+_BT2020_TO_BT709 = np.array([[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]],
+                            np.float32)
+#: ``_to_sdr`` covers linear light up to 49x reference white (10 000 nits).
+_SDR_LUT_TOP = 49.3
 
 
 @lru_cache(maxsize=2)
-def _hdr_lut(transfer: str, white: int) -> np.ndarray:
-    """uint16 code value -> uint8 SDR proxy: the transfer's EOTF to nits (PQ exactly; HLG with a
-    1000-nit display and the per-channel form of its OOTF, gamma 1.2), nits relative to reference
-    white, an extended Reinhard curve that reaches 1 at the peak, and BT.1886's inverse (gamma
-    2.4). No gamut mapping: BT.2020 colours look a little desaturated, which detection tolerates."""
+def _to_linear(transfer: str, white: int) -> np.ndarray:
+    """uint16 code value -> linear light relative to reference white (float32): the transfer's
+    EOTF to nits (PQ exactly; HLG with a 1000-nit display and the per-channel form of its OOTF,
+    gamma 1.2) over 203 nits (BT.2408), so a grade with faces at SDR levels keeps them there."""
     signal = np.minimum(np.arange(65536, dtype=np.float64) / white, 1.0)
     if transfer == "smpte2084":
         m1, m2 = 2610 / 16384, 2523 / 4096 * 128
@@ -186,12 +201,18 @@ def _hdr_lut(transfer: str, white: int) -> np.ndarray:
         a = 0.17883277
         b, c = 1 - 4 * a, 0.5 - a * np.log(4 * a)
         scene = np.where(signal <= 0.5, signal**2 / 3, (np.exp((signal - c) / a) + b) / 12)
-        nits = _PEAK_NITS * scene**1.2
-    relative = _PROXY_EXPOSURE * nits / _REFERENCE_WHITE_NITS
-    white = _PROXY_EXPOSURE * _PEAK_NITS / _REFERENCE_WHITE_NITS
-    mapped = np.clip(relative * (1 + relative / white**2) / (1 + relative), 0.0, 1.0)
-    return np.rint(255.0 * mapped ** (1 / 2.4)).astype(np.uint8)
+        nits = _HLG_PEAK_NITS * scene**1.2
+    return (nits / _REFERENCE_WHITE_NITS).astype(np.float32)
 
+
+@lru_cache(maxsize=1)
+def _to_sdr() -> np.ndarray:
+    """sqrt(linear / _SDR_LUT_TOP) in 65536 steps -> uint8 SDR: identity up to ``_KNEE``, a smooth
+    exponential shoulder to white above it, BT.1886's inverse."""
+    relative = (np.arange(65536, dtype=np.float64) / 65535) ** 2 * _SDR_LUT_TOP
+    shoulder = _KNEE + (1 - _KNEE) * (1 - np.exp(-(relative - _KNEE) / (1 - _KNEE)))
+    mapped = np.clip(np.where(relative <= _KNEE, relative, shoulder), 0.0, 1.0)
+    return np.rint(255.0 * mapped ** (1 / 2.4)).astype(np.uint8)
 
 
 def colour_codes(tags: ColourTags | None, rgb: bool) -> dict[str, int]:

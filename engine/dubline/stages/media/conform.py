@@ -7,8 +7,10 @@ render, analyse, qc, the engine and ``dubline otio``):
 1. the frame durations are the steps between consecutive presentation timestamps;
 2. the typical duration is their median (gaps, where a phone skipped frames, are rarer than
    regular steps);
-3. the measured duration is the mean of the steps within 0.5x..1.5x the typical one, so jitter
-   of a timestamp rounded to its time base averages out and gaps do not count;
+3. each step counts as a whole number of frame durations, step / typical rounded (a gap counts
+   as several, a doubled frame as none), which numbers every frame's slot; the measured duration
+   is the least-squares slope of the timestamps over those numbers, so jitter averages out over
+   every frame of the clip;
 4. the nominal rate is the standard rate nearest 1 / measured duration when within 1 %
    (23.976, 24, 25, 29.97, 30, 48, 50, 59.94, 60, 90, 100, 119.88, 120, 240), otherwise
    1 / measured duration rounded to 1/100 fps.
@@ -39,11 +41,15 @@ def nominal_rate(pts: np.ndarray, time_base: Fraction) -> Fraction:
     """The conform rate of frames at sorted, distinct ``pts`` (see the module docstring)."""
     steps = np.diff(pts).astype(np.float64) * float(time_base)
     steps = steps[steps > 0]
-    if not len(steps):
+    if not len(steps) or len(steps) != len(pts) - 1:
         raise ValueError("a variable frame rate needs at least two frames with distinct timestamps")
     typical = float(np.median(steps))
-    regular = steps[(steps >= 0.5 * typical) & (steps <= 1.5 * typical)]
-    measured = 1.0 / float(regular.mean())
+    seconds = (pts - pts[0]).astype(np.float64) * float(time_base)
+    slots = np.concatenate([[0.0], np.cumsum(np.rint(np.diff(seconds) / typical))])
+    if slots[-1] <= 0:
+        raise ValueError("a variable frame rate needs frames at least half a frame apart")
+    centred = slots - slots.mean()
+    measured = float((centred * centred).sum() / (centred * (seconds - seconds.mean())).sum())
     nearest = min(STANDARD_RATES, key=lambda rate: abs(float(rate) - measured))
     if abs(float(nearest) / measured - 1.0) <= _SNAP_TOLERANCE:
         return nearest

@@ -32,11 +32,13 @@ class FrameView:
     orientation: Orientation = Orientation()
     sample_aspect_ratio: Fraction = Fraction(1)
     transfer: str | None = None  # for the 8-bit analysis proxy of HDR pictures
+    primaries: str | None = None
 
     @classmethod
     def of(cls, video: VideoStreamInfo) -> FrameView:
         orientation = Orientation.from_matrix(video.layout.display_matrix) or Orientation()
-        return cls((video.width, video.height), orientation, video.layout.sample_aspect_ratio, video.colour.transfer)
+        return cls((video.width, video.height), orientation, video.layout.sample_aspect_ratio, video.colour.transfer,
+                   video.colour.primaries)
 
     @property
     def square_width(self) -> int:
@@ -70,7 +72,7 @@ class FrameView:
     def analysis_image(self, image: np.ndarray) -> np.ndarray:
         """The upright, square-pixel, 8-bit RGB picture analysis looks at (the input itself for an
         upright square-pixel 8-bit SDR clip)."""
-        image = analysis_8bit(image, self.transfer)
+        image = analysis_8bit(image, self.transfer, self.primaries)
         if self.anamorphic:
             height = image.shape[0]
             shrink = self.square_width < image.shape[1]
