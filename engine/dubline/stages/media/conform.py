@@ -78,8 +78,10 @@ def conform(pts: np.ndarray, time_base: Fraction, rate: Fraction | None = None) 
 
 
 def scan_pts(container, stream) -> np.ndarray:
-    """Sorted, distinct presentation timestamps of every packet of ``stream`` (demuxed, not
-    decoded); the container is left at the stream's start."""
-    found = [packet.pts for packet in container.demux(stream) if packet.pts is not None and packet.size]
+    """Sorted, distinct presentation timestamps of every packet of ``stream`` that is shown (demuxed,
+    not decoded; packets an edit list discards are left out); the container is left at the
+    stream's start."""
+    found = [packet.pts for packet in container.demux(stream)
+             if packet.pts is not None and packet.size and not packet.is_discard]
     container.seek(stream.start_time or 0, stream=stream)
     return np.unique(np.asarray(found, dtype=np.int64))

@@ -23,7 +23,14 @@ from dubline.core.errors import (
 )
 from dubline.core.paths import check_not_input
 from dubline.core.timing import parse_rate, timecode_to_frames
-from dubline.stages.media.colour import FROM_RGB, MATRIX_CODES, RANGES, apply_colour, colour_codes
+from dubline.stages.media.colour import (
+    FROM_RGB,
+    MATRIX_CODES,
+    RANGES,
+    apply_colour,
+    colour_codes,
+    pixel_format_facts,
+)
 from dubline.stages.media.probe import layout_name
 from dubline.stages.media.types import (
     FIELD_ORDERS,
@@ -192,6 +199,8 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
                 frame = frame.reformat(format=pix_fmt, dst_colorspace=None if spec.rgb else matrix,
                                        dst_color_range=RANGES_CODES[colour_tags.range] if full_range else None,
                                        interpolation=FROM_RGB)
+            if alpha and not spec.rgb:
+                _put_alpha(frame, image[..., 3])
             for attribute, code in frame_colour.items():
                 setattr(frame, attribute, code)
             frame.pts, frame.time_base = position, frame_period
@@ -211,6 +220,20 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
 
 
 RANGES_CODES = {name: code for code, name in RANGES.items()}
+
+
+def _put_alpha(frame: av.VideoFrame, alpha: np.ndarray) -> None:
+    """Write the alpha plane of a YUVA frame from ``alpha``, keeping its top bits. (swscale rescales
+    alpha by 1023/65535, which moves a 10-bit alpha decoded at 12 bits, bits replicated, by one
+    code value over most of its range; the top bits are exactly the coded ones.)"""
+    plane = frame.planes[3]
+    bits = pixel_format_facts(frame.format.name)[0]
+    if alpha.dtype == np.uint16:
+        coded = alpha >> np.uint16(16 - bits)
+    else:
+        coded = ((alpha.astype(np.uint32) * ((1 << bits) - 1) + 127) // 255).astype(np.uint16)
+    target = np.frombuffer(plane, np.uint16).reshape(plane.height, plane.line_size // 2)
+    target[:, : plane.width] = coded
 _FIELD_ORDER_CODES = {name: code for code, name in FIELD_ORDERS.items()}
 
 
