@@ -328,3 +328,22 @@ def test_codec_only_reference_helpers(tmp_path):
     a, b = yuv_planes(source), yuv_planes(again)
     assert len(a) == len(b) == 2 and a[0][0].shape == b[0][0].shape == (32, 48)
     assert np.abs(a[0][0] - b[0][0]).mean() < 16  # ProRes on pixel noise is lossy, but close
+
+
+@pytest.mark.parametrize("degrees, hflip", ORIENTATIONS)
+def test_wav2lip_crops_are_upright_and_paste_back_where_they_came_from(degrees, hflip):
+    """Wav2Lip was trained on upright faces: a sideways stored frame gives the same 96x96 crop as
+    the upright picture, and the generated face goes back onto the stored pixels it came from."""
+    from dubline.stages.backends.wav2lip.crops import crop_face, paste_face
+    from dubline.stages.media.orientation import Orientation
+
+    view = media.FrameView((120, 90), Orientation.from_matrix(_matrix(degrees, hflip)))
+    upright = np.random.default_rng(degrees).integers(0, 255, (*view.display_shape, 3), dtype=np.uint8)
+    stored = np.ascontiguousarray(view.orientation.undo(upright))
+    box = np.array([10, 12, 60, 70]) if view.display_size[0] > 60 else np.array([5, 10, 60, 70])
+    assert np.array_equal(crop_face(stored, box, view), crop_face(upright, box))
+    face = np.random.default_rng(1).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    pasted = paste_face(stored, box, face, view)
+    assert np.array_equal(view.orientation.apply(pasted), paste_face(upright, box, face))
+    deep = paste_face(media.convert_depth(stored, np.uint16), box, face, view)  # a 16-bit frame stays 16-bit
+    assert deep.dtype == np.uint16 and np.array_equal(media.to_8bit(deep), pasted)
