@@ -135,7 +135,7 @@ def write_patch(
     temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
     try:
         _encode(temporary, spec, rate, width, height, first_image, iterator, start_timecode, colour_tags, audio, path,
-                layout or PictureLayout())
+                layout)
         publish(temporary, path, overwrite, inputs)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -168,7 +168,7 @@ def _check_size(width: int, height: int, spec: _Codec, codec: str) -> None:
 
 def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: int, first_image: np.ndarray,
             rest: Iterator, start_timecode: str | None, colour_tags: ColourTags | None,
-            audio: AudioClip | None, final: Path, layout: PictureLayout) -> None:
+            audio: AudioClip | None, final: Path, layout: PictureLayout | None) -> None:
     deep, alpha = first_image.dtype == np.uint16, first_image.shape[2] == 4
     pix_fmt = spec.pix_fmt(deep, alpha)
     with av.open(str(temporary), "w", format=_MUXERS[final.suffix.lower()]) as container:
@@ -177,7 +177,7 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.thread_type = "AUTO"
         apply_colour(stream.codec_context, colour_tags, spec.rgb)
-        fields = _apply_layout(stream, layout, spec)
+        fields = _apply_layout(stream, layout, spec) if layout is not None else None
         matrix = MATRIX_CODES.get(colour_tags.matrix) if colour_tags is not None and colour_tags.matrix else None
         full_range = colour_tags is not None and colour_tags.range is not None and not spec.rgb
         frame_colour = colour_codes(colour_tags, spec.rgb)
