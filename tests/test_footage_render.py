@@ -23,6 +23,7 @@ from dubline.core import landmarks as lm
 from dubline.core.timing import frames_to_range
 from dubline.pipeline import RenderRequest, render
 from dubline.pipeline.analysis import analyse_clip
+from dubline.pipeline.qc import run_qc
 from dubline.stages import media
 from dubline.stages.composite import lower_face_matte
 from dubline.stages.media.colour import to_rgb
@@ -134,6 +135,15 @@ def test_phone_clip_stored_sideways(clips, upright, dub, cache, reference, rotat
                                    _frames(result.matte, 0, END - FIRST)):
             outside = matte.image[..., 0] == 0
             assert np.array_equal(out.image[outside], src.image[outside])
+        _assert_qc_agrees(result, source, dub, cache)
+
+
+def _assert_qc_agrees(result, source: Path, dub: Path, cache: Path) -> None:
+    """``qc`` (another entry point) sees the same grid, the same face and the untouched pixels."""
+    report = run_qc(result.out, dub, source=source, span=SPAN, matte=result.matte, cache_root=cache)
+    assert report.frames == report.expected_frames == END - FIRST
+    assert report.outside_exact
+    assert report.identity_distance is not None and report.identity_distance < 0.6
 
 
 def test_wav2lip_gets_upright_faces_from_a_sideways_clip(clips, upright, dub, cache, reference):
@@ -197,6 +207,8 @@ def test_variable_frame_rate_phone_clip(clips, upright, dub, cache, case):
     for row, (out, matte) in enumerate(zip(_frames(result.out, 0, END - FIRST), _frames(result.matte, 0, END - FIRST))):
         outside = matte.image[..., 0] == 0
         assert np.array_equal(out.image[outside], ordered[shown[FIRST + row]][outside]), row
+    if case == "gaps":
+        _assert_qc_agrees(result, source, dub, cache)
 
 
 # ---- camera originals: anamorphic -----------------------------------------------------------

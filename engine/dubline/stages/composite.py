@@ -16,6 +16,10 @@ source pixels, bit for bit. That is the promise the ``--matte`` output mode and 
 
 All heavy work runs on the bounding box of the matte plus a margin, in float32, so the cost
 follows the face size, not the frame size.
+
+One module past 400 lines on purpose: the matte, the colour match, the blend and the deflicker
+share the matte box and the "matte == 0 is the source" invariant, which is easier to keep in one
+place.
 """
 
 from __future__ import annotations

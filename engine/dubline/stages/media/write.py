@@ -23,17 +23,10 @@ from dubline.core.errors import (
 )
 from dubline.core.paths import check_not_input
 from dubline.core.timing import parse_rate, timecode_to_frames
-from dubline.stages.media.colour import (
-    FROM_RGB,
-    MATRIX_CODES,
-    RANGES,
-    apply_colour,
-    colour_codes,
-    pixel_format_facts,
-)
+from dubline.stages.media.colour import FROM_RGB, MATRIX_CODES, RANGES, apply_colour, colour_codes
+from dubline.stages.media.layout import apply_layout, put_alpha
 from dubline.stages.media.probe import layout_name
 from dubline.stages.media.types import (
-    FIELD_ORDERS,
     AudioClip,
     ColourTags,
     PictureLayout,
@@ -177,9 +170,9 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.thread_type = "AUTO"
         apply_colour(stream.codec_context, colour_tags, spec.rgb)
-        fields = _apply_layout(stream, layout, spec) if layout is not None else None
+        fields = apply_layout(stream, layout, spec.codes_fields) if layout is not None else None
         matrix = MATRIX_CODES.get(colour_tags.matrix) if colour_tags is not None and colour_tags.matrix else None
-        full_range = colour_tags is not None and colour_tags.range is not None and not spec.rgb
+        tagged_range = colour_tags is not None and colour_tags.range is not None and not spec.rgb
         frame_colour = colour_codes(colour_tags, spec.rgb)
         if start_timecode:
             # mov/mp4 turn this into a tmcd track; matroska keeps it as a tag.
@@ -197,10 +190,10 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
             frame = av.VideoFrame.from_ndarray(image, format=in_format)
             if pix_fmt != in_format:
                 frame = frame.reformat(format=pix_fmt, dst_colorspace=None if spec.rgb else matrix,
-                                       dst_color_range=RANGES_CODES[colour_tags.range] if full_range else None,
+                                       dst_color_range=RANGES_CODES[colour_tags.range] if tagged_range else None,
                                        interpolation=FROM_RGB)
             if alpha and not spec.rgb:
-                _put_alpha(frame, image[..., 3])
+                put_alpha(frame, image[..., 3])
             for attribute, code in frame_colour.items():
                 setattr(frame, attribute, code)
             frame.pts, frame.time_base = position, frame_period
@@ -220,60 +213,6 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
 
 
 RANGES_CODES = {name: code for code, name in RANGES.items()}
-
-
-def _put_alpha(frame: av.VideoFrame, alpha: np.ndarray) -> None:
-    """Write the alpha plane of a YUVA frame from ``alpha``, keeping its top bits. (swscale rescales
-    alpha by 1023/65535, which moves a 10-bit alpha decoded at 12 bits, bits replicated, by one
-    code value over most of its range; the top bits are exactly the coded ones.)"""
-    plane = frame.planes[3]
-    bits = pixel_format_facts(frame.format.name)[0]
-    if alpha.dtype == np.uint16:
-        coded = alpha >> np.uint16(16 - bits)
-    else:
-        coded = ((alpha.astype(np.uint32) * ((1 << bits) - 1) + 127) // 255).astype(np.uint16)
-    target = np.frombuffer(plane, np.uint16).reshape(plane.height, plane.line_size // 2)
-    target[:, : plane.width] = coded
-_FIELD_ORDER_CODES = {name: code for code, name in FIELD_ORDERS.items()}
-
-
-def _apply_layout(stream, layout: PictureLayout, spec: _Codec):
-    """Put the source's display matrix, pixel aspect and field order on the stream; for an
-    interlaced source and a codec that codes fields, return what marks each picture's fields."""
-    if layout.display_matrix is not None:
-        stream.set_display_matrix(list(layout.display_matrix))
-    if layout.sample_aspect_ratio != 1:
-        stream.codec_context.sample_aspect_ratio = layout.sample_aspect_ratio
-    if layout.field_order != "unknown":
-        stream.codec_context.field_order = _FIELD_ORDER_CODES[layout.field_order]
-    if not (layout.interlaced and spec.codes_fields):
-        return None
-    stream.codec_context.flags |= av.codec.context.Flags.interlaced_dct
-    # The top field is coded (and for tt/bb shown) first for tt and tb; bottom first otherwise.
-    return _FieldMarker("tff" if layout.field_order in ("tt", "tb") else "bff")
-
-
-class _FieldMarker:
-    """Marks pictures interlaced with the given field dominance (FFmpeg's setfield filter: PyAV
-    frames do not expose the flags), which the ProRes and H.264 encoders read per picture."""
-
-    def __init__(self, mode: str) -> None:
-        self._mode = mode
-        self._graph = None
-
-    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
-        if self._graph is None:
-            graph = av.filter.Graph()
-            source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                                      time_base=frame.time_base)
-            setfield = graph.add("setfield", self._mode)
-            sink = graph.add("buffersink")
-            source.link_to(setfield)
-            setfield.link_to(sink)
-            graph.configure()
-            self._graph = graph
-        self._graph.vpush(frame)
-        return self._graph.vpull()
 
 
 class _AudioWriter:
