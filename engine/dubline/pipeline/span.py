@@ -98,8 +98,11 @@ def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: 
             if speech is not None:
                 caption += f"  {speech.phone[row] or '-'} / {speech.viseme[row]}  open {speech.openness[row]:.2f}"
             present = bool(faces.present[row])
+            picture = view.analysis_image(frame.image)
+            # H.264 needs even sizes; a square-pixel view can be odd (720x480 at 10:11 is 655 wide).
+            picture = np.pad(picture, ((0, picture.shape[0] % 2), (0, picture.shape[1] % 2), (0, 0)), mode="edge")
             yield draw_analysis(
-                view.analysis_image(frame.image),
+                picture,
                 faces.boxes[row] if present else None,
                 faces.landmarks[row] if present else None,
                 str(faces.reason[row]),
