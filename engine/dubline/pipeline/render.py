@@ -233,17 +233,6 @@ def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpa
             raise
 
 
-def _footage_warnings(span: SourceSpan, request: RenderRequest) -> list[str]:
-    """How the source was conformed (variable frame rate) and what the patch cannot carry."""
-    notes = []
-    conform = span.video.conform
-    if conform is not None:
-        held, dropped = conform.span_counts(span.first, span.end)
-        notes.append(f"{conform.describe(held, dropped)} in frames {span.first}-{span.end - 1}"
-                     f" (clip: {conform.held} held, {conform.dropped} dropped)")
-    return notes + media.patch_warnings(span.video, request.codec, request.matte_codec)
-
-
 def _write_timeline(request: RenderRequest, span: SourceSpan) -> Path:
     video = span.video
     start_frames = timing.timecode_to_frames(video.start_timecode, video.rate) if video.start_timecode else 0
@@ -272,7 +261,7 @@ def render(
 
     with clock.stage("probe"):
         span = probe_span(request)
-    warnings.extend(_footage_warnings(span, request))
+    warnings.extend(media.patch_warnings(span.video, request.codec, request.matte_codec, (span.first, span.end)))
     with clock.stage("analyse_source"):
         source = analyses.analyse(request.video, request.speaker, progress, cancel)
         library = [source] + [analyses.analyse(path, None, progress, cancel) for path in request.library]

@@ -333,11 +333,18 @@ class BackgroundWriter:
             raise self._error
 
 
-def patch_warnings(video: VideoStreamInfo, codec: str, matte_codec: str | None = None) -> list[str]:
-    """What a patch in ``codec`` (and a matte in ``matte_codec``) of this source cannot carry, in
-    words for the render's warnings; empty when it overlays the source in every respect."""
+def patch_warnings(video: VideoStreamInfo, codec: str, matte_codec: str | None = None,
+                   frames: tuple[int, int] | None = None) -> list[str]:
+    """For the render's warnings: how a variable-rate source was conformed over ``frames`` [first,
+    end), and what a patch in ``codec`` (and a matte in ``matte_codec``) of it cannot carry; empty
+    when the patch overlays the source in every respect."""
     spec = PATCH_CODECS[codec]
     notes = []
+    if video.conform is not None and frames is not None:
+        first, end = frames
+        held, dropped = video.conform.span_counts(first, end)
+        notes.append(f"{video.conform.describe(held, dropped)} in frames {first}-{end - 1}"
+                     f" (clip: {video.conform.held} held, {video.conform.dropped} dropped)")
     if video.alpha and not spec.alpha:
         notes.append(f"the source's alpha channel is not in the patch ({codec} has none); use --codec prores4444 to keep it")
     coded_depth = 16 if spec.rgb else 10
