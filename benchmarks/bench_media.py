@@ -175,9 +175,10 @@ def generate_depth(name: str, width: int, height: int, rate: int, frames: int) -
 
 
 def measure_child(kind: str, target: str, count: int, width: int, height: int, rate: int) -> None:
-    """Run in a fresh process (the engine on PYTHONPATH): print one fps figure."""
+    """Run in a fresh process (the engine on PYTHONPATH): print fps (wall clock) and CPU
+    milliseconds per frame (all threads: steadier than wall time on a shared machine)."""
     if kind == "read":
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         read = sum(1 for _ in media.read_span(Path(target), frames_to_range(0, count, Fraction(rate))))
         assert read == count
     else:
@@ -186,19 +187,19 @@ def measure_child(kind: str, target: str, count: int, width: int, height: int, r
         if depth == "8":
             pictures = [(p // 257).astype(np.uint8) for p in pictures]
         with tempfile.TemporaryDirectory() as directory:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             media.write_patch((pictures[i % 8] for i in range(count)), Path(directory) / "patch.mov", codec,
                               Fraction(rate), "01:00:00:00")
-    print(count / (time.perf_counter() - started))
+    print(count / (time.perf_counter() - started), 1000 * (time.process_time() - cpu) / count)
 
 
-def child_fps(engine: Path, kind: str, target: str, count: int, width: int, height: int, rate: int) -> float:
+def child_fps(engine: Path, kind: str, target: str, count: int, width: int, height: int, rate: int) -> tuple[float, float]:
     environment = dict(os.environ, PYTHONPATH=f"{engine}{os.pathsep}{Path(__file__).resolve().parents[1] / 'tests'}")
     output = subprocess.run(
         [sys.executable, __file__, "--measure", kind, target, str(count), str(width), str(height), str(rate)],
         check=True, capture_output=True, text=True, env=environment,
     ).stdout.split()
-    return float(output[-1])
+    return float(output[-2]), float(output[-1])
 
 
 def baseline_engine(revision: str, directory: Path) -> Path:
@@ -217,6 +218,8 @@ def depth_section(args: argparse.Namespace) -> None:
     for codec in ("prores", "dnxhr", "h264"):
         measures += [("write", f"{codec}:8", f"write_patch {codec} from uint8"),
                      ("write", f"{codec}:16", f"write_patch {codec} from uint16")]
+    if args.depth_filter:
+        measures = [m for m in measures if args.depth_filter in m[2]]
     with tempfile.TemporaryDirectory() as directory:
         engines = {"this checkout": current}
         if args.baseline:
@@ -231,7 +234,9 @@ def depth_section(args: argparse.Namespace) -> None:
                     if name != "this checkout" and not eight_bit:
                         continue  # the baseline reads and writes 8 bits only
                     results.setdefault(name, []).append(child_fps(engine, kind, target, count, w, h, rate))
-            figures = "  ".join(f"{name}: {statistics.median(values):.1f} fps" for name, values in results.items())
+            figures = "  ".join(
+                f"{name}: {statistics.median(v[0] for v in values):.1f} fps,"
+                f" {statistics.median(v[1] for v in values):.0f} CPU ms/frame" for name, values in results.items())
             print(f"  {label:<36s} {figures}", flush=True)
 
 
@@ -250,6 +255,7 @@ def main() -> None:
     parser.add_argument("--only-depth", action="store_true", help="only the 10-bit vs 8-bit (and baseline) section")
     parser.add_argument("--no-depth", action="store_true", help="skip the 10-bit vs 8-bit section")
     parser.add_argument("--baseline", help="git revision whose engine the 8-bit measures are also run with")
+    parser.add_argument("--depth-filter", help="only the depth measures whose label contains this text")
     parser.add_argument("--rss-child", nargs=4, metavar=("PATH", "FIRST", "COUNT", "RATE"), help=argparse.SUPPRESS)
     parser.add_argument("--measure", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -23,14 +23,17 @@ from dubline.stages.media.types import VideoFrame, VideoStreamInfo
 
 log = logging.getLogger(__name__)
 
+
 def read_span(path: str | Path, span: otio.opentime.TimeRange) -> Iterator[VideoFrame]:
-    """Yield exactly the frames of ``span`` in order, decoded one at a time.
+    """Yield exactly the frames of ``span`` in order, decoded one at a time, as stored (8-bit
+    sources as uint8 RGB, deeper ones as uint16; alpha in ``VideoFrame.alpha``).
 
     Seeks backward to the keyframe before the span and decodes forward to the first frame
     whose pts is at or after its start. Constant-rate streams select frames by index
-    (from pts); variable-rate streams select the frames whose timestamps lie in
-    ``[start, end)`` seconds. Errors about the file or the span are raised here, before
-    the first frame; a stream that ends early raises ``MediaDecodeError`` while iterating.
+    (from pts); variable-rate streams yield the slots of their conform grid (``media.conform``:
+    each slot the source frame shown at that time, held or dropped as the rule says). Errors
+    about the file or the span are raised here, before the first frame; a stream that ends
+    early raises ``MediaDecodeError`` while iterating.
     """
     path = check_input(path)
     container = open_input(path)
