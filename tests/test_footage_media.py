@@ -347,3 +347,13 @@ def test_wav2lip_crops_are_upright_and_paste_back_where_they_came_from(degrees, 
     assert np.array_equal(view.orientation.apply(pasted), paste_face(upright, box, face))
     deep = paste_face(media.convert_depth(stored, np.uint16), box, face, view)  # a 16-bit frame stays 16-bit
     assert deep.dtype == np.uint16 and np.array_equal(media.to_8bit(deep), pasted)
+
+
+@pytest.mark.parametrize("order", ["tt", "bb", "tb", "bt"])
+def test_every_field_order_is_written_as_the_source_has_it(tmp_path, order):
+    """ProRes keeps all four; H.264 only knows which field is first (tb -> tt, bt -> bb)."""
+    frames = [np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)] * 2
+    layout = media.PictureLayout(field_order=order)
+    for codec, suffix, expected in (("prores", ".mov", order), ("h264", ".mp4", {"tb": "tt", "bt": "bb"}.get(order, order))):
+        out = media.write_patch(frames, tmp_path / f"{codec}{suffix}", codec, Fraction(25), layout=layout)
+        assert media.probe(out).video.layout.field_order == expected, codec

@@ -25,7 +25,15 @@ def apply_layout(stream, layout: PictureLayout, codes_fields: bool):
         return None
     stream.codec_context.flags |= av.codec.context.Flags.interlaced_dct
     # The top field is coded (and for tt/bb shown) first for tt and tb; bottom first otherwise.
-    return _FieldMarker("tff" if layout.field_order in ("tt", "tb") else "bff")
+    # H.264 knows only which field comes first (tb and bt become tt and bb), and x264 takes it as
+    # an option rather than from the pictures.
+    dominance = "tff" if layout.field_order in ("tt", "tb") else "bff"
+    if stream.codec_context.name == "libx264":
+        options = dict(stream.codec_context.options)
+        extra = f"{dominance}=1"
+        options["x264-params"] = f"{options['x264-params']}:{extra}" if options.get("x264-params") else extra
+        stream.codec_context.options = options
+    return _FieldMarker(dominance)
 
 
 class _FieldMarker:
