@@ -4,7 +4,8 @@ showing the frame on screen at that time.
 The nominal rate (``nominal_rate``), one rule for every entry point (probe, read_span and so
 render, analyse, qc, the engine and ``dubline otio``):
 
-1. the frame durations are the steps between consecutive presentation timestamps;
+1. the frame durations are the steps between consecutive presentation timestamps (of the packets
+   that are shown: an edit list's discarded packets are not frames);
 2. the typical duration is their median (gaps, where a phone skipped frames, are rarer than
    regular steps);
 3. each step counts as a whole number of frame durations, step / typical rounded (a gap counts

@@ -97,7 +97,10 @@ def _conform(container, stream, time_base: Fraction, path: Path):
     pts = scan_pts(container, stream)
     if len(pts) < 2:
         raise MediaDecodeError(f"{path}: a variable-rate video stream needs at least two frames with timestamps")
-    return conform(pts, time_base)
+    try:
+        return conform(pts, time_base)
+    except ValueError as error:
+        raise MediaDecodeError(f"{path}: its variable frame rate cannot be conformed ({error})") from error
 
 
 def _display_matrix(container, stream) -> tuple[int, ...] | None:
