@@ -7,13 +7,20 @@ Prints, measured in one run:
   * read_span throughput at 1080p (decode + RGB conversion), frames per second;
   * write_patch encode throughput at 1080p for prores, dnxhr and h264;
   * peak RSS (VmHWM) of a fresh process reading a 10 s and a 60 s 1080p span (target
-    < 1 GiB, and no growth with span length).
+    < 1 GiB, and no growth with span length);
+  * the 10-bit path beside the 8-bit one (``--depth``, on by default): read_span fps of the same
+    1080p pictures as 8-bit H.264, 10-bit H.264 (High 10) and 10-bit ProRes 422 HQ, and
+    write_patch fps from uint8 and from uint16 frames, each in a fresh process, alternating;
+  * with ``--baseline REV``: the same 8-bit measures with the engine of git revision REV, in
+    alternation with this checkout's, so the 8-bit path before and after a change is compared
+    under the same load.
 
 The long file is generated once (a low-complexity bar-code pattern, so 2 cores manage it)
 and cached in $DUBLINE_BENCH_CACHE or ~/.cache/dubline/bench.
 
     python benchmarks/bench_media.py                       # full sizes
     python benchmarks/bench_media.py --long-seconds 120 --height 720 --width 1280   # quick check
+    python benchmarks/bench_media.py --only-depth --baseline 6bbd15f   # 10 vs 8 bits, old vs new
 """
 
 from __future__ import annotations
@@ -133,6 +140,106 @@ def peak_rss_mib(path: Path, first: int, count: int, rate: int) -> tuple[float, 
     return int(output[1]) / 1024, int(output[0])
 
 
+DEPTH_SOURCES = {  # name -> (encoder, pixel format, options)
+    "h264 8-bit": ("libx264", "yuv420p", {"preset": "ultrafast", "g": "25", "bf": "2"}),
+    "h264 10-bit": ("libx264", "yuv420p10le", {"preset": "ultrafast", "g": "25", "bf": "2"}),
+    "prores 10-bit": ("prores_ks", "yuv422p10le", {"profile": "3"}),
+}
+
+
+def depth_picture(index: int, width: int, height: int) -> np.ndarray:
+    """A bar-code frame over a soft diagonal gradient, as 16-bit RGB: detail 8 bits cannot hold."""
+    ramp = (np.add.outer(np.arange(height), np.arange(width)) * (4000.0 / (width + height))).astype(np.float32)
+    base = pattern_image(index, width, height).astype(np.float32) * 257.0 * 0.8
+    return np.clip(base + ramp[..., None], 0, 65535).astype(np.uint16)
+
+
+def generate_depth(name: str, width: int, height: int, rate: int, frames: int) -> Path:
+    encoder, pix_fmt, options = DEPTH_SOURCES[name]
+    path = cache_dir() / f"depth_{name.replace(' ', '_')}_{width}x{height}_{frames}.mov"
+    if path.exists():
+        return path
+    partial = path.with_suffix(".part.mov")
+    with av.open(str(partial), "w") as container:
+        stream = container.add_stream(encoder, rate=rate, options=dict(options))
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(depth_picture(index, width, height), format="rgb48le").reformat(format=pix_fmt)
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    partial.rename(path)
+    return path
+
+
+def measure_child(kind: str, target: str, count: int, width: int, height: int, rate: int) -> None:
+    """Run in a fresh process (the engine on PYTHONPATH): print fps (wall clock) and CPU
+    milliseconds per frame (all threads: steadier than wall time on a shared machine)."""
+    if kind == "read":
+        started, cpu = time.perf_counter(), time.process_time()
+        read = sum(1 for _ in media.read_span(Path(target), frames_to_range(0, count, Fraction(rate))))
+        assert read == count
+    else:
+        codec, depth = target.split(":")
+        pictures = [depth_picture(i, width, height) for i in range(8)]
+        if depth == "8":
+            pictures = [(p // 257).astype(np.uint8) for p in pictures]
+        with tempfile.TemporaryDirectory() as directory:
+            started, cpu = time.perf_counter(), time.process_time()
+            media.write_patch((pictures[i % 8] for i in range(count)), Path(directory) / "patch.mov", codec,
+                              Fraction(rate), "01:00:00:00")
+    print(count / (time.perf_counter() - started), 1000 * (time.process_time() - cpu) / count)
+
+
+def child_fps(engine: Path, kind: str, target: str, count: int, width: int, height: int, rate: int) -> tuple[float, float]:
+    environment = dict(os.environ, PYTHONPATH=f"{engine}{os.pathsep}{Path(__file__).resolve().parents[1] / 'tests'}")
+    output = subprocess.run(
+        [sys.executable, __file__, "--measure", kind, target, str(count), str(width), str(height), str(rate)],
+        check=True, capture_output=True, text=True, env=environment,
+    ).stdout.split()
+    return float(output[-2]), float(output[-1])
+
+
+def baseline_engine(revision: str, directory: Path) -> Path:
+    """The ``engine/`` tree of a git revision, exported into ``directory``."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(root), "archive", revision, "engine"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    return directory / "engine"
+
+
+def depth_section(args: argparse.Namespace) -> None:
+    w, h, rate, count = args.width, args.height, args.rate, args.depth_frames
+    current = Path(__file__).resolve().parents[1] / "engine"
+    sources = {name: generate_depth(name, w, h, rate, count) for name in DEPTH_SOURCES}
+    measures = [("read", str(path), f"read_span {name}") for name, path in sources.items()]
+    for codec in ("prores", "dnxhr", "h264"):
+        measures += [("write", f"{codec}:8", f"write_patch {codec} from uint8"),
+                     ("write", f"{codec}:16", f"write_patch {codec} from uint16")]
+    if args.depth_filter:
+        measures = [m for m in measures if args.depth_filter in m[2]]
+    with tempfile.TemporaryDirectory() as directory:
+        engines = {"this checkout": current}
+        if args.baseline:
+            engines[f"baseline {args.baseline}"] = baseline_engine(args.baseline, Path(directory))
+        print(f"10-bit vs 8-bit at {w}x{h}, {count} frames per measure, median of {args.repeats} fresh processes"
+              f" run in alternation:", flush=True)
+        for kind, target, label in measures:
+            eight_bit = target.endswith(":8") or "8-bit" in label
+            results = {}
+            for _ in range(args.repeats):
+                for name, engine in engines.items():
+                    if name != "this checkout" and not eight_bit:
+                        continue  # the baseline reads and writes 8 bits only
+                    results.setdefault(name, []).append(child_fps(engine, kind, target, count, w, h, rate))
+            figures = "  ".join(
+                f"{name}: {statistics.median(v[0] for v in values):.1f} fps,"
+                f" {statistics.median(v[1] for v in values):.0f} CPU ms/frame" for name, values in results.items())
+            print(f"  {label:<36s} {figures}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short-seconds", type=int, default=10)
@@ -144,11 +251,26 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=25)
     parser.add_argument("--encode-frames", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--depth-frames", type=int, default=50, help="frames per 10-bit/8-bit measure")
+    parser.add_argument("--only-depth", action="store_true", help="only the 10-bit vs 8-bit (and baseline) section")
+    parser.add_argument("--no-depth", action="store_true", help="skip the 10-bit vs 8-bit section")
+    parser.add_argument("--baseline", help="git revision whose engine the 8-bit measures are also run with")
+    parser.add_argument("--depth-filter", help="only the depth measures whose label contains this text")
     parser.add_argument("--rss-child", nargs=4, metavar=("PATH", "FIRST", "COUNT", "RATE"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         path, first, count, rate = args.rss_child
         rss_child(path, int(first), int(count), int(rate))
+        return
+    if args.measure:
+        kind, target, count, width, height, rate = args.measure
+        measure_child(kind, target, int(count), int(width), int(height), int(rate))
+        return
+    if args.only_depth:
+        print(f"media benchmark  {time.strftime('%Y-%m-%d')}  {platform.machine()} {os.cpu_count()} CPUs"
+              f"  PyAV {av.__version__}  load {os.getloadavg()[0]:.1f}", flush=True)
+        depth_section(args)
         return
 
     w, h, rate = args.width, args.height, args.rate
@@ -183,6 +305,8 @@ def main() -> None:
         count = min(seconds * rate, args.long_seconds * rate)
         mib, read = peak_rss_mib(long, 0, count, rate)
         print(f"peak RSS reading a {count / rate:.0f} s span ({read} frames): {mib:.0f} MiB  (target < 1024)", flush=True)
+    if not args.no_depth:
+        depth_section(args)
 
 
 if __name__ == "__main__":

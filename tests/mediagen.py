@@ -52,8 +52,10 @@ def pattern_image(index: int, width: int, height: int, alpha: bool = False) -> n
 
 
 def decode_index(image: np.ndarray) -> int:
-    """Read the index back from an RGB(A) or grey frame (centre of each block, thresholded)."""
-    grey = image[..., :3].mean(axis=-1) if image.ndim == 3 else image.astype(np.float64)
+    """Read the index back from an RGB(A) or grey frame, 8-bit or 16-bit (centre of each block,
+    thresholded)."""
+    scale = 257.0 if image.dtype == np.uint16 else 1.0
+    grey = (image[..., :3].mean(axis=-1) if image.ndim == 3 else image.astype(np.float64)) / scale
     height, width = grey.shape
     index = 0
     for bit in range(BITS):

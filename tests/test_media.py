@@ -20,7 +20,7 @@ from dubline.core.errors import (
     MediaNotFoundError,
     NoStreamError,
 )
-from dubline.core.timing import frames_to_range
+from dubline.core.timing import frames_to_range, range_to_frames
 from dubline.stages import media
 from mediagen import AudioSpec, decode_index, make_audio, make_video, spec_for, truncate
 
@@ -89,22 +89,35 @@ def test_read_span_streams(tmp_path):
     frames.close()  # stopping early releases the file
 
 
-def test_variable_frame_rate_read_by_timestamp(tmp_path):
+def test_variable_frame_rate_is_read_on_its_conform_grid(tmp_path):
+    """Irregular steps: every slot of the conform grid shows the last frame at or before its
+    middle, whatever time base the span is given in (the rule itself: test_footage_media.py)."""
     rng = np.random.default_rng(7)
     steps = rng.choice([20, 33, 40, 40, 60], size=40)
     pts = np.concatenate([[0], np.cumsum(steps)[:-1]]).tolist()
     spec = spec_for("h264", frames=40, pts=pts, time_base=Fraction(1, 1000))
     path = make_video(tmp_path / "vfr.mp4", spec)
     info = media.probe(path).video
-    assert info.variable_rate
-    assert info.frame_count == 40
-    for t0, t1 in [(0.0, 0.3), (0.41, 0.9), (0.5, 0.52)]:
+    assert info.variable_rate and info.conform is not None
+    assert info.conform.source_frames == 40
+    rate = info.rate
+
+    def shown(slot: int) -> int:
+        middle = (slot + Fraction(1, 2)) / rate * 1000
+        return max(i for i, p in enumerate(pts) if p <= middle)
+
+    assert info.frame_count == round(Fraction(pts[-1], 1000) * rate) + 1
+    assert shown(info.frame_count - 1) == 39
+    for t0, t1 in [(0.0, 0.3), (0.41, 0.9), (0.5, 0.6)]:
         span = otio.opentime.TimeRange(
             otio.opentime.RationalTime(t0 * 1000, 1000), otio.opentime.RationalTime((t1 - t0) * 1000, 1000)
         )
-        got = [decode_index(frame.image) for frame in media.read_span(path, span)]
-        expected = [i for i, p in enumerate(pts) if t0 * 1000 <= p < t1 * 1000]
-        assert got == expected, (t0, t1)
+        first, end = range_to_frames(span, rate)
+        frames = list(media.read_span(path, span))
+        assert [f.index for f in frames] == list(range(first, end))
+        assert [decode_index(f.image) for f in frames] == [shown(k) for k in range(first, end)], (t0, t1)
+        seconds = [Fraction(f.pts - info.start_pts) * info.time_base for f in frames]
+        assert seconds == [Fraction(pts[shown(k)], 1000) for k in range(first, end)]
 
 
 def test_probe_reports_timecode_colour_and_audio(tmp_path):

@@ -17,6 +17,7 @@ from dubline.core.errors import (
 )
 from dubline.core.timing import frames_to_range
 from dubline.stages import media
+from dubline.stages.media.colour import sixteen_bit_white
 from mediagen import audio_pattern, decode_index, pattern_image
 
 BT709 = media.ColourTags("bt709", "bt709", "bt709", "tv")
@@ -180,7 +181,8 @@ def test_decoded_frames_survive_a_patch_round_trip_unbiased(tmp_path, codec, min
     frames = [frame.image for frame in media.read_span(source, span)]
     out = media.write_patch(frames, tmp_path / "patch.mov", codec, info.video.rate, colour_tags=info.video.colour)
     for original, decoded in zip(frames, (frame.image for frame in media.read_span(out, span))):
-        error = decoded.astype(np.float64) - original
+        assert decoded.dtype == np.uint16  # ProRes decodes at 10/12 bits: 16-bit RGB, never through 8 bits
+        error = decoded.astype(np.float64) * 255.0 / sixteen_bit_white() - original
         assert 10 * np.log10(255.0**2 / np.mean(error**2)) >= min_psnr
         # A truncating YCbCr->RGB path, or encoding with another matrix than the tagged one,
         # shifts every pixel the same way by a level or more.

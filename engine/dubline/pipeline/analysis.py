@@ -1,7 +1,9 @@
 """Analysis of the speaker's footage, and who provides it to a render.
 
 ``analyse_clip`` computes a ``ClipAnalysis`` (face track of every frame, the clip's own speech, the
-speaker calibration), with every per-frame result cached on disk. A render asks an
+speaker calibration), with every per-frame result cached on disk. Faces are found on the clip's
+analysis view (``media.FrameView``: upright, square pixels, 8-bit), so the face track is in that
+view's coordinates; whoever touches stored pixels maps them back (``ClipAnalysis.view``). A render asks an
 ``AnalysisProvider`` for the analyses it needs: ``DiskAnalyses`` (the CLI) recomputes from the disk
 cache each time; ``ResidentAnalyses`` (the engine) also keeps recent analyses in memory, keyed by
 the file's identity and the speaker hint, so a warm engine pays nothing.
@@ -39,6 +41,8 @@ from dubline.stages.speech.phones import SAMPLE_RATE
 
 #: Lower-face brightness thumbnails: small enough to keep for every frame of a long source.
 THUMB_WIDTH = 64
+#: Bump when the thumbnails' pictures change (2: of the analysis view, on the conform grid).
+THUMB_VERSION = 2
 
 
 class AnalysisProvider(Protocol):
@@ -131,7 +135,8 @@ def analyse_clip(
 
     own_speech, warnings = _own_speech(path, info, whole, cache_root, cancel)
 
-    thumb_cache = FrameCache("thumbs", fingerprint, {"width": THUMB_WIDTH}, root=cache_root)
+    thumb_cache = FrameCache("thumbs", fingerprint, {"width": THUMB_WIDTH, "version": THUMB_VERSION}, root=cache_root)
+    view = media.FrameView.of(video)
     detections = detection_cache(fingerprint, face_params, root=cache_root)
     every_frame = range(video.frame_count)
     thumbs: dict[int, np.ndarray] = thumb_cache.get_many(every_frame)
@@ -146,7 +151,7 @@ def analyse_clip(
     else:
         fresh: dict[int, np.ndarray] = {}
         faces = track_faces(
-            _thumbnails(media.read_span(path, whole), fresh),
+            _thumbnails(view.analysis_frames(media.read_span(path, whole)), fresh),
             frame_count=video.frame_count,
             speech_activity=activity,
             speaker=speaker,
@@ -162,8 +167,8 @@ def analyse_clip(
         calibration = calibrate_speaker(faces.aperture, faces.mouth_width, own_speech)
     else:
         calibration = default_calibration(f"{path.name} has no usable audio to calibrate the speaker's mouth from")
-    return ClipAnalysis(path, info, faces, _lower_face_luma(faces, thumbs, video.width), own_speech, calibration,
-                        warnings)
+    return ClipAnalysis(path, info, faces, _lower_face_luma(faces, thumbs, view.display_size[0]), own_speech,
+                        calibration, warnings)
 
 
 def _own_speech(path: Path, info: media.MediaInfo, whole, cache_root: Path | None,

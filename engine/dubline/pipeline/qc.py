@@ -8,6 +8,11 @@ Without ``--matte`` the "outside" region is everything beyond the lower-face mat
 source's own landmarks grown by ``OUTSIDE_MARGIN`` inter-ocular distances (the render's matte
 can reach a lower library chin, so the source's own matte alone would be too tight); with
 ``--matte`` it is exactly where the matte clip is 0.
+
+Faces are found on the patch's analysis view (upright, square pixels, 8-bit, like the source's
+track); masks are drawn on the stored frames with the source's landmarks mapped back. Untouched
+pixels are compared at the source's depth (PSNR against its peak), the image measures (seam,
+flicker, sharpness) at 8 bits, the scale they were calibrated at.
 """
 
 from __future__ import annotations
@@ -49,7 +54,10 @@ class _Tally:
     squared_error: float = 0.0
     outside_samples: int = 0
 
+    peak: float = 255.0
+
     def add(self, out: np.ndarray, src: np.ndarray, outside: np.ndarray) -> None:
+        self.peak = float(np.iinfo(src.dtype).max)
         difference = out[outside].astype(np.int32) - src[outside].astype(np.int32)
         self.diff_pixels += int(np.count_nonzero(np.any(difference != 0, axis=-1)))
         self.squared_error += float(np.sum(difference.astype(np.float64) ** 2))
@@ -59,7 +67,7 @@ class _Tally:
         if self.outside_samples == 0:
             return float("nan")
         mse = self.squared_error / self.outside_samples
-        return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+        return float("inf") if mse == 0 else float(10 * np.log10(self.peak**2 / mse))
 
 
 def _speaker_face(detections, reference_box: np.ndarray | None):
@@ -87,6 +95,7 @@ def run_qc(
     info = media.probe(patch)
     video = info.video
     assert video is not None
+    patch_view = media.FrameView.of(video)
     frame_count = video.frame_count
     report = QcReport(frames=frame_count, start_timecode=video.start_timecode)
 
@@ -97,9 +106,11 @@ def run_qc(
 
     source_frames = None
     source_faces = None
+    source_view = patch_view
     first = 0
     if source is not None and span is not None:
         source_info = media.probe(source)
+        source_view = media.FrameView.of(source_info.video)
         first, end = resolve_span(span, source_info, source)
         report.expected_frames = end - first
         report.expected_start_timecode = span_start_timecode(source_info, first)
@@ -118,14 +129,15 @@ def run_qc(
     seams, sharpness = [], []
     for row, frame in enumerate(media.read_span(patch, timing.frames_to_range(0, frame_count, video.rate))):
         box = None if source_faces is None else source_faces.boxes[first + row]
-        face = _speaker_face(detect_frame(frame.image, params), box)
+        face = _speaker_face(detect_frame(patch_view.analysis_image(frame.image), params), box)
         if face is not None:
             aperture[row] = lm.inner_lip_aperture(face.landmarks)
             out_descriptors[row] = face.descriptor
             out_boxes[row] = face.box
         if source_frames is not None:
             src = next(source_frames).image
-            points = source_faces.landmarks[first + row]
+            out = media.convert_depth(frame.image, src.dtype)  # a 10-bit patch of an 8-bit source
+            points = source_view.to_stored(source_faces.landmarks[first + row].astype(np.float64))
             if matte_frames is not None:
                 inside = next(matte_frames).image[..., 0] > 0
             elif np.all(np.isfinite(points)):
@@ -133,13 +145,14 @@ def run_qc(
                 inside = cv2.dilate((lower_face_matte(points, src.shape[:2]) > 0).astype(np.uint8), np.ones((grow, grow), np.uint8)) > 0
             else:
                 inside = np.zeros(src.shape[:2], bool)
-            tally.add(frame.image, src, ~inside)
+            tally.add(out, src, ~inside)
             if np.all(np.isfinite(points)) and inside.any():
+                out8, src8 = media.to_8bit(out), media.to_8bit(src)
                 soft = lower_face_matte(points, src.shape[:2])
-                seams.append(seam_score(frame.image, src, soft))
+                seams.append(seam_score(out8, src8, soft))
                 mouth = mouth_mask(points, src.shape[:2])
-                flicker.add(frame.image, src, mouth)
-                sharpness.append(sharpness_ratio(frame.image, src, mouth))
+                flicker.add(out8, src8, mouth)
+                sharpness.append(sharpness_ratio(out8, src8, mouth))
         progress("qc", row + 1, frame_count)
 
     report.pac_sync, report.pac_lag = pac_sync(aperture, openness)
@@ -157,7 +170,7 @@ def run_qc(
 
     whole = timing.frames_to_range(0, frame_count, video.rate)
     report.expert_sync = wav2lip_sync_report(
-        (f.image for f in media.read_span(patch, whole)), out_boxes, dub, video.rate
+        (patch_view.analysis_image(f.image) for f in media.read_span(patch, whole)), out_boxes, dub, video.rate
     )
     missing = int(np.isnan(aperture).sum())
     if missing:

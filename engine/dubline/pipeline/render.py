@@ -194,6 +194,7 @@ def _composited(request: RenderRequest, backend: Backend, job: BackendJob, plan:
     """The span's output frames: the backend's patches pasted by the shared compositor."""
     params = CompositeParams()
     deflicker = TemporalDeflicker()
+    keep_alpha = media.PATCH_CODECS[request.codec].alpha
     source_frames = media.read_span(request.video, span.time_range)
     for done, (frame, mouth) in enumerate(backend.patches(job, plan, source_frames), start=1):
         if cancel is not None:
@@ -206,7 +207,7 @@ def _composited(request: RenderRequest, backend: Backend, job: BackendJob, plan:
         if matte is not None:
             matte.put(_matte_frame(result.matte))
         progress("render", done, span.frame_count)
-        yield result.frame
+        yield result.frame if frame.alpha is None or not keep_alpha else np.dstack([result.frame, frame.alpha])
 
 
 def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpan, timecode: str,
@@ -217,7 +218,7 @@ def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpa
             frames, request.out, request.codec, span.video.rate, start_timecode=timecode,
             colour_tags=span.video.colour,
             audio=_span_audio_for_mux(dub_audio, span.frame_count, span.video.rate) if request.with_audio else None,
-            overwrite=request.overwrite, inputs=request.inputs(),
+            overwrite=request.overwrite, inputs=request.inputs(), layout=span.video.layout,
         )
     except BaseException as error:
         if matte is not None:
@@ -266,6 +267,7 @@ def render(
         warnings.extend(audio_warnings)
         for path in request.library:
             media.probe(path)  # likewise a library file that is not media
+    warnings.extend(media.patch_warnings(span.video, request.codec, request.matte_codec, (span.first, span.end)))
     with clock.stage("analyse_source"):
         source = analyses.analyse(request.video, request.speaker, progress, cancel)
         library = [source] + [analyses.analyse(path, None, progress, cancel) for path in request.library]
@@ -282,7 +284,7 @@ def render(
     matte = None
     if request.matte is not None:
         matte = media.BackgroundWriter(request.matte, request.matte_codec, span.video.rate, timecode,
-                                       request.overwrite, request.inputs())
+                                       request.overwrite, request.inputs(), span.video.colour, span.video.layout)
     with clock.stage("render_and_encode"):
         frames = _composited(request, backend, job, plan, span, tally, matte, progress, cancel)
         _write(request, frames, span, timecode, job.dub_audio, matte)

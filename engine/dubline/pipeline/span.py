@@ -62,7 +62,7 @@ def analyse_span(
         own_activity = analyse_speech(own, rate=video.rate, frame_count=end - first, cache=cache_root or True).voice_activity
     params = FaceTrackParams()
     faces = track_faces(
-        media.read_span(video_path, span_range),
+        media.FrameView.of(video).analysis_frames(media.read_span(video_path, span_range)),
         frame_count=end - first,
         speech_activity=own_activity,
         speaker=speaker,
@@ -81,9 +81,11 @@ def analyse_span(
 
 def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: bool = False,
                   inputs: dict[str, Path | None] | None = None) -> Path:
-    """An h264 clip of the span with the analysis drawn on every frame."""
+    """An h264 clip of the span with the analysis drawn on every frame (of the analysis view:
+    upright, square pixels, 8-bit, where the face track's coordinates are)."""
     info = media.probe(video_path)
     rate = info.video.rate
+    view = media.FrameView.of(info.video)
     first, end = result.span
     faces, speech = result.faces, result.speech
 
@@ -95,8 +97,11 @@ def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: 
             if speech is not None:
                 caption += f"  {speech.phone[row] or '-'} / {speech.viseme[row]}  open {speech.openness[row]:.2f}"
             present = bool(faces.present[row])
+            picture = view.analysis_image(frame.image)
+            # H.264 needs even sizes; a square-pixel view can be odd (720x480 at 10:11 is 655 wide).
+            picture = np.pad(picture, ((0, picture.shape[0] % 2), (0, picture.shape[1] % 2), (0, 0)), mode="edge")
             yield draw_analysis(
-                frame.image,
+                picture,
                 faces.boxes[row] if present else None,
                 faces.landmarks[row] if present else None,
                 str(faces.reason[row]),

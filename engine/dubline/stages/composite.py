@@ -4,7 +4,8 @@ Stage contract::
 
     paste(frame, patch, landmarks68, params, deflicker=None) -> CompositeResult(frame, matte)
 
-``patch`` is a full-frame RGB uint8 image already aligned to ``frame`` (backends produce that).
+``patch`` is a full-frame RGB image already aligned to ``frame`` (backends produce that), of the
+frame's dtype: uint8, or uint16 for sources above 8 bits (nothing here goes through 8 bits).
 The steps are: a soft lower-face matte from the landmarks (``lower_face_matte``), a colour/exposure
 match of the patch to the frame (``match_colour``), a Laplacian-pyramid blend inside the matte
 (``multiband_blend``) and, across frames, a light low-frequency deflicker (``TemporalDeflicker``).
@@ -98,9 +99,17 @@ class Box:
         )
 
 
+_CV_DEPTH = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U}
+
+
+def _code_scale(dtype: np.dtype) -> float:
+    """Code values of ``dtype`` per 8-bit code value (thresholds below are in 8-bit units)."""
+    return 1.0 if dtype == np.uint8 else 257.0
+
+
 @dataclass(frozen=True)
 class CompositeResult:
-    #: The composited RGB uint8 frame (the input array itself when passed through).
+    #: The composited RGB frame, in the input's dtype (the input array itself when passed through).
     frame: np.ndarray
     #: float32 (H, W) in [0, 1]; exactly 0 wherever the output equals the source.
     matte: np.ndarray
@@ -271,7 +280,8 @@ def _blend_region(box: Box, levels: int, shape: tuple[int, int]) -> Box:
 
 
 def _blend_crop(bg_crop: np.ndarray, fg_crop: np.ndarray, matte_crop: np.ndarray, levels: int) -> np.ndarray:
-    """Multi-band blend of two same-size uint8 crops; uint8 result, == ``bg_crop`` where matte is 0."""
+    """Multi-band blend of two same-size crops (uint8 or uint16); result in their dtype, ==
+    ``bg_crop`` where matte is 0."""
     if levels < 1:
         raise InvalidInputError(f"multiband_blend: levels must be >= 1, got {levels}")
     height, width = matte_crop.shape
@@ -305,7 +315,7 @@ def _blend_crop(bg_crop: np.ndarray, fg_crop: np.ndarray, matte_crop: np.ndarray
             delta = cv2.add(cv2.pyrUp(delta, dstsize=size), cv2.multiply(laplacian, weight3))
 
     delta = delta[:height, :width]
-    blended = cv2.add(bg_crop, delta, dtype=cv2.CV_8U)  # rounds and saturates
+    blended = cv2.add(bg_crop, delta, dtype=_CV_DEPTH[bg_crop.dtype])  # rounds and saturates
     _restore_outside(blended, bg_crop, matte_crop)
     return blended
 
@@ -316,11 +326,14 @@ def _restore_outside(out: np.ndarray, source: np.ndarray, matte: np.ndarray) -> 
 
 
 def _check_frames(background: np.ndarray, foreground: np.ndarray, matte: np.ndarray, what: str) -> None:
-    if background.ndim != 3 or background.shape[2] != 3 or background.dtype != np.uint8:
-        raise InvalidInputError(f"{what}: background must be RGB uint8 (H, W, 3), got {background.shape} {background.dtype}")
-    if foreground.shape != background.shape or foreground.dtype != np.uint8:
+    if background.ndim != 3 or background.shape[2] != 3 or background.dtype not in _CV_DEPTH:
         raise InvalidInputError(
-            f"{what}: foreground {foreground.shape} {foreground.dtype} does not match background {background.shape} uint8"
+            f"{what}: background must be RGB uint8 or uint16 (H, W, 3), got {background.shape} {background.dtype}"
+        )
+    if foreground.shape != background.shape or foreground.dtype != background.dtype:
+        raise InvalidInputError(
+            f"{what}: foreground {foreground.shape} {foreground.dtype} does not match background"
+            f" {background.shape} {background.dtype}"
         )
     if matte.shape != background.shape[:2]:
         raise InvalidInputError(f"{what}: matte {matte.shape} does not match frame {background.shape[:2]}")
@@ -332,7 +345,8 @@ def multiband_blend(
     """Laplacian-pyramid blend of ``foreground`` over ``background`` with weights ``matte``.
 
     Works on the matte's bounding box plus a margin; everything else is the background untouched,
-    and pixels where ``matte == 0`` are bit-identical to the background. Returns RGB uint8.
+    and pixels where ``matte == 0`` are bit-identical to the background. Returns RGB in the
+    background's dtype.
     """
     _check_frames(background, foreground, matte, "multiband_blend")
     out = background.copy()
@@ -368,7 +382,7 @@ class TemporalDeflicker:
         self._previous = None
 
     def apply(self, composite: np.ndarray, source: np.ndarray, matte: np.ndarray) -> np.ndarray:
-        """The deflickered composite (RGB uint8); equal to ``composite`` where ``matte == 0``."""
+        """The deflickered composite (RGB, its dtype); equal to ``composite`` where ``matte == 0``."""
         _check_frames(source, composite, matte, "TemporalDeflicker")
         box = _support_box(matte)
         if box is None:
@@ -395,12 +409,14 @@ class TemporalDeflicker:
                     y0 - old_box.y0 : y1 - old_box.y0, x0 - old_box.x0 : x1 - old_box.x0
                 ]
         change = np.abs(previous - residual).mean(axis=2)
-        alpha = self.strength * np.exp(-np.square(change * np.float32(1.0 / self.motion_scale)))
+        scale = np.float32(1.0 / (self.motion_scale * _code_scale(composite.dtype)))
+        alpha = self.strength * np.exp(-np.square(change * scale))
         smoothed = residual + alpha[..., None] * (previous - residual)
         self._previous = (smoothed, box)
 
         weight = matte[rows, cols]
-        result = cv2.add(current.astype(np.float32), (smoothed - residual) * weight[..., None], dtype=cv2.CV_8U)
+        result = cv2.add(current.astype(np.float32), (smoothed - residual) * weight[..., None],
+                         dtype=_CV_DEPTH[composite.dtype])
         _restore_outside(result, current, weight)
         return result
 
@@ -412,13 +428,13 @@ def paste(
     params: CompositeParams = CompositeParams(),
     deflicker: TemporalDeflicker | None = None,
 ) -> CompositeResult:
-    """Composite ``patch`` (full-frame RGB uint8, aligned to ``frame``) into ``frame``'s lower face.
+    """Composite ``patch`` (full-frame RGB, aligned to ``frame``, its dtype) into ``frame``'s lower face.
 
     No patch, no landmarks (None or NaN) or a face off the frame -> the frame is passed through
     (returned as is, matte all zeros, ``passthrough_reason`` says why) and ``deflicker`` is reset.
     """
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise InvalidInputError(f"paste: frame must be RGB uint8 (H, W, 3), got {frame.shape} {frame.dtype}")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype not in _CV_DEPTH:
+        raise InvalidInputError(f"paste: frame must be RGB uint8 or uint16 (H, W, 3), got {frame.shape} {frame.dtype}")
     shape = frame.shape[:2]
 
     def passthrough(reason: str) -> CompositeResult:
@@ -428,8 +444,8 @@ def paste(
 
     if patch is None:
         return passthrough("no patch")
-    if patch.shape != frame.shape or patch.dtype != np.uint8:
-        raise InvalidInputError(f"paste: patch {patch.shape} {patch.dtype} does not match frame {frame.shape} uint8")
+    if patch.shape != frame.shape or patch.dtype != frame.dtype:
+        raise InvalidInputError(f"paste: patch {patch.shape} {patch.dtype} does not match frame {frame.shape} {frame.dtype}")
     if landmarks68 is None:
         return passthrough("no face landmarks")
     found = _matte_in_box(landmarks68, shape, params.matte)

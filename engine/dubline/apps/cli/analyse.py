@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         if args.out.suffix == ".json":
             document = json.dumps({"video": str(args.video), "span": list(result.span),
+                                   # boxes and landmarks are in the upright, square-pixel picture
+                                   # (docs/FOOTAGE.md), as the editor sees the clip
+                                   "coordinates": "display",
                                    "speaker_choice": faces.speaker_choice,
                                    "warnings": result.warnings, "frames": _per_frame_records(result)})
             publish_file(args.out, lambda path: path.write_text(document), args.overwrite, inputs)

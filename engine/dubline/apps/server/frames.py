@@ -44,7 +44,8 @@ def _decode_all(path: Path) -> tuple[np.ndarray, Fraction]:
     video = info.video
     assert video is not None
     frames = media.read_span(path, timing.frames_to_range(0, video.frame_count, video.rate))
-    return np.stack([f.image for f in frames]), video.rate
+    # The frame protocol serves RGBA8 or float: a 10-bit patch (uint16 frames) is served at 8 bits.
+    return np.stack([media.to_8bit(f.image) for f in frames]), video.rate
 
 
 def load_span(out: Path, matte: Path | None, first: int) -> RenderedSpan:

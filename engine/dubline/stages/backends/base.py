@@ -18,7 +18,7 @@ import numpy as np
 
 from dubline.core.progress import CancelToken, ProgressSink
 from dubline.stages.faces import FaceTrack
-from dubline.stages.media import AudioClip, MediaInfo, VideoFrame
+from dubline.stages.media import AudioClip, FrameView, MediaInfo, VideoFrame
 from dubline.stages.speech import SpeakerCalibration, SpeechTrack
 
 
@@ -38,12 +38,18 @@ class ClipAnalysis:
 
     path: Path
     info: MediaInfo
-    faces: FaceTrack  # over every frame of the file
+    faces: FaceTrack  # over every frame of the file, in the analysis view's coordinates (``view``)
     lower_face_luma: np.ndarray  # (N,) mean luma of the lower face, NaN without a face
     own_speech: SpeechTrack | None  # the clip's own audio over the whole file
     calibration: SpeakerCalibration
     #: what was degraded while analysing (undecodable audio...), repeated in each render's warnings
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def view(self) -> FrameView:
+        """How the file's stored frames map to the upright, square-pixel pictures ``faces`` is of."""
+        assert self.info.video is not None
+        return FrameView.of(self.info.video)
 
 
 @dataclass
@@ -66,7 +72,11 @@ class BackendJob:
 @dataclass(frozen=True)
 class MouthPatch:
     """A backend's result for one frame: a full-frame image aligned to the target frame and the
-    landmarks the matte is cut from, or no patch with the reason the frame passes through."""
+    landmarks the matte is cut from, or no patch with the reason the frame passes through.
+
+    Both are in the frame's *stored* pixels (its orientation, pixel grid and dtype): a backend
+    works on the analysis view's coordinates (``ClipAnalysis.view``) and maps its result back with
+    ``FrameView.stored_region`` / ``to_stored``, so the compositor never resamples the frame."""
 
     image: np.ndarray | None
     matte_landmarks: np.ndarray | None

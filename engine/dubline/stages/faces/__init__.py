@@ -9,7 +9,9 @@ Entry point::
                 cache: FrameCache | None = None,
                 progress: ProgressSink = no_progress, cancel: CancelToken | None = None) -> FaceTrack
 
-- ``frames``: the span's frames (``media.read_span``); indices must be unique.
+- ``frames``: the span's frames as analysis sees them (``media.FrameView.analysis_frames`` of
+  ``media.read_span``: upright, square pixels, 8-bit); indices must be unique. Every coordinate of
+  the track (boxes, landmarks, poses) is in those pictures; ``FrameView.to_stored`` maps it back.
 - ``speech_activity``: per-frame 0..1 voice activity of the clip's own audio, one value per frame,
   used to pick the speaker (the face whose mouth moves with the voice). Without it (or when it is
   flat) the face with the most mouth motion is taken, and when no mouth moves, the largest face.

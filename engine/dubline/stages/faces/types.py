@@ -14,7 +14,8 @@ from dubline.core.errors import InvalidInputError
 from dubline.stages.media import read_image
 
 #: Bump when detect_frame's output changes for the same parameters, so cached detections expire.
-DETECTION_VERSION = 1
+#: 2: detections are of the analysis view (upright, square pixels) on the conform grid.
+DETECTION_VERSION = 2
 
 #: Why a frame of the speaker's track is not usable ("" when it is).
 REASONS = ("no_face", "too_small", "turned_away", "occluded")
@@ -109,7 +110,8 @@ class SpeakerHint:
     """Tells track_faces who the speaker is, instead of guessing from the audio.
 
     Give exactly one of: ``point`` (x, y) or ``box`` (x0, y0, x1, y1) on the frame whose stream
-    index is ``frame_index`` (the face containing the point / overlapping the box most), or
+    index is ``frame_index`` (the face containing the point / overlapping the box most), in the
+    picture as the editor sees it (upright, square pixels: ``media.FrameView``), or
     ``reference_image`` (an RGB uint8 picture of the person; nearest face descriptor).
     """
 

@@ -7,36 +7,50 @@
                 start_timecode: str | None, colour_tags: ColourTags | None,
                 audio: AudioClip | None = None, overwrite: bool = False) -> Path
 
-Frames are RGB uint8 arrays of shape (H, W, 3) (``VideoFrame.image``).
+Frames are RGB arrays of shape (H, W, 3) as stored (``VideoFrame.image``): uint8 for 8-bit
+sources, uint16 (full 16-bit scale) above 8 bits; an alpha channel is ``VideoFrame.alpha``.
 Spans are OTIO ``TimeRange`` at any rate; they are resolved against the source's exact
-rate and a frame's index comes from its pts, never from counting decoded frames.
+rate and a frame's index comes from its pts, never from counting decoded frames. A
+variable-frame-rate stream is read on its conform grid (``media.conform``): ``probe`` reports that
+grid's rate and frame count and ``read_span`` yields its slots.
+
+Pictures stay as stored (orientation, pixel grid, depth); ``FrameView`` gives analysis its upright,
+square-pixel, 8-bit view and maps coordinates between the two (``media.view``).
 
 Time origin: frame 0 / second 0 is the start of the video stream (its ``start_time``);
 audio is read on that same clock so a span's audio lines up with its frames.
 """
 
 from dubline.stages.media.audio import read_audio, write_audio
+from dubline.stages.media.colour import convert_depth, to_8bit
 from dubline.stages.media.fingerprint import media_fingerprint
+from dubline.stages.media.orientation import Orientation
 from dubline.stages.media.probe import probe
 from dubline.stages.media.read import read_image, read_span
 from dubline.stages.media.types import (
     AudioClip,
     AudioStreamInfo,
     ColourTags,
+    Conform,
     MediaInfo,
+    PictureLayout,
     VideoFrame,
     VideoStreamInfo,
+    rate_text,
 )
+from dubline.stages.media.view import FrameView
 from dubline.stages.media.write import (
     DEFAULT_PATCH_CODEC,
     PATCH_CODECS,
     BackgroundWriter,
     check_output,
+    patch_warnings,
     write_patch,
 )
 
 __all__ = [
-    "DEFAULT_PATCH_CODEC", "PATCH_CODECS", "AudioClip", "AudioStreamInfo", "BackgroundWriter", "ColourTags", "MediaInfo",
-    "VideoFrame", "VideoStreamInfo", "check_output", "media_fingerprint", "probe", "read_audio", "read_image",
-    "read_span", "write_audio", "write_patch",
+    "DEFAULT_PATCH_CODEC", "PATCH_CODECS", "AudioClip", "AudioStreamInfo", "BackgroundWriter", "ColourTags", "Conform",
+    "FrameView", "MediaInfo", "Orientation", "PictureLayout", "VideoFrame", "VideoStreamInfo", "check_output",
+    "convert_depth", "media_fingerprint", "patch_warnings", "probe", "rate_text", "read_audio", "read_image",
+    "read_span", "to_8bit", "write_audio", "write_patch",
 ]

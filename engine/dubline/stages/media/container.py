@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import av
 
@@ -36,3 +41,26 @@ def video_stream(container: av.container.InputContainer, path: Path) -> av.video
         raise NoStreamError(f"{path} has no video stream")
     return container.streams.video[0]
 
+
+
+T = TypeVar("T")
+_MEMO: OrderedDict[tuple, object] = OrderedDict()
+_MEMO_SIZE = 64
+_MEMO_LOCK = threading.Lock()
+
+
+def file_memo(path: Path, what: str, build: Callable[[], T]) -> T:
+    """``build()`` remembered per file identity (resolved path, size, mtime) and ``what``: facts
+    that cost a decode or a whole-file scan, which every ``read_span`` of the file needs again."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, what)
+    with _MEMO_LOCK:
+        if key in _MEMO:
+            _MEMO.move_to_end(key)
+            return _MEMO[key]  # type: ignore[return-value]
+    value = build()
+    with _MEMO_LOCK:
+        _MEMO[key] = value
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return value

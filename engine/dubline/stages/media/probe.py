@@ -1,4 +1,6 @@
-"""``probe``: what a media file holds (rate, frame count, timecode, colour, audio layout)."""
+"""``probe``: what a media file holds (rate, frame count, timecode, colour, audio layout, and how
+its pictures are stored: display matrix, pixel aspect, bit depth, alpha, field order, and the
+conform grid of a variable-frame-rate stream)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,21 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import opentimelineio as otio
 
 from dubline.core.errors import MediaDecodeError, MediaTooLargeError
 from dubline.core.timing import snap_rate
-from dubline.stages.media.colour import colour_tags
-from dubline.stages.media.container import check_input, open_input
-from dubline.stages.media.types import AudioStreamInfo, MediaInfo, VideoStreamInfo
+from dubline.stages.media.colour import colour_tags, pixel_format_facts
+from dubline.stages.media.conform import conform, scan_pts
+from dubline.stages.media.container import check_input, file_memo, open_input
+from dubline.stages.media.types import (
+    FIELD_ORDERS,
+    AudioStreamInfo,
+    MediaInfo,
+    PictureLayout,
+    VideoStreamInfo,
+)
 
 # How many leading packets probe inspects to tell constant from variable frame rate.
 _VFR_SCAN_PACKETS = 120
@@ -45,14 +55,23 @@ def probe(path: str | Path) -> MediaInfo:
 
 
 def video_info(container, stream, path: Path) -> VideoStreamInfo:
+    """The stream's description; also sets frame threading (the decoder is the cost at 1080p)
+    before anything here opens the decoder, for the caller's decode as well."""
     context = stream.codec_context
     pixel_format = _checked_frame_format(context, stream, path)
+    if not context.is_open:
+        stream.thread_type = "AUTO"
     rate = _stream_rate(stream, path)
     time_base = Fraction(stream.time_base)
     start_pts = stream.start_time if stream.start_time is not None else 0
     frame_count = _frame_count(container, stream, rate, time_base, start_pts)
     variable = _is_variable_rate(container, stream, rate, time_base)
     _check_reaches_end(container, stream, path)
+    grid = None
+    if variable:
+        grid = file_memo(path, f"conform:{stream.index}", lambda: _conform(container, stream, time_base, path))
+        rate, frame_count, start_pts = grid.rate, len(grid.slot_pts), int(grid.source_pts[0])
+    bits, alpha = pixel_format_facts(pixel_format)
     return VideoStreamInfo(
         index=stream.index,
         codec=context.name,
@@ -67,6 +86,14 @@ def video_info(container, stream, path: Path) -> VideoStreamInfo:
         colour=colour_tags(context),
         variable_rate=variable,
         start_pts=start_pts,
+        bit_depth=bits,
+        alpha=alpha,
+        layout=PictureLayout(
+            display_matrix=file_memo(path, f"matrix:{stream.index}", lambda: _display_matrix(container, stream)),
+            sample_aspect_ratio=_sample_aspect_ratio(stream),
+            field_order=FIELD_ORDERS.get(context.field_order, "unknown"),
+        ),
+        conform=grid,
     )
 
 
@@ -88,6 +115,46 @@ def _checked_frame_format(context, stream, path: Path) -> str:
     if video_format is None:
         raise MediaDecodeError(f"{path}: the video stream has no pixel format FFmpeg can decode")
     return video_format.name
+
+
+def _conform(container, stream, time_base: Fraction, path: Path):
+    pts = scan_pts(container, stream)
+    if len(pts) < 2:
+        raise MediaDecodeError(f"{path}: a variable-rate video stream needs at least two frames with timestamps")
+    try:
+        return conform(pts, time_base)
+    except ValueError as error:
+        raise MediaDecodeError(f"{path}: its variable frame rate cannot be conformed ({error})") from error
+
+
+def _display_matrix(container, stream) -> tuple[int, ...] | None:
+    """The stream's display matrix (FFmpeg puts the container's on every decoded frame), or None.
+    Costs one decoded frame; a stream that does not decode here has none (read_span reports it)."""
+    try:
+        frame = next(iter(container.decode(stream)), None)
+    except av.error.FFmpegError:
+        frame = None
+    finally:
+        container.seek(stream.start_time or 0, stream=stream)
+    return None if frame is None else frame_display_matrix(frame)
+
+
+def frame_display_matrix(frame) -> tuple[int, ...] | None:
+    """A decoded frame's display matrix side data (None when absent or the identity)."""
+    for side_data in frame.side_data:
+        if str(side_data.type).endswith("DISPLAYMATRIX"):
+            values = tuple(int(v) for v in np.frombuffer(bytes(side_data), dtype="<i4"))
+            identity = (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
+            return None if values == identity else values
+    return None
+
+
+def _sample_aspect_ratio(stream) -> Fraction:
+    """The pixel aspect (width / height of one stored pixel); 1 when unset."""
+    for value in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if value is not None and value > 0:
+            return Fraction(value)
+    return Fraction(1)
 
 
 def _stream_rate(stream, path: Path) -> Fraction:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -15,21 +15,25 @@ import opentimelineio as otio
 
 from dubline.core.errors import InvalidRangeError, MediaDecodeError, NoStreamError
 from dubline.core.timing import range_to_frames
-from dubline.stages.media.colour import to_rgb
+from dubline.stages.media.colour import to_8bit, to_rgb
 from dubline.stages.media.container import check_input, open_input, video_stream
-from dubline.stages.media.probe import video_info
+from dubline.stages.media.orientation import Orientation
+from dubline.stages.media.probe import frame_display_matrix, video_info
 from dubline.stages.media.types import VideoFrame, VideoStreamInfo
 
 log = logging.getLogger(__name__)
 
+
 def read_span(path: str | Path, span: otio.opentime.TimeRange) -> Iterator[VideoFrame]:
-    """Yield exactly the frames of ``span`` in order, decoded one at a time.
+    """Yield exactly the frames of ``span`` in order, decoded one at a time, as stored (8-bit
+    sources as uint8 RGB, deeper ones as uint16; alpha in ``VideoFrame.alpha``).
 
     Seeks backward to the keyframe before the span and decodes forward to the first frame
     whose pts is at or after its start. Constant-rate streams select frames by index
-    (from pts); variable-rate streams select the frames whose timestamps lie in
-    ``[start, end)`` seconds. Errors about the file or the span are raised here, before
-    the first frame; a stream that ends early raises ``MediaDecodeError`` while iterating.
+    (from pts); variable-rate streams yield the slots of their conform grid (``media.conform``:
+    each slot the source frame shown at that time, held or dropped as the rule says). Errors
+    about the file or the span are raised here, before the first frame; a stream that ends
+    early raises ``MediaDecodeError`` while iterating.
     """
     path = check_input(path)
     container = open_input(path)
@@ -47,13 +51,13 @@ def read_span(path: str | Path, span: otio.opentime.TimeRange) -> Iterator[Video
 
 @dataclass(frozen=True)
 class _Selection:
-    """Which frames a span covers: keys in [first, end) where a key is a frame index
-    (constant rate) or a time in seconds (variable rate)."""
+    """Which frames a span covers: frame indices [first, end) of the stream (of the conform grid
+    for a variable-rate stream, whose slot -> source pts map is ``slot_pts``)."""
 
-    first: Fraction
-    end: Fraction
-    by_time: bool
+    first: int
+    end: int
     seek_pts: int
+    slot_pts: np.ndarray | None = None
 
 
 def _select(span: otio.opentime.TimeRange, info: VideoStreamInfo, path: Path) -> _Selection:
@@ -61,26 +65,22 @@ def _select(span: otio.opentime.TimeRange, info: VideoStreamInfo, path: Path) ->
         raise InvalidRangeError(f"span {_describe(span)} of {path} is empty or reversed")
     if span.start_time.value < 0:
         raise InvalidRangeError(f"span {_describe(span)} of {path} starts before the clip")
-    if info.variable_rate:
-        start = Fraction(span.start_time.value) / Fraction(span.start_time.rate)
-        end = start + Fraction(span.duration.value) / Fraction(span.duration.rate)
-        clip_seconds = Fraction(info.frame_count) / info.rate
-        if end > clip_seconds + info.time_base:
-            raise InvalidRangeError(
-                f"span {_describe(span)} ends at {float(end):.3f} s but {path} lasts {float(clip_seconds):.3f} s"
-                f" ({info.frame_count} frames)"
-            )
-        seek_pts = info.start_pts + math.floor(start / info.time_base)
-        return _Selection(start, end, True, seek_pts)
     first, end = range_to_frames(span, info.rate)
     if end <= first:
         raise InvalidRangeError(f"span {_describe(span)} of {path} is shorter than one frame")
     if end > info.frame_count:
         raise InvalidRangeError(
             f"span frames {first}-{end - 1} run past the end of {path}, which has {info.frame_count} frames"
-            f" (0-{info.frame_count - 1})"
+            f" (0-{info.frame_count - 1}){_grid_note(info)}"
         )
-    return _Selection(Fraction(first), Fraction(end), False, _pts_of_index(first, info))
+    if info.conform is not None:
+        slots = info.conform.slot_pts[first:end]
+        return _Selection(first, end, int(slots[0]), slots)
+    return _Selection(first, end, _pts_of_index(first, info))
+
+
+def _grid_note(info: VideoStreamInfo) -> str:
+    return f" on its {info.conform.describe().split(': ', 1)[1].split(',')[0]} grid" if info.conform else ""
 
 
 def _describe(span: otio.opentime.TimeRange) -> str:
@@ -93,73 +93,109 @@ def _pts_of_index(index: int, info: VideoStreamInfo) -> int:
 
 def _decode_span(container, stream, info: VideoStreamInfo, selection: _Selection, path: Path) -> Iterator[VideoFrame]:
     with container:
-        stream.thread_type = "AUTO"  # frame threads: the decoder is the cost at 1080p
+        if selection.slot_pts is not None:
+            yield from _conformed(container, stream, info, selection, path)
+            return
 
-        def key_of(frame) -> Fraction:
+        def key_of(frame) -> int:
             seconds = Fraction(frame.pts - info.start_pts) * info.time_base
-            if selection.by_time:
-                return seconds
-            return Fraction(math.floor(seconds * info.rate + Fraction(1, 2)))
+            return math.floor(seconds * info.rate + Fraction(1, 2))
 
-        # Half a tick of slack: a span given at a float OTIO rate is not exactly on the pts grid.
-        slack = info.time_base / 2 if selection.by_time else Fraction(0)
-        frames = _seek_and_decode(container, stream, info, selection, key_of, slack, path)
+        frames = _seek_and_decode(container, stream, info, selection, selection.first, key_of, path)
         previous: VideoFrame | None = None
         for frame in frames:
-            key = key_of(frame)
-            if key < selection.first - slack:
+            index = key_of(frame)
+            if index < selection.first:
                 continue
-            if key >= selection.end - slack:
+            if index >= selection.end:
                 break
-            if selection.by_time:
-                index = math.floor(key * info.rate + Fraction(1, 2))
-            else:
-                index = int(key)
-                if previous is None and index != int(selection.first):
-                    raise MediaDecodeError(
-                        f"{path}: frame {int(selection.first)} cannot be decoded (the first decodable frame"
-                        f" at or after it is {index})"
-                    )
-                if previous is not None and index <= previous.index:
-                    continue  # a duplicated timestamp; the frame for this index is already out
-                # A constant-rate stream with a hole: repeat the last frame so the span keeps
-                # its exact frame count (the patch must overlay the source frame for frame).
-                while previous is not None and previous.index + 1 < index:
-                    missing = previous.index + 1
-                    log.warning("%s: frame %d is missing; repeating frame %d", path, missing, previous.index)
-                    previous = VideoFrame(missing, previous.pts, _time(missing, info), previous.image)
-                    yield previous
-            previous = VideoFrame(index, frame.pts, _time(index, info), to_rgb(frame))
+            if previous is None and index != selection.first:
+                raise MediaDecodeError(
+                    f"{path}: frame {selection.first} cannot be decoded (the first decodable frame"
+                    f" at or after it is {index})"
+                )
+            if previous is not None and index <= previous.index:
+                continue  # a duplicated timestamp; the frame for this index is already out
+            # A constant-rate stream with a hole: repeat the last frame so the span keeps
+            # its exact frame count (the patch must overlay the source frame for frame).
+            while previous is not None and previous.index + 1 < index:
+                missing = previous.index + 1
+                log.warning("%s: frame %d is missing; repeating frame %d", path, missing, previous.index)
+                previous = replace(previous, index=missing, time=_time(missing, info))
+                yield previous
+            image, alpha = to_rgb(frame)
+            previous = VideoFrame(index, frame.pts, _time(index, info), image, alpha)
             yield previous
         last = -1 if previous is None else previous.index
-        if not selection.by_time and last < int(selection.end) - 1:
+        if last < selection.end - 1:
             raise MediaDecodeError(
-                f"{path} ended after frame {last} while reading frames {int(selection.first)}-{int(selection.end) - 1}"
+                f"{path} ended after frame {last} while reading frames {selection.first}-{selection.end - 1}"
                 f" of {info.frame_count}; the file looks truncated or corrupt"
             )
+
+
+def _conformed(container, stream, info: VideoStreamInfo, selection: _Selection, path: Path) -> Iterator[VideoFrame]:
+    """The span's conform slots: slot k yields the decoded source frame whose pts the slot map
+    names (a held frame repeats; a dropped one is decoded and skipped). Frames are converted to
+    RGB only when a slot shows them, once each."""
+    slots = selection.slot_pts
+    assert slots is not None
+    frames = _seek_and_decode(container, stream, info, selection, int(slots[0]), lambda frame: frame.pts, path)
+    position, latest, converted = 0, None, None
+
+    def slot_frame() -> VideoFrame:
+        nonlocal converted
+        if latest.pts != slots[position]:
+            log.warning("%s: the frame at pts %d did not decode; holding pts %d", path, int(slots[position]), latest.pts)
+        if converted is None or converted[0] != latest.pts:
+            converted = (latest.pts, *to_rgb(latest))
+        index = selection.first + position
+        return VideoFrame(index, int(slots[position]), _time(index, info), converted[1], converted[2])
+
+    for frame in frames:
+        while position < len(slots) and frame.pts > slots[position]:
+            if latest is None:
+                raise MediaDecodeError(f"{path}: frame {selection.first} cannot be decoded (no frame at or before pts"
+                                       f" {int(slots[position])})")
+            yield slot_frame()
+            position += 1
+        if position == len(slots):
+            return
+        latest = frame
+    while position < len(slots) and latest is not None and latest.pts >= slots[position]:
+        yield slot_frame()
+        position += 1
+    if position < len(slots):
+        raise MediaDecodeError(
+            f"{path} ended before slot {selection.first + position} while reading slots"
+            f" {selection.first}-{selection.end - 1} of {info.frame_count}; the file looks truncated or corrupt"
+        )
 
 
 def _time(index: int, info: VideoStreamInfo) -> otio.opentime.RationalTime:
     return otio.opentime.RationalTime(index, float(info.rate))
 
 
-def _seek_and_decode(container, stream, info, selection: _Selection, key_of, slack: Fraction, path: Path):
-    """Decoded frames from the last keyframe at or before the span start onwards.
+def _seek_and_decode(container, stream, info: VideoStreamInfo, selection: _Selection, target: int, key_of,
+                     path: Path):
+    """Decoded frames from the last keyframe at or before the span's first frame (whose key, a
+    frame index or a pts, is ``target``).
 
     Some demuxers land on a keyframe after the target (index by dts, open GOPs); when the
     first decoded frame is already past the span start, seek again further back.
     """
     seek_pts = selection.seek_pts
+    from_start = selection.first == 0
     step = max(1, math.ceil(1 / info.time_base))  # one second, doubling each retry
     while True:
         at_start = seek_pts <= info.start_pts
-        if selection.first > 0:
+        if not from_start:
             container.seek(max(seek_pts, info.start_pts), backward=True, any_frame=False, stream=stream)
         decoded = _decode(container, stream, path)
         first_frame = next(decoded, None)
         if first_frame is None:
             raise MediaDecodeError(f"{path}: no frame could be decoded at or before the span start")
-        if key_of(first_frame) <= selection.first + slack or at_start or selection.first == 0:
+        if key_of(first_frame) <= target or at_start or from_start:
             yield first_frame
             yield from decoded
             return
@@ -179,14 +215,16 @@ def _decode(container, stream, path: Path) -> Iterator[av.VideoFrame]:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """A still image (PNG, JPEG, ...) as RGB uint8 (H, W, 3), e.g. a reference photo of the speaker."""
+    """A still image (PNG, JPEG, ...) as RGB uint8 (H, W, 3), upright (EXIF orientation applied),
+    e.g. a reference photo of the speaker."""
     path = check_input(path)
     container = open_input(path)
     try:
         if not container.streams.video:
             raise NoStreamError(f"{path} has no image")
         for frame in container.decode(video=0):
-            return to_rgb(frame)
+            orientation = Orientation.from_matrix(frame_display_matrix(frame)) or Orientation()
+            return np.ascontiguousarray(orientation.apply(to_8bit(to_rgb(frame)[0])))
         raise MediaDecodeError(f"{path} holds no decodable image")
     except av.error.FFmpegError as error:
         raise MediaDecodeError(f"{path} is not a readable image ({error})") from error

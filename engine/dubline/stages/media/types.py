@@ -20,21 +20,84 @@ class ColourTags:
     range: str | None = None
 
 
+#: FFmpeg's AVFieldOrder values by name ("tb": top field coded first, bottom displayed first).
+FIELD_ORDERS = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+
+
+@dataclass(frozen=True)
+class PictureLayout:
+    """How a stream stores its pictures, copied from source to patch so the patch overlays it:
+    the display matrix (rotation/flip tag, FFmpeg's 9-int layout), the pixel aspect and the
+    field order. Pixels are always kept as stored; only analysis looks at them upright."""
+
+    display_matrix: tuple[int, ...] | None = None
+    sample_aspect_ratio: Fraction = Fraction(1)
+    field_order: str = "progressive"  # a FIELD_ORDERS name
+
+    @property
+    def interlaced(self) -> bool:
+        return self.field_order in ("tt", "bb", "tb", "bt")
+
+
+@dataclass(frozen=True)
+class Conform:
+    """A variable-frame-rate stream seen on a constant grid, as an editor conforms it.
+
+    Slot k of the grid (time k / ``rate`` from the stream start) shows the last source frame whose
+    timestamp is at or before the middle of the slot; ``slot_pts`` holds that frame's pts for every
+    slot. ``held``: slots that repeat the previous slot's frame; ``dropped``: source frames no slot
+    shows. The nominal rate rule is in ``media.conform``.
+    """
+
+    rate: Fraction
+    source_frames: int
+    held: int
+    dropped: int
+    slot_pts: np.ndarray = field(repr=False, compare=False)  # (frame_count,) int64
+    source_pts: np.ndarray = field(repr=False, compare=False)  # (source_frames,) int64, sorted
+
+    def describe(self, held: int | None = None, dropped: int | None = None) -> str:
+        held = self.held if held is None else held
+        dropped = self.dropped if dropped is None else dropped
+        return f"variable frame rate: conformed to {rate_text(self.rate)} fps, {held} held, {dropped} dropped"
+
+    def span_counts(self, first: int, end: int) -> tuple[int, int]:
+        """(held, dropped) within slots [first, end): slots repeating their predecessor, and source
+        frames between the span's first and last shown frames that no slot shows."""
+        shown = self.slot_pts[first:end]
+        if not len(shown):
+            return 0, 0
+        held = int(np.count_nonzero(shown[1:] == shown[:-1]))
+        low, high = np.searchsorted(self.source_pts, [shown[0], shown[-1]], side="left")
+        return held, int(high - low + 1 - len(np.unique(shown)))
+
+
+def rate_text(rate: Fraction) -> str:
+    """25, 29.97, 23.976 or 12.5: a rate as people write it."""
+    if rate.denominator == 1:
+        return str(rate.numerator)
+    return f"{float(rate):.3f}".rstrip("0").rstrip(".") if rate.denominator == 1001 else f"{float(rate):.6g}"
+
+
 @dataclass(frozen=True)
 class VideoStreamInfo:
     index: int
     codec: str
-    width: int
+    width: int  # stored (coded) picture size; see FrameView for the upright, square-pixel size
     height: int
     pixel_format: str
-    rate: Fraction  # exact, e.g. Fraction(24000, 1001)
+    rate: Fraction  # exact, e.g. Fraction(24000, 1001); the conform rate of a variable-rate stream
     time_base: Fraction
-    frame_count: int
+    frame_count: int  # on the conform grid for a variable-rate stream
     duration: otio.opentime.RationalTime  # at `rate`
     start_timecode: str | None
     colour: ColourTags
     variable_rate: bool
     start_pts: int = 0  # pts of frame 0, in time_base
+    bit_depth: int = 8  # bits per component as decoded (10-bit ProRes 422, 12-bit ProRes 4444)
+    alpha: bool = False  # the pictures carry an alpha channel (kept in VideoFrame.alpha)
+    layout: PictureLayout = field(default_factory=PictureLayout)
+    conform: Conform | None = None  # how a variable-rate stream maps onto `rate`
 
 
 @dataclass(frozen=True)
@@ -59,10 +122,11 @@ class MediaInfo:
 
 @dataclass(frozen=True)
 class VideoFrame:
-    index: int  # frame number from the start of the stream, derived from pts
-    pts: int  # in the stream's time base
+    index: int  # frame number from the start of the stream (the conform slot), derived from pts
+    pts: int  # in the stream's time base (of the source frame shown)
     time: otio.opentime.RationalTime  # index at the stream's rate
-    image: np.ndarray  # (H, W, 3) uint8 RGB
+    image: np.ndarray  # (H, W, 3) RGB as stored: uint8 for 8-bit sources, uint16 above 8 bits
+    alpha: np.ndarray | None = None  # (H, W), same dtype, for sources with an alpha channel
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -23,37 +23,70 @@ from dubline.core.errors import (
 )
 from dubline.core.paths import check_not_input, check_writable, publish, writing
 from dubline.core.timing import parse_rate, timecode_to_frames
-from dubline.stages.media.colour import FROM_RGB, MATRIX_CODES, apply_colour
+from dubline.stages.media.colour import (
+    FROM_RGB,
+    MATRIX_CODES,
+    RANGES,
+    apply_colour,
+    colour_codes,
+)
+from dubline.stages.media.layout import apply_layout, put_alpha
 from dubline.stages.media.probe import layout_name
-from dubline.stages.media.types import AudioClip, ColourTags, VideoFrame
+from dubline.stages.media.types import (
+    AudioClip,
+    ColourTags,
+    PictureLayout,
+    VideoFrame,
+    VideoStreamInfo,
+)
 
 
 @dataclass(frozen=True)
 class _Codec:
     encoder: str
-    pix_fmt: str
+    #: pixel format per (16-bit frames, alpha): 8-bit frames use the codec's usual format, 16-bit
+    #: frames (sources above 8 bits) the codec's deepest: ProRes and DNxHR HQX 10-bit, H.264 High 10,
+    #: FFV1 and PNG 16-bit. A missing alpha key means the codec has no alpha.
+    formats: dict[tuple[bool, bool], str]
     options: dict[str, str]
     suffixes: tuple[str, ...]
-    alpha: bool = False
+    deep_options: dict[str, str] = field(default_factory=dict)  # replaces options for 16-bit frames
     min_size: tuple[int, int] = (1, 1)
     even_width: bool = False
     even_height: bool = False
     rgb: bool = False  # stores RGB: a YUV matrix / range tag does not apply (FFV1 refuses one)
+    codes_fields: bool = False  # can code an interlaced picture field by field
     label: str = ""  # for the bridges' menus (Capabilities)
     description: str = ""
 
+    @property
+    def alpha(self) -> bool:
+        return any(alpha for _, alpha in self.formats)
+
+    def pix_fmt(self, deep: bool, alpha: bool) -> str:
+        return self.formats[(deep, alpha)]
+
+
+def _same(pix_fmt: str) -> dict[tuple[bool, bool], str]:
+    return {(False, False): pix_fmt, (True, False): pix_fmt}
+
 
 PATCH_CODECS: dict[str, _Codec] = {
-    "prores": _Codec("prores_ks", "yuv422p10le", {"profile": "3", "vendor": "apl0"}, (".mov",), even_width=True,
-                     label="ProRes 422 HQ", description="10-bit 4:2:2"),
-    "prores4444": _Codec("prores_ks", "yuva444p10le", {"profile": "4", "vendor": "apl0"}, (".mov",), alpha=True,
-                         label="ProRes 4444", description="10-bit 4:4:4 with alpha"),
-    "dnxhr": _Codec("dnxhd", "yuv422p", {"profile": "dnxhr_hq"}, (".mov",), min_size=(256, 120), even_width=True,
-                    label="DNxHR HQ", description="8-bit 4:2:2"),
-    "h264": _Codec("libx264", "yuv420p", {"crf": "18", "preset": "medium"}, (".mov", ".mp4"), even_width=True, even_height=True,
-                   label="H.264", description="8-bit 4:2:0, small files for review"),
-    "ffv1": _Codec("ffv1", "bgr0", {}, (".mkv",), rgb=True, label="FFV1", description="lossless 8-bit RGB"),
-    "png": _Codec("png", "rgb24", {}, (".mov",), rgb=True, label="PNG", description="lossless 8-bit RGB, one image per frame"),
+    "prores": _Codec("prores_ks", _same("yuv422p10le"), {"profile": "3", "vendor": "apl0"}, (".mov",),
+                     even_width=True, codes_fields=True, label="ProRes 422 HQ", description="10-bit 4:2:2"),
+    "prores4444": _Codec("prores_ks", {**_same("yuv444p10le"), (False, True): "yuva444p10le", (True, True): "yuva444p10le"},
+                         {"profile": "4", "vendor": "apl0"}, (".mov",), codes_fields=True,
+                         label="ProRes 4444", description="10-bit 4:4:4, alpha kept"),
+    "dnxhr": _Codec("dnxhd", {(False, False): "yuv422p", (True, False): "yuv422p10le"}, {"profile": "dnxhr_hq"},
+                    (".mov",), deep_options={"profile": "dnxhr_hqx"}, min_size=(256, 120), even_width=True,
+                    label="DNxHR HQ", description="8-bit 4:2:2 (HQX 10-bit for deeper sources)"),
+    "h264": _Codec("libx264", {(False, False): "yuv420p", (True, False): "yuv420p10le"}, {"crf": "18", "preset": "medium"},
+                   (".mov", ".mp4"), even_width=True, even_height=True, codes_fields=True,
+                   label="H.264", description="4:2:0 (High 10 for deeper sources), small files for review"),
+    "ffv1": _Codec("ffv1", {(False, False): "bgr0", (False, True): "bgra", (True, False): "rgb48le", (True, True): "rgba64le"},
+                   {}, (".mkv",), rgb=True, label="FFV1", description="lossless RGB, 8 or 16-bit"),
+    "png": _Codec("png", {(False, False): "rgb24", (False, True): "rgba", (True, False): "rgb48be", (True, True): "rgba64be"},
+                  {}, (".mov",), rgb=True, label="PNG", description="lossless RGB, 8 or 16-bit, one image per frame"),
 }
 #: The codec of a render that names none.
 DEFAULT_PATCH_CODEC = "prores"
@@ -70,11 +103,17 @@ def write_patch(
     audio: AudioClip | None = None,
     overwrite: bool = False,
     inputs: Mapping[str, str | os.PathLike | None] | None = None,
+    layout: PictureLayout | None = None,
 ) -> Path:
-    """Encode ``frames`` (RGB, or RGBA for ``prores4444``) to ``path`` and return it.
+    """Encode ``frames`` (RGB, or RGBA for ``prores4444``, ``ffv1`` and ``png``; uint8, or uint16
+    for sources above 8 bits) to ``path`` and return it.
 
-    Codecs: ``prores`` (422 HQ), ``prores4444``, ``dnxhr`` (HQ), ``h264`` (crf 18), ``ffv1``
-    and ``png`` (lossless, for tests). The file is written under a temporary name in the
+    Codecs: ``prores`` (422 HQ), ``prores4444``, ``dnxhr`` (HQ; HQX 10-bit for uint16 frames),
+    ``h264`` (crf 18; High 10 for uint16), ``ffv1`` and ``png`` (lossless; 16-bit for uint16).
+    ``colour_tags`` go on the stream and on every coded picture (ProRes carries them in its frame
+    header). ``layout`` is the source's: its display matrix, pixel aspect and field order are
+    written so the patch overlays the source in an editor (interlaced pictures are coded field by
+    field where the codec can: ProRes, H.264). The file is written under a temporary name in the
     same directory and renamed at the end, so an error or a cancel (any exception from the
     frames iterator) never leaves a partial file under ``path``. Odd sizes for codecs that
     subsample chroma raise ``InvalidInputError`` rather than being padded, because a patch
@@ -102,7 +141,8 @@ def write_patch(
     temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
     try:
         with writing(path):  # a full, read-only or vanished disk: one error naming the patch
-            _encode(temporary, spec, rate, width, height, first_image, iterator, start_timecode, colour_tags, audio, path)
+            _encode(temporary, spec, rate, width, height, first_image, iterator, start_timecode, colour_tags, audio, path,
+                    layout)
             publish(temporary, path, overwrite, inputs)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -112,8 +152,8 @@ def write_patch(
 
 def _image_of(frame: np.ndarray | VideoFrame, spec: _Codec, position: int) -> np.ndarray:
     image = frame.image if isinstance(frame, VideoFrame) else frame
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
-        raise InvalidInputError(f"frame {position} is not an (H, W, 3) uint8 image")
+    if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.ndim != 3:
+        raise InvalidInputError(f"frame {position} is not an (H, W, 3) uint8 or uint16 image")
     channels = image.shape[2]
     if channels not in ((3, 4) if spec.alpha else (3,)):
         raise InvalidInputError(
@@ -135,29 +175,43 @@ def _check_size(width: int, height: int, spec: _Codec, codec: str) -> None:
 
 def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: int, first_image: np.ndarray,
             rest: Iterator, start_timecode: str | None, colour_tags: ColourTags | None,
-            audio: AudioClip | None, final: Path) -> None:
+            audio: AudioClip | None, final: Path, layout: PictureLayout | None) -> None:
+    deep, alpha = first_image.dtype == np.uint16, first_image.shape[2] == 4
+    pix_fmt = spec.pix_fmt(deep, alpha)
     with av.open(str(temporary), "w", format=_MUXERS[final.suffix.lower()]) as container:
-        stream = container.add_stream(spec.encoder, rate=rate, options=dict(spec.options))
-        stream.width, stream.height, stream.pix_fmt = width, height, spec.pix_fmt
+        stream = container.add_stream(spec.encoder, rate=rate, options=dict(spec.deep_options if deep and spec.deep_options
+                                                                            else spec.options))
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.thread_type = "AUTO"
         apply_colour(stream.codec_context, colour_tags, spec.rgb)
+        fields = apply_layout(stream, layout, spec.codes_fields) if layout is not None else None
         matrix = MATRIX_CODES.get(colour_tags.matrix) if colour_tags is not None and colour_tags.matrix else None
+        tagged_range = colour_tags is not None and colour_tags.range is not None and not spec.rgb
+        frame_colour = colour_codes(colour_tags, spec.rgb)
         if start_timecode:
             # mov/mp4 turn this into a tmcd track; matroska keeps it as a tag.
             stream.metadata["timecode"] = start_timecode
         audio_writer = _AudioWriter(container, audio) if audio is not None else None
         frame_period = Fraction(1) / rate
+        in_format = ("rgba64le" if alpha else "rgb48le") if deep else ("rgba" if alpha else "rgb24")
         image, position = first_image, 0
         while True:
-            if image.shape[:2] != (height, width):
+            if image.shape != first_image.shape or image.dtype != first_image.dtype:
                 raise InvalidInputError(
-                    f"frame {position} is {image.shape[1]}x{image.shape[0]}, not {width}x{height} like frame 0"
+                    f"frame {position} is {image.shape[1]}x{image.shape[0]}x{image.shape[2]} {image.dtype}, not"
+                    f" {width}x{height}x{first_image.shape[2]} {first_image.dtype} like frame 0"
                 )
-            frame = av.VideoFrame.from_ndarray(image, format="rgba" if image.shape[2] == 4 else "rgb24")
-            if not spec.rgb:
-                frame = frame.reformat(format=spec.pix_fmt, dst_colorspace=matrix, interpolation=FROM_RGB)
+            frame = av.VideoFrame.from_ndarray(image, format=in_format)
+            if pix_fmt != in_format:
+                frame = frame.reformat(format=pix_fmt, dst_colorspace=None if spec.rgb else matrix,
+                                       dst_color_range=RANGES_CODES[colour_tags.range] if tagged_range else None,
+                                       interpolation=FROM_RGB)
+            if alpha and not spec.rgb:
+                put_alpha(frame, image[..., 3])
+            for attribute, code in frame_colour.items():
+                setattr(frame, attribute, code)
             frame.pts, frame.time_base = position, frame_period
-            for packet in stream.encode(frame):
+            for packet in stream.encode(fields(frame) if fields is not None else frame):
                 container.mux(packet)
             position += 1
             if audio_writer is not None:
@@ -171,6 +225,8 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
         if audio_writer is not None:
             audio_writer.write_until(None)
 
+
+RANGES_CODES = {name: code for code, name in RANGES.items()}
 
 
 class _AudioWriter:
@@ -233,7 +289,8 @@ class BackgroundWriter:
     _END = object()
 
     def __init__(self, path: Path, codec: str, rate: Fraction, start_timecode: str | None, overwrite: bool = False,
-                 inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
+                 inputs: Mapping[str, str | os.PathLike | None] | None = None, colour_tags: ColourTags | None = None,
+                 layout: PictureLayout | None = None) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
         self.path = path
@@ -249,7 +306,8 @@ class BackgroundWriter:
 
         def run() -> None:
             try:
-                write_patch(frames(), path, codec, rate, start_timecode, None, overwrite=overwrite, inputs=inputs)
+                write_patch(frames(), path, codec, rate, start_timecode, colour_tags, overwrite=overwrite, inputs=inputs,
+                            layout=layout)
             except BaseException as error:  # handed to the caller in close()
                 self._error = error
 
@@ -273,3 +331,32 @@ class BackgroundWriter:
         self._thread.join()
         if error is None and self._error is not None:
             raise self._error
+
+
+def patch_warnings(video: VideoStreamInfo, codec: str, matte_codec: str | None = None,
+                   frames: tuple[int, int] | None = None) -> list[str]:
+    """For the render's warnings: how a variable-rate source was conformed over ``frames`` [first,
+    end), and what a patch in ``codec`` (and a matte in ``matte_codec``) of it cannot carry; empty
+    when the patch overlays the source in every respect."""
+    spec = PATCH_CODECS[codec]
+    notes = []
+    if video.conform is not None and frames is not None:
+        first, end = frames
+        held, dropped = video.conform.span_counts(first, end)
+        notes.append(f"{video.conform.describe(held, dropped)} in frames {first}-{end - 1}"
+                     f" (clip: {video.conform.held} held, {video.conform.dropped} dropped)")
+    if video.alpha and not spec.alpha:
+        notes.append(f"the source's alpha channel is not in the patch ({codec} has none); use --codec prores4444 to keep it")
+    coded_depth = 16 if spec.rgb else 10
+    if video.bit_depth > coded_depth:
+        notes.append(f"the source is {video.bit_depth}-bit; {codec} patches are {coded_depth}-bit (ffv1 and png are 16-bit)")
+    if video.layout.interlaced and not (spec.codes_fields or spec.rgb):
+        notes.append(f"the source is interlaced ({video.layout.field_order}) but {codec} codes progressive pictures:"
+                     " the patch is tagged, not field-coded; prores and h264 code fields")
+    if video.layout.sample_aspect_ratio != 1:
+        sar = video.layout.sample_aspect_ratio
+        for what, name in (("patch", codec), ("matte", matte_codec)):
+            if name is not None and ".mkv" in PATCH_CODECS[name].suffixes:
+                notes.append(f"the {what} (.mkv) cannot carry the source's pixel aspect {sar.numerator}:{sar.denominator}"
+                             " (Matroska's display size is not settable here); use a .mov")
+    return notes

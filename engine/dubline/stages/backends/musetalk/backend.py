@@ -217,12 +217,13 @@ class MuseTalkBackend:
         video = job.source.info.video
         assert video is not None  # the pipeline checked it
         first, end = job.span
-        crop_boxes = source_crop_boxes(job.source.faces, (video.height, video.width), options.extra_margin)
+        view = job.source.view
+        crop_boxes = source_crop_boxes(job.source.faces, view.display_shape, options.extra_margin)
         references = reference_frames(job.source.faces, job.span, options.reference, crop_boxes[:, 0] >= 0)
         latents: dict[int, torch.Tensor] = {}
         if options.reference == "rest":
             for frame in _frames_at(job.source.path, video.rate, references[references >= 0]):
-                crop = crop_face(frame.image, crop_boxes[frame.index])[None]
+                crop = crop_face(frame.image, crop_boxes[frame.index], view)[None]
                 seeds = np.array([options.seed + frame.index]) if options.sample else None
                 latents[frame.index] = runner.reference_latents(crop, seeds)[0]
         return MuseTalkPlan(
@@ -239,6 +240,7 @@ class MuseTalkBackend:
     ) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
         first, end = job.span
         faces = job.source.faces
+        view = job.source.view
         rate = job.source.info.video.rate
         frames = iter(frames)
         done = 0
@@ -255,7 +257,7 @@ class MuseTalkBackend:
             rendered = [frame for frame in chunk if plan.reference_frames[frame.index - first] >= 0]
             generated: dict[int, np.ndarray] = {}
             if rendered:
-                crops = np.stack([crop_face(f.image, plan.crop_boxes[f.index]) for f in rendered])
+                crops = np.stack([crop_face(f.image, plan.crop_boxes[f.index], view) for f in rendered])
                 windows = frame_windows(plan.whisper_steps, rate, np.array([f.index - first for f in rendered]))
                 references = None
                 if plan.options.reference == "rest":
@@ -271,8 +273,8 @@ class MuseTalkBackend:
                     reason = str(faces.reason[frame.index]) or "face box outside the frame"
                     yield frame, MouthPatch(None, None, reason)
                     continue
-                image = paste_face(frame.image, plan.crop_boxes[frame.index], face)
-                yield frame, MouthPatch(image, faces.landmarks[frame.index].astype(np.float64))
+                image = paste_face(frame.image, plan.crop_boxes[frame.index], face, view)
+                yield frame, MouthPatch(image, view.to_stored(faces.landmarks[frame.index].astype(np.float64)))
             done += len(chunk)
 
 

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from dubline.core.errors import InvalidInputError
+from dubline.stages.media import FrameView, convert_depth, to_8bit
 
 FACE_SIZE = 256
 #: scripts/inference.py --extra_margin default: px added below the chin (v1.5).
@@ -54,12 +55,15 @@ def face_box(landmarks: np.ndarray, frame_shape: tuple[int, ...], extra_margin: 
     return np.array([x1, y1, x2, y2], dtype=np.int64)
 
 
-def crop_face(image: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """The 256x256 crop of ``box`` (Lanczos, aspect not kept), channels as given."""
+def crop_face(image: np.ndarray, box: np.ndarray, view: FrameView | None = None) -> np.ndarray:
+    """The 256x256 uint8 crop of ``box`` (Lanczos, aspect not kept), channels as given, upright:
+    ``box`` is in ``view``'s display coordinates and ``image`` a stored frame of any depth (without
+    ``view``, the image's own coordinates)."""
     x1, y1, x2, y2 = (int(v) for v in box)
     if x2 - x1 < 1 or y2 - y1 < 1:
         raise InvalidInputError(f"musetalk crop box {tuple(box)} is empty")
-    return cv2.resize(image[y1:y2, x1:x2], (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LANCZOS4)
+    region = image[y1:y2, x1:x2] if view is None else np.ascontiguousarray(view.display_region(image, (x1, y1, x2, y2)))
+    return cv2.resize(to_8bit(region), (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LANCZOS4)
 
 
 def vae_input(crops_rgb: np.ndarray, masked: bool) -> np.ndarray:
@@ -83,14 +87,18 @@ def output_image(decoded: np.ndarray) -> np.ndarray:
     return np.round(unit.transpose(0, 2, 3, 1) * np.float32(255)).astype(np.uint8)
 
 
-def paste_face(image: np.ndarray, box: np.ndarray, face: np.ndarray) -> np.ndarray:
-    """A full-frame copy of ``image`` with the 256x256 ``face`` resized (bilinear) into ``box``.
+def paste_face(image: np.ndarray, box: np.ndarray, face: np.ndarray, view: FrameView | None = None) -> np.ndarray:
+    """A full-frame copy of ``image`` (stored, its dtype) with the 256x256 uint8 ``face`` resized
+    (bilinear) into ``box`` (``view``'s display coordinates; without ``view``, the image's own).
 
     Only the box changes; the compositor decides (by the matte) which of it reaches the output.
     """
     x1, y1, x2, y2 = (int(v) for v in box)
     if face.shape != (FACE_SIZE, FACE_SIZE, 3):
         raise InvalidInputError(f"musetalk generated face must be 256x256x3, got {face.shape}")
+    resized = convert_depth(cv2.resize(face, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR), image.dtype)
+    if view is not None:
+        resized, (x1, y1, x2, y2) = view.stored_region(resized, (x1, y1, x2, y2), image.shape)
     out = image.copy()
-    out[y1:y2, x1:x2] = cv2.resize(face, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+    out[y1:y2, x1:x2] = resized
     return out

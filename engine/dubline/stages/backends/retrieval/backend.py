@@ -5,6 +5,11 @@ files) and select one library frame per output frame (``select.select_frames``).
 patches: stream the span's frames; for each chunk, read just the chosen library frames (by runs,
 keeping only a lower-face crop of each so memory stays flat in span length) and transfer the
 chosen mouth onto the target frame (``transfer.transfer_mouth``).
+
+The transfer works on upright, square-pixel crops in the face track's coordinates (each clip's
+``FrameView``: exact for rotations and flips, resampled only for an anamorphic clip), at the
+target's bit depth; the result is put back on the target's stored grid, so a sideways phone clip
+or an anamorphic one gets the same mouth as an upright one.
 """
 
 from __future__ import annotations
@@ -129,6 +134,7 @@ class RetrievalBackend:
     ) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
         first, _ = job.span
         faces = job.source.faces
+        view = job.source.view
         _, transfer_params = _params(job.options)
         frames = iter(frames)
         while True:
@@ -138,7 +144,7 @@ class RetrievalBackend:
             if not chunk:
                 return
             wanted = {int(plan.selection[f.index - first]) for f in chunk} - {KEEP_OWN}
-            crops = _gather_crops(job, plan, sorted(wanted), transfer_params)
+            crops = _gather_crops(job, plan, sorted(wanted), transfer_params, chunk[0].image.dtype)
             for frame in chunk:
                 t = frame.index - first
                 row = int(plan.selection[t])
@@ -152,13 +158,13 @@ class RetrievalBackend:
                 crop, offset, points = crops[row]
                 target_points = faces.landmarks[frame.index].astype(np.float64)
                 result = transfer_mouth(
-                    crop, points - offset, frame.image.shape, target_points,
+                    crop, points - offset, view.display_shape, target_points,
                     float(job.target_aperture[t]), transfer_params,
                 )
+                stored_crop, (x0, y0, x1, y1) = view.stored_region(result.crop, result.roi, frame.image.shape)
                 image = frame.image.copy()
-                x0, y0, x1, y1 = result.roi
-                image[y0:y1, x0:x1] = result.crop
-                yield frame, MouthPatch(image, matte_landmarks(target_points, result.landmarks))
+                image[y0:y1, x0:x1] = stored_crop
+                yield frame, MouthPatch(image, view.to_stored(matte_landmarks(target_points, result.landmarks)))
 
 
 def matte_landmarks(target: np.ndarray, transferred: np.ndarray) -> np.ndarray:
@@ -183,9 +189,10 @@ def _runs(indices: list[int]) -> list[tuple[int, int]]:
 
 
 def _gather_crops(
-    job: BackendJob, plan: RetrievalPlan, rows: list[int], params: TransferParams
+    job: BackendJob, plan: RetrievalPlan, rows: list[int], params: TransferParams, dtype: np.dtype
 ) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Lower-face crops of the chosen library rows: row -> (crop, crop origin xy, landmarks)."""
+    """Lower-face crops of the chosen library rows, upright and square-pixel in ``dtype`` (the
+    target's depth): row -> (crop, crop origin xy, landmarks), in the clip's analysis view."""
     by_clip: dict[int, dict[int, int]] = {}
     for row in rows:
         by_clip.setdefault(int(plan.rows_clip[row]), {})[int(plan.rows_frame[row])] = row
@@ -193,6 +200,7 @@ def _gather_crops(
     for clip_number, frame_rows in by_clip.items():
         clip = job.library[clip_number]
         rate = clip.info.video.rate
+        view = clip.view
         for run_first, run_end in _runs(sorted(frame_rows)):
             for frame in media.read_span(clip.path, timing.frames_to_range(run_first, run_end, rate)):
                 row = frame_rows.get(frame.index)
@@ -201,8 +209,9 @@ def _gather_crops(
                 points = clip.faces.landmarks[frame.index].astype(np.float64)
                 iod = float(clip.faces.inter_ocular[frame.index])
                 # Margin beyond the warp's own ROI so rotation/scale never samples past the crop.
-                x0, y0, x1, y1 = lower_face_roi(points, frame.image.shape, (params.roi_margin + 0.5) * iod)
-                crops[row] = (frame.image[y0:y1, x0:x1].copy(), np.array([x0, y0], np.float64), points)
+                x0, y0, x1, y1 = lower_face_roi(points, view.display_shape, (params.roi_margin + 0.5) * iod)
+                crop = media.convert_depth(view.display_region(frame.image, (x0, y0, x1, y1)), dtype)
+                crops[row] = (np.array(crop, copy=True, order="C"), np.array([x0, y0], np.float64), points)
     return crops
 
 

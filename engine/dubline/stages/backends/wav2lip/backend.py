@@ -205,12 +205,13 @@ class Wav2LipBackend:
         video = job.source.info.video
         assert video is not None  # the pipeline checked it
         first, end = job.span
-        crop_boxes = source_crop_boxes(job.source.faces, (video.height, video.width))
+        view = job.source.view
+        crop_boxes = source_crop_boxes(job.source.faces, view.display_shape)
         references = reference_frames(job.source.faces, job.span, options.reference, crop_boxes[:, 0] >= 0)
         crops: dict[int, np.ndarray] = {}
         if options.reference == "rest":
             for frame in _frames_at(job.source.path, video.rate, references[references >= 0]):
-                crops[frame.index] = crop_face(frame.image, crop_boxes[frame.index])
+                crops[frame.index] = crop_face(frame.image, crop_boxes[frame.index], view)
         return Wav2LipPlan(
             runner=runner,
             reference=options.reference,
@@ -225,6 +226,7 @@ class Wav2LipBackend:
     ) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
         first, end = job.span
         faces = job.source.faces
+        view = job.source.view
         frames = iter(frames)
         done = 0
 
@@ -240,7 +242,7 @@ class Wav2LipBackend:
             rendered = [frame for frame in chunk if plan.reference_frames[frame.index - first] >= 0]
             generated: dict[int, np.ndarray] = {}
             if rendered:
-                targets = np.stack([crop_face(f.image, plan.crop_boxes[f.index]) for f in rendered])
+                targets = np.stack([crop_face(f.image, plan.crop_boxes[f.index], view) for f in rendered])
                 if plan.reference == "same":
                     references = targets
                 else:
@@ -254,8 +256,8 @@ class Wav2LipBackend:
                     reason = str(faces.reason[frame.index]) or "face box outside the frame"
                     yield frame, MouthPatch(None, None, reason)
                     continue
-                image = paste_face(frame.image, plan.crop_boxes[frame.index], face)
-                yield frame, MouthPatch(image, faces.landmarks[frame.index].astype(np.float64))
+                image = paste_face(frame.image, plan.crop_boxes[frame.index], face, view)
+                yield frame, MouthPatch(image, view.to_stored(faces.landmarks[frame.index].astype(np.float64)))
             done += len(chunk)
 
 

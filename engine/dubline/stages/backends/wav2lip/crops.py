@@ -11,6 +11,12 @@ today's frame sizes a fixed 10 px would not reach the chin), the 5-box mean is c
 and only averages boxes of frames where the face is present (a gap or cut does not drag the box),
 and the generated face is not pasted as a box: it is placed into a full-frame copy that the shared
 compositor blends inside the lower-face matte.
+
+Boxes are in the face track's coordinates (the clip's upright, square-pixel analysis view). Given
+the clip's ``FrameView``, ``crop_face`` cuts the box out of the stored frame turned upright (the
+model was trained on upright faces: a sideways phone clip gets an upright crop) and
+``paste_face`` turns the generated face back and puts it on the stored grid. The model sees 8 bits;
+its face is scaled to the frame's depth (a 10-bit frame stays 10-bit outside the face).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 
 from dubline.core.errors import InvalidInputError
 from dubline.stages.backends.wav2lip.model import FACE_SIZE
+from dubline.stages.media import FrameView, convert_depth, to_8bit
 
 #: Bottom padding as a fraction of the detector box height (official: 10 px on ~100 px faces).
 PAD_BOTTOM_FRACTION = 0.10
@@ -76,8 +83,9 @@ def padded_boxes(boxes: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def crop_face(image: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """The 96x96 RGB crop of ``box`` (aspect not kept, as officially).
+def crop_face(image: np.ndarray, box: np.ndarray, view: FrameView | None = None) -> np.ndarray:
+    """The 96x96 RGB uint8 crop of ``box`` (aspect not kept, as officially), upright: ``box`` is in
+    ``view``'s display coordinates and ``image`` a stored frame (without ``view``, the same space).
 
     Downscaling uses area averaging: our faces are often 3-5x larger than the training crops, and
     a bilinear shrink by that much aliases (the training faces were shrunk by about 1x).
@@ -85,20 +93,25 @@ def crop_face(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     x0, y0, x1, y1 = (int(v) for v in box)
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise InvalidInputError(f"wav2lip crop box {tuple(box)} is empty")
-    region = image[y0:y1, x0:x1]
+    region = image[y0:y1, x0:x1] if view is None else np.ascontiguousarray(view.display_region(image, (x0, y0, x1, y1)))
+    region = to_8bit(region)
     shrinking = region.shape[0] > FACE_SIZE or region.shape[1] > FACE_SIZE
     return cv2.resize(region, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def paste_face(image: np.ndarray, box: np.ndarray, face: np.ndarray) -> np.ndarray:
-    """A full-frame copy of ``image`` with the 96x96 ``face`` resized into ``box``.
+def paste_face(image: np.ndarray, box: np.ndarray, face: np.ndarray, view: FrameView | None = None) -> np.ndarray:
+    """A full-frame copy of ``image`` (stored, its dtype) with the 96x96 uint8 ``face`` resized
+    into ``box`` (``view``'s display coordinates; without ``view``, the image's own).
 
     Only the box changes; the compositor decides (by the matte) which of it reaches the output.
     """
     x0, y0, x1, y1 = (int(v) for v in box)
     if face.shape != (FACE_SIZE, FACE_SIZE, 3):
         raise InvalidInputError(f"wav2lip generated face must be {FACE_SIZE}x{FACE_SIZE}x3, got {face.shape}")
+    resized = convert_depth(cv2.resize(face, (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC), image.dtype)
+    if view is not None:
+        resized, (x0, y0, x1, y1) = view.stored_region(resized, (x0, y0, x1, y1), image.shape)
     out = image.copy()
-    out[y0:y1, x0:x1] = cv2.resize(face, (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
+    out[y0:y1, x0:x1] = resized
     return out
 
