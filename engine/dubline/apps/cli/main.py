@@ -17,7 +17,7 @@ import sys
 from dubline import __version__
 from dubline.core.errors import DublineError
 
-COMMANDS = ["probe", "analyse", "render", "qc", "demo", "serve", "submit", "status", "otio"]
+COMMANDS = ["probe", "analyse", "render", "qc", "demo", "serve", "submit", "status", "otio", "batch"]
 
 
 def build_parser() -> argparse.ArgumentParser:
