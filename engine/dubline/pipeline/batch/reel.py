@@ -160,11 +160,11 @@ def _dub_tracks(timeline: otio.schema.Timeline, names: Sequence[str]) -> list[ot
 
 
 def _dub_clips(track: otio.schema.Track, timeline: otio.schema.Timeline, timeline_path: Path) -> list[DubClip]:
-    start = seconds(timeline.global_start_time) if timeline.global_start_time is not None else Fraction(0)
+    start = _audio_seconds(timeline.global_start_time) if timeline.global_start_time is not None else Fraction(0)
     if timeline.tracks.source_range is not None:
-        start -= seconds(timeline.tracks.source_range.start_time)
+        start -= _audio_seconds(timeline.tracks.source_range.start_time)
     if track.source_range is not None:
-        start -= seconds(track.source_range.start_time)
+        start -= _audio_seconds(track.source_range.start_time)
     clips = []
     for index, item in enumerate(track):
         if not isinstance(item, otio.schema.Clip) or not item.enabled or not track.enabled:
@@ -173,14 +173,19 @@ def _dub_clips(track: otio.schema.Track, timeline: otio.schema.Timeline, timelin
         if not isinstance(reference, otio.schema.ExternalReference):
             continue
         placed = track.range_of_child_at_index(index)
-        first = start + seconds(placed.start_time)
-        origin = seconds(reference.available_range.start_time) if reference.available_range is not None else Fraction(0)
+        first = start + _audio_seconds(placed.start_time)
+        origin = _audio_seconds(reference.available_range.start_time) if reference.available_range is not None else Fraction(0)
         clips.append(DubClip(
             name=item.name, track=track.name or "?", media=media_path(reference.target_url, timeline_path),
-            record=(first, first + seconds(placed.duration)),
-            file_start=seconds(item.trimmed_range().start_time) - origin, metadata=item.metadata,
+            record=(first, first + _audio_seconds(placed.duration)),
+            file_start=_audio_seconds(item.trimmed_range().start_time) - origin, metadata=item.metadata,
         ))
     return clips
+
+
+def _audio_seconds(time: otio.opentime.RationalTime) -> Fraction:
+    # Audio clips count at sample rates (48000): whole rates are taken as they are, NTSC ones snapped.
+    return timing.seconds_of(time)
 
 
 def _plan_piece(job_id: str, placed: PlacedClip, dub: DubClip, record: tuple[int, int], survey: TimelineSurvey,
