@@ -228,9 +228,14 @@ def run_batch(jobs: list[ShotJob], options: BatchOptions = BatchOptions(),
             if job.id not in outcomes or outcomes[job.id].state == CANCELLED:
                 resume.remove_partials(job)  # a shot cut short by a second Ctrl-C
                 resume.release(job)
-    descriptors = {shot: face.descriptor for shot, face in faces.items()}
-    descriptors.update({shot: o.identity for shot, o in outcomes.items() if o.identity is not None})
-    persons = cluster_identities({shot: None if d is None else np.asarray(d, dtype=np.float32) for shot, d in descriptors.items()})
+    persons = cluster_identities({job.id: _descriptor(job.id, faces, outcomes) for job in jobs})  # numbered in job order
     run = {"where": where, "workers": count, "wall_seconds": round(time.perf_counter() - started, 3),
            "cross_shot_library": options.cross_shot_library, "interrupted": bool(driver and driver.interrupted)}
     return BatchRun(outcomes, persons, libraries, run, run["interrupted"])
+
+
+def _descriptor(shot: str, faces: dict[str, ShotFace], outcomes: dict[str, ShotOutcome]) -> np.ndarray | None:
+    outcome = outcomes.get(shot)
+    if outcome is not None and outcome.identity is not None:
+        return np.asarray(outcome.identity, dtype=np.float32)
+    return faces[shot].descriptor if shot in faces else None
