@@ -16,6 +16,9 @@ import signal
 import threading
 from pathlib import Path
 
+# What dubline batch sets before Ray is imported (ray reads it then): the local Ray on loopback only.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 import numpy as np
 import pytest
 
@@ -27,7 +30,6 @@ from dubline.core import timing
 from dubline.pipeline.batch import ShotSettings
 from dubline.stages import media
 
-pytest.importorskip("ray")
 TESTS = Path(__file__).resolve().parent
 REPOSITORY = TESTS.parent
 
@@ -41,6 +43,9 @@ def local_ray():
         place = start_ray(None, cpus=2)
         import ray
 
+        # Offline: every Ray process on loopback, no usage statistics, no dashboard.
+        assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
+        assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
         yield place
         ray.shutdown()
 

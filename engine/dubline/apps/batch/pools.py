@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from concurrent import futures
@@ -52,6 +53,8 @@ def start_ray(address: str | None, cpus: int | None = None) -> RayPlace:
     if address is None:
         # Read by Ray when it is imported: a local Ray advertises 127.0.0.1, not this host's
         # network address, so it opens nothing beyond loopback.
+        if "ray" in sys.modules and "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ:
+            log.warning("ray was imported before dubline started it: the local Ray may listen beyond loopback")
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
