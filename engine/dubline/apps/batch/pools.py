@@ -56,6 +56,9 @@ def start_ray(address: str | None, cpus: int | None = None) -> RayPlace:
         if "ray" in sys.modules and "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ:
             log.warning("ray was imported before dubline started it: the local Ray may listen beyond loopback")
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # Ray runs its workers at nice 15; a batch is the job the user asked for, as a plain
+        # `dubline render` is, so a local Ray's workers run at normal priority (override by setting it).
+        os.environ.setdefault("RAY_worker_niceness", "0")
     import ray
 
     started = False
