@@ -11,7 +11,7 @@ selection still decide which of the added mouths fit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,12 +81,3 @@ def persons_table(persons: Mapping[str, int]) -> dict[int, list[str]]:
     for shot, person in persons.items():
         table.setdefault(person, []).append(shot)
     return dict(sorted(table.items()))
-
-
-def person_count(persons: Mapping[str, int]) -> int:
-    return len(set(persons.values()))
-
-
-def descriptors_of(outcomes: Sequence[Mapping]) -> dict[str, np.ndarray | None]:
-    """Shot id -> descriptor from outcomes that carry ``identity`` (a list of 128 floats)."""
-    return {o["id"]: (np.asarray(o["identity"], np.float32) if o.get("identity") else None) for o in outcomes}
