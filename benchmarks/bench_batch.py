@@ -175,35 +175,6 @@ def part_cluster(shots, dub, work) -> None:
             cluster.shutdown()
 
 
-def _parent(pid: str) -> str | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return fields[1]
-
-
-def _shot_worker_pid() -> int | None:
-    """A Ray worker process of this benchmark's Ray (a descendant of this process: the local Ray's
-    raylet is its child) that is rendering a shot right now (its title is ray::ShotWorker.run)."""
-    me = str(os.getpid())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if not title.startswith(b"ray::ShotWorker.run"):
-            continue
-        ancestor = entry.name
-        while ancestor not in (None, "0", "1"):
-            ancestor = _parent(ancestor)
-            if ancestor == me:
-                return int(entry.name)
-    return None
-
-
 def part_fault(shots, dub, work) -> None:
     print(f"\n== fault: kill one worker mid-shot, 2 workers (load {load()})")
     clean = work / "fault-clean"
@@ -214,12 +185,12 @@ def part_fault(shots, dub, work) -> None:
     killed: list[int] = []
 
     def on_event(event) -> None:
+        # The worker process that reports this shot's progress (host:pid; the local Ray is this host).
         if not killed and event.kind == "progress" and event.stage == "render" and event.done >= 5:
-            pid = _shot_worker_pid()
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                print(f"killed worker pid {pid} while {event.shot} was at render {event.done}/{event.total}")
+            pid = int(event.worker.rpartition(":")[2])
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            print(f"killed worker pid {pid} while {event.shot} was at render {event.done}/{event.total}")
 
     report, result, wall, _, _ = run(job_list(shots, dub, out, codec="ffv1"), 2, work / "cache-w2", on_event=on_event)
     exact = []
@@ -230,6 +201,8 @@ def part_fault(shots, dub, work) -> None:
         frames_b = [f.image for f in media.read_span(b, timing.frames_to_range(0, count, 25))]
         exact.append(count == SHOT_FRAMES and all(np.array_equal(x, y) for x, y in zip(frames_a, frames_b)))
     partial = [p.name for p in out.iterdir() if ".part" in p.name]
+    retried = [o.id for o in result.outcomes.values() if killed and o.worker.endswith(f":{killed[0]}")]
+    assert killed and not retried, (killed, retried)
     print(f"killed {killed}; counts {report['counts']}; {sum(exact)}/{len(exact)} patches frame-exact (FFV1, bit for "
           f"bit) against the clean run; partial files: {partial or 'none'}; wall {wall:.1f} s")
 

@@ -61,7 +61,7 @@ class BatchOptions:
 @dataclass(frozen=True)
 class BatchEvent:
     """``phase`` (message: check / identities / render), ``start``, ``progress`` (stage, done,
-    total), ``shot`` (outcome), ``retry`` (message: the worker that died)."""
+    total, and the worker as host:pid), ``shot`` (outcome), ``retry`` (message: the worker that died)."""
 
     kind: str
     shot: str | None = None
@@ -70,6 +70,7 @@ class BatchEvent:
     total: int = 0
     outcome: ShotOutcome | None = None
     message: str = ""
+    worker: str = ""
 
 
 @dataclass
@@ -159,7 +160,7 @@ class _Driver:
             shown = (state.shot, state.stage, state.done, state.total)
             if state.shot == job.id and self._shown.get(index) != shown:
                 self._shown[index] = shown
-                self.on_event(BatchEvent("progress", job.id, state.stage, state.done, state.total))
+                self.on_event(BatchEvent("progress", job.id, state.stage, state.done, state.total, worker=state.worker))
 
     def check(self, jobs: list[ShotJob]) -> dict[str, str]:
         handles = [self.pool.call(index, "check", jobs) for index in range(len(self.pool))]
