@@ -342,3 +342,31 @@ def test_shot_job_request_carries_the_shared_library(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"^s --out \S+v.mkv is the same file as the s --video input"):
         ShotJob("s", "", tmp_path / "v.mkv", tmp_path / "d.wav", "0-2", tmp_path / "v.mkv", backend="fake",
                 codec="ffv1").request()
+
+
+def test_a_path_a_worker_cannot_read_or_write_fails_that_shot_only(shots: Path, tmp_path: Path) -> None:
+    data = json.loads(shots.read_text())
+    data["jobs"][0]["video"] = "media/missing.mkv"
+    data["jobs"][1]["out"] = "nowhere/b.mkv"
+    shots.write_text(json.dumps(data))
+    batch = plan_input(job_list=shots)
+    run = run_batch(batch.jobs, _options(tmp_path, batch.report_dir))
+    assert "a: video" in run.outcomes["a"].message and "does not exist on" in run.outcomes["a"].message
+    assert "(workers need the same paths: shared storage)" in run.outcomes["a"].message
+    assert "b: cannot write" in run.outcomes["b"].message and "nowhere" in run.outcomes["b"].message
+
+
+def test_cli_exit_status_and_report(shots: Path, tmp_path: Path, capsys) -> None:
+    data = json.loads(shots.read_text())
+    for job in data["jobs"]:
+        job["video"] = "media/missing.mkv"
+    shots.write_text(json.dumps(data))
+    assert main(["batch", "--jobs", str(shots), "--workers", "0", "--cache", str(tmp_path / "cache")]) == 1
+    out = capsys.readouterr().out
+    assert "3 shots: 3 failed" in out and f"report {tmp_path / 'jobs_report' / 'report.json'}" in out
+    assert main(["batch", "--jobs", str(shots), "--workers", "0", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["counts"]["failed"] == 3
+    assert main(["batch", "--jobs", str(tmp_path / "none.json"), "--workers", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err
+    assert main(["batch", "--timeline", str(shots), "--workers", "0"]) == 2
+    assert "--timeline needs --out" in capsys.readouterr().err
