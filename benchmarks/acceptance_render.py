@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from dubline.stages import media
-from dubline.qc.sheets import sheet_for_render
 from dubline.pipeline import RenderRequest, analyse_clip, render
 from dubline.pipeline.qc import run_qc
+from dubline.qc.sheets import sheet_for_render
+from dubline.stages import media
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "media"
 SPEAKERS = ("speaker_a.mp4", "speaker_b.mp4")

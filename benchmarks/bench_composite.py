@@ -12,10 +12,9 @@ from typing import Callable
 
 import cv2
 import numpy as np
-
-from dubline.stages import composite
 from dubline.core.landmarks import face_template_68
 from dubline.qc.metrics import seam_score
+from dubline.stages import composite
 
 
 def median_ms(step: Callable[[], object], repeats: int) -> float:

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
+from dubline.apps.server.app import create_server
 from dubline.core import timing
 from dubline.stages import media
-from dubline.apps.server.app import create_server
 from dubline_client import EngineClient, frames_span, image_message, pb, render_spec
 
 DEFAULT_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"

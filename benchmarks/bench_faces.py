@@ -21,7 +21,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import opentimelineio as otio
-
 from dubline.stages import media
 from dubline.stages.faces import detection_cache, landmark_jitter, track_faces
 from dubline.stages.faces.types import FaceTrackParams

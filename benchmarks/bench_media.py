@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from dubline.stages import media  # noqa: E402
 from dubline.core.timing import frames_to_range  # noqa: E402
+from dubline.stages import media  # noqa: E402
 from mediagen import pattern_image, pattern_luma  # noqa: E402
 
 GOP = 250

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from dubline.core import timing
-from dubline.stages import media
 from dubline.pipeline import RenderRequest, render
+from dubline.stages import media
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "media"
 

@@ -84,8 +84,8 @@ def main() -> None:
 
 def end_to_end(media_dir: Path, work: Path, device: str) -> None:
     """Whole-clip renders: cold (analysis included) once, then warm (analysis cached)."""
-    from dubline.stages import media
     from dubline.pipeline import RenderRequest, render
+    from dubline.stages import media
 
     print(f"\nend to end, whole clip, {DUB}, deterministic weights on {device}, batch 16, patch codec h264")
     for clip in CLIPS:
@@ -125,10 +125,13 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 def reference_leak(media_dir: Path, work: Path) -> None:
     """Correlation of the source's own mouth opening with the reference the generator is given."""
     from dubline.core import timing
-    from dubline.stages import media
-    from dubline.stages.backends.wav2lip.backend import reference_frames, source_crop_boxes
-    from dubline.stages.backends.wav2lip.crops import crop_face
     from dubline.pipeline import analyse_clip
+    from dubline.stages import media
+    from dubline.stages.backends.wav2lip.backend import (
+        reference_frames,
+        source_crop_boxes,
+    )
+    from dubline.stages.backends.wav2lip.crops import crop_face
 
     print("\nreference leak (whole clip as the span; r = Pearson over usable frames; nan = constant reference)")
     print("clip          mode  refs  r(aperture)  r(darkness)  ref aperture mean/std  source aperture mean/std")

@@ -22,9 +22,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-
-from dubline.stages import media
 from dubline.qc.metrics import pac_sync
+from dubline.stages import media
 from dubline.stages.speech import analyse_speech, calibrate_speaker, openness_track
 from dubline.stages.speech.phones import decode_phones
 from dubline.stages.speech.vad import detect_voice
@@ -145,9 +144,9 @@ def print_table(rows: list[dict]) -> None:
 
 def speaker_measures(media_dir: Path, others: dict[str, np.ndarray], cache_root: Path) -> None:
     from dubline.core.cache import FrameCache
-from dubline.stages.media import media_fingerprint
-    from dubline.stages.faces import FaceTrackParams, track_faces
     from dubline.core.timing import frames_to_range
+    from dubline.stages.faces import FaceTrackParams, track_faces
+    from dubline.stages.media import media_fingerprint
 
     print("\n| clip | frames | faces usable | PAC own audio (r, lag) | PAC other audio (r) | calibration aperture 0->1 | width 0->1 | calib lag, r |")
     print("|---|---|---|---|---|---|---|---|")

@@ -22,12 +22,16 @@ import os
 import time
 
 import numpy as np
-
 from dubline.core.errors import InvalidInputError, ModelNotFoundError
 from dubline.core.landmarks import face_template_68
 from dubline.stages import media
 from dubline.stages.backends import MANIFEST
-from dubline.stages.backends.base import BackendInfo, BackendJob, ClipAnalysis, MouthPatch
+from dubline.stages.backends.base import (
+    BackendInfo,
+    BackendJob,
+    ClipAnalysis,
+    MouthPatch,
+)
 from dubline.stages.faces import FaceTrackParams, SpeakerHint, track_from_detections
 from dubline.stages.faces.types import FaceDetection
 from dubline.stages.speech.calibration import default_calibration
@@ -138,3 +142,13 @@ def write_clip(path: Path, frames: int = 8, width: int = 128, height: int = 128,
     rng = np.random.default_rng(7)
     images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(frames)]
     return media.write_patch(images, path, "ffv1", rate, start_timecode=timecode)
+
+
+@dataclass
+class FixedAnalyses:
+    """An AnalysisProvider that hands out analyses prepared by the test (keyed by resolved path)."""
+
+    analyses: dict[Path, ClipAnalysis]
+
+    def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None) -> ClipAnalysis:
+        return self.analyses[Path(path).resolve()]

@@ -27,9 +27,12 @@ SCRIPT = REPOSITORY / "tests" / "blender" / "run_addon.py"
 DUBLINE = Path(sys.executable).with_name("dubline")
 sys.path.insert(0, str(PLUGIN))
 
-from dubline_vse import engine, frames, jobs  # noqa: E402  (bpy-free modules of the add-on)
-
 import dubline_client  # noqa: E402
+from dubline_vse import (  # noqa: E402  (bpy-free modules of the add-on)
+    engine,
+    frames,
+    jobs,
+)
 
 
 def movie(**changes) -> frames.MovieTiming:

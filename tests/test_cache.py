@@ -6,8 +6,13 @@ import multiprocessing
 from pathlib import Path
 
 import numpy as np
-
-from dubline.core.cache import CHUNK, BlobCache, FrameCache, array_fingerprint, params_key
+from dubline.core.cache import (
+    CHUNK,
+    BlobCache,
+    FrameCache,
+    array_fingerprint,
+    params_key,
+)
 
 
 def test_frame_cache_round_trip_and_partial_overlap(tmp_path: Path) -> None:

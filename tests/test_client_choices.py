@@ -6,9 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from dubline_client import EngineClient, pb
-from dubline_client.choices import FALLBACK, CodecChoice, UnknownChoiceError, from_capabilities
+from dubline_client.choices import (
+    FALLBACK,
+    CodecChoice,
+    UnknownChoiceError,
+    from_capabilities,
+)
 
 
 def _capabilities(address: str) -> pb.CapabilitiesResponse:

@@ -9,7 +9,6 @@ from fractions import Fraction
 
 import opentimelineio as otio
 import pytest
-
 from dubline_client import timecode
 from dubline_client.timecode import (
     TimecodeError,

@@ -6,7 +6,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
+from dubline.core.errors import InvalidInputError
+from dubline.core.landmarks import face_template_68, inter_ocular_distance
+from dubline.qc.metrics import outside_matte_exact, seam_score
 from dubline.stages.composite import (
     CompositeParams,
     MatteParams,
@@ -16,9 +18,6 @@ from dubline.stages.composite import (
     multiband_blend,
     paste,
 )
-from dubline.core.errors import InvalidInputError
-from dubline.core.landmarks import inter_ocular_distance, face_template_68
-from dubline.qc.metrics import outside_matte_exact, seam_score
 
 HEIGHT, WIDTH = 240, 320
 
@@ -233,7 +232,6 @@ def _dlib_landmarks(image: np.ndarray) -> np.ndarray | None:
 
 def _real_frames(path: Path, count: int) -> list[np.ndarray]:
     import opentimelineio as otio
-
     from dubline.stages import media
 
     rate = float(media.probe(path).video.rate)

@@ -7,15 +7,14 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
 from dubline.apps import demo
-from dubline.stages import media
 from dubline.core import landmarks as lm
 from dubline.core.errors import InvalidInputError
+from dubline.core.timing import frames_to_range, range_to_frames
+from dubline.stages import media
 from dubline.stages.faces.detect import detect_frame
 from dubline.stages.speech.phones import decode_phones
 from dubline.stages.speech.vad import detect_voice
-from dubline.core.timing import frames_to_range, range_to_frames
 
 RATE = Fraction(25)
 SECONDS = 4.0

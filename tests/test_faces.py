@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import opentimelineio as otio
 import pytest
-
 from dubline.core import landmarks as convention
-from dubline.stages import media
 from dubline.core.cache import FrameCache
 from dubline.core.errors import InvalidInputError, ModelNotFoundError, NoFaceError
+from dubline.core.progress import CancelToken
+from dubline.stages import media
 from dubline.stages.faces import (
     FaceDetection,
     FaceTrackParams,
@@ -31,7 +31,6 @@ from dubline.stages.faces import (
 from dubline.stages.faces.smooth import smooth_landmarks
 from dubline.stages.faces.track import build_tracks, unusable_reason
 from dubline.stages.media import VideoFrame
-from dubline.core.progress import CancelToken
 
 FRAMES = 40  # per clip: enough for tracking and jitter, cheap on a busy 2-core machine
 RATE = 25

@@ -11,11 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from mediagen import AudioSpec, make_audio, make_video, spec_for
-
 from dubline.core.errors import OutputIsInputError
 from dubline.core.paths import check_outputs, same_file
+from mediagen import AudioSpec, make_audio, make_video, spec_for
 
 
 def _sha(path: Path) -> str:
@@ -125,9 +123,8 @@ def test_otio_never_writes_the_patch_over_the_clip_media(inputs: dict[str, Path]
 
 
 def test_engine_refuses_out_equal_to_video(inputs: dict[str, Path], tmp_path: Path) -> None:
-    from dubline_client import EngineClient, EngineError, frames_span, render_spec
-
     from dubline.apps.server.app import create_server
+    from dubline_client import EngineClient, EngineError, frames_span, render_spec
 
     server, port = create_server("127.0.0.1:0", media_roots=[tmp_path], cache_root=tmp_path / "cache",
                                  work_dir=tmp_path / "work")

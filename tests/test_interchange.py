@@ -7,7 +7,6 @@ from pathlib import Path
 
 import opentimelineio as otio
 import pytest
-
 from dubline.core.errors import OutputExistsError, OutputPathError
 from dubline.interchange.timeline import patch_timeline, write_timeline
 

@@ -12,8 +12,6 @@ import av
 import numpy as np
 import opentimelineio as otio
 import pytest
-
-from dubline.stages import media
 from dubline.apps.cli import main as cli
 from dubline.core.errors import (
     DublineError,
@@ -23,6 +21,7 @@ from dubline.core.errors import (
     NoStreamError,
 )
 from dubline.core.timing import frames_to_range
+from dubline.stages import media
 from mediagen import AudioSpec, decode_index, make_audio, make_video, spec_for, truncate
 
 RATES = [Fraction(25), Fraction(30), Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60), Fraction(1350, 61)]

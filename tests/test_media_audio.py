@@ -6,10 +6,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
-from dubline.stages import media
 from dubline.core.errors import InvalidRangeError, InvalidRateError, NoStreamError
 from dubline.core.timing import frames_to_range
+from dubline.stages import media
 from mediagen import AudioSpec, audio_pattern, make_audio, make_video, spec_for
 
 # Quantisation of each sample format (s24 travels in s32 frames).

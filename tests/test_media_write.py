@@ -7,8 +7,6 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-
-from dubline.stages import media
 from dubline.core.errors import (
     CancelledError,
     DublineError,
@@ -18,6 +16,7 @@ from dubline.core.errors import (
     OutputPathError,
 )
 from dubline.core.timing import frames_to_range
+from dubline.stages import media
 from mediagen import audio_pattern, decode_index, pattern_image
 
 BT709 = media.ColourTags("bt709", "bt709", "bt709", "tv")

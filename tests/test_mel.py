@@ -6,7 +6,6 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
 from dubline.core.errors import InvalidInputError, InvalidRateError
 from dubline.stages.speech.mel import mel_windows, wav2lip_mel
 

@@ -7,9 +7,15 @@ import time
 
 import pytest
 import torch
-
 from dubline.core.errors import InvalidInputError, ModelNotFoundError
-from dubline.core.models import ModelKey, ModelRegistry, estimate_bytes, model_dir, registry, require_weight
+from dubline.core.models import (
+    ModelKey,
+    ModelRegistry,
+    estimate_bytes,
+    model_dir,
+    registry,
+    require_weight,
+)
 
 
 @pytest.fixture

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import opentimelineio as otio
 import pytest
-from dubline.pipeline import timeline as rt
-from dubline.core import timing
+from dubline import interchange as ic
 from dubline.apps.cli.main import main
+from dubline.core import errors, timing
 from dubline.core.errors import InvalidRangeError
+from dubline.interchange.frames import to_frames
+from dubline.pipeline import timeline as rt
 from mediagen import AudioSpec, make_audio, make_video, spec_for
 
 EDITORS = Path(__file__).parent / "golden" / "editors"
@@ -61,12 +63,12 @@ def timeline_file(name: str, media: Path, out_dir: Path) -> Path:
     return path
 
 
-def dry_run(timeline: Path, clip: str, media: Path, **options) -> rt.PatchPlan:
+def dry_run(timeline: Path, clip: str, media: Path, **options) -> ic.PatchPlan:
     settings = rt.RenderSettings(audio=media / "dub.wav")
     return rt.prepare(timeline, clip, timeline.parent / "out.otio", settings, **options).plan
 
 
-def frames(plan: rt.PatchPlan) -> tuple:
+def frames(plan: ic.PatchPlan) -> tuple:
     return plan.clip.name, plan.clip.index, plan.record, plan.source, plan.file_frames()
 
 
@@ -82,7 +84,7 @@ def test_premiere_clip_list(premiere: Path) -> None:
     """Every video clip where Premiere shows it: nested clips in their place with record time
     through the nest's in/out, the audio inside the nest not counted, record timecode at the
     sequence's 30 fps (the 15 fps clip at 00:00:17:26, not 00:00:17:13)."""
-    survey = rt.survey_timeline(rt.read_timeline(premiere))
+    survey = ic.survey_timeline(ic.read_timeline(premiere))
     listing = [(c.index, c.name, c.track_label(), survey.record_tc(c.record), c.skipped, c.speed) for c in survey.clips]
     assert listing == [
         (1, "A001C003.mov", "V1", "00:00:00:00-00:00:04:00", None, None),
@@ -133,16 +135,16 @@ def test_premiere_span_under_a_dissolve_is_shortened_or_refused(premiere: Path, 
         "span '00:00:04:00-00:00:05:00' of clip 'A002C001.mov' (#2 on V1) shortened by 10 frames at its head to "
         "record 00:00:04:10-00:00:05:00, clear of the transition 'Cross Dissolve' at record 00:00:03:20-00:00:04:10",
     )
-    with pytest.raises(rt.TransitionError, match=r"touches the transition 'Cross Dissolve' at record 00:00:03:20-00:00:04:10"):
+    with pytest.raises(ic.TransitionError, match=r"touches the transition 'Cross Dissolve' at record 00:00:03:20-00:00:04:10"):
         dry_run(premiere, "A002C001.mov", media, span="00:00:04:00-00:00:05:00", on_transition="error")
-    with pytest.raises(rt.TransitionError, match="no frame of it is clear to patch"):
+    with pytest.raises(ic.TransitionError, match="no frame of it is clear to patch"):
         dry_run(premiere, "#2", media, span="00:00:04:00-00:00:04:05")
     clear = dry_run(premiere, "#2", media, span="00:00:04:10-00:00:05:00", on_transition="error")
     assert clear.record == (130, 150) and clear.warnings == ()
 
 
 def test_premiere_nested_clips_are_planned_in_place(premiere: Path, media: Path) -> None:
-    with pytest.raises(rt.ClipSelectionError, match=(
+    with pytest.raises(ic.ClipSelectionError, match=(
         r"2 clips are named 'anim_v003.mov' \(#7 on V2 in 'sc01_sh010_anim' at 00:00:02:00-00:00:05:00; "
         r"#9 on V2 in 'sc01_sh010_anim' at 00:00:13:10-00:00:14:10\)"
     )):
@@ -163,12 +165,12 @@ def test_premiere_nested_clips_are_planned_in_place(premiere: Path, media: Path)
 
 
 def test_premiere_nests_are_named_when_asked_for(premiere: Path, media: Path) -> None:
-    with pytest.raises(rt.ClipSelectionError, match=(
+    with pytest.raises(ic.ClipSelectionError, match=(
         r"^'sc01_sh010_anim' is a nested sequence; dubline patches the clips inside it: #6 'bg_plate.mov', "
         r"#7 'anim_v003.mov', #8 'bg_plate.mov', #9 'anim_v003.mov'$"
     )):
         dry_run(premiere, "sc01_sh010_anim", media)
-    with pytest.raises(rt.ClipSelectionError, match=(
+    with pytest.raises(ic.ClipSelectionError, match=(
         r"^no video clip is named 'sc01_sh020_comp': nested sequence 'sc01_sh020_comp' on V2 at record "
         r"00:00:16:00-00:00:17:10 came from the reader with no tracks"
     )):
@@ -176,29 +178,29 @@ def test_premiere_nests_are_named_when_asked_for(premiere: Path, media: Path) ->
 
 
 def test_premiere_disabled_clips_need_the_flag(premiere: Path, media: Path) -> None:
-    with pytest.raises(rt.ClipSelectionError, match=(
+    with pytest.raises(ic.ClipSelectionError, match=(
         r"^clip 'A002C001.mov' \(#10 on V3\) is skipped: track V3 is disabled; pass --include-disabled to patch it anyway$"
     )):
         dry_run(premiere, "#10", media)
     track_off = dry_run(premiere, "#10", media, include_disabled=True)
     assert frames(track_off) == ("A002C001.mov", 10, (300, 360), (216100, 216160), (100, 160))
     assert track_off.warnings == ("patching clip 'A002C001.mov' (#10 on V3) although track V3 is disabled",)
-    with pytest.raises(rt.ClipSelectionError, match=r"\(#3 on V1\) is skipped: it is disabled"):
+    with pytest.raises(ic.ClipSelectionError, match=r"\(#3 on V1\) is skipped: it is disabled"):
         dry_run(premiere, "#3", media)
     clip_off = dry_run(premiere, "#3", media, include_disabled=True)
     assert frames(clip_off) == ("A001C003.mov", 3, (240, 300), (108200, 108260), (200, 260))
     # With the flag a name no longer skips the disabled namesake.
-    with pytest.raises(rt.ClipSelectionError, match=r"2 clips are named 'A001C003.mov' \(#1 on V1 .*; #3 on V1"):
+    with pytest.raises(ic.ClipSelectionError, match=r"2 clips are named 'A001C003.mov' \(#1 on V1 .*; #3 on V1"):
         dry_run(premiere, "A001C003.mov", media, include_disabled=True)
 
 
 def test_premiere_rate_and_speed_refusals_name_what_differs(premiere: Path, media: Path) -> None:
-    with pytest.raises(rt.RateMismatchError, match=(
+    with pytest.raises(ic.RateMismatchError, match=(
         r"^clip 'B001_slowmo.mov' \(#4 on V1\) plays B001_slowmo.mov as 15 fps footage, but the file is 30 fps; "
         r"the timeline is 30 fps: footage played at another rate is a speed change"
     )):
         dry_run(premiere, "B001_slowmo.mov", media)
-    with pytest.raises(rt.SpeedEffectError, match=(
+    with pytest.raises(ic.SpeedEffectError, match=(
         r"^clip 'A003_remap.mov' \(#5 on V1\) has a Time Remap at 50% \(FCP XML filter\); "
         r"dubline patches clips that play their media at normal speed"
     )):
@@ -220,10 +222,10 @@ def test_fcp_reference_before_its_definition(media: Path, tmp_path: Path) -> Non
     """Hiero-style XML: the retimed shot refers to its file by id before the file is defined. The
     refusal names the time remap (it used to say the clip had no media reference)."""
     hiero = timeline_file("hiero_retime_25.xml", media, tmp_path)
-    timeline = rt.read_timeline(hiero)
+    timeline = ic.read_timeline(hiero)
     first = timeline.video_tracks()[0][0]
     assert first.media_reference.target_url.endswith("/plate_25.mov")
-    with pytest.raises(rt.SpeedEffectError, match=r"^clip 'sh010_plate' \(#1 on V1\) has a Time Remap at 25% \(FCP XML filter\)"):
+    with pytest.raises(ic.SpeedEffectError, match=r"^clip 'sh010_plate' \(#1 on V1\) has a Time Remap at 25% \(FCP XML filter\)"):
         dry_run(hiero, "sh010_plate", media)
     plan = dry_run(hiero, "sh020_plate", media, span="01:00:04:10-01:00:05:00")
     assert frames(plan) == ("sh020_plate", 2, (90110, 90125), (130, 145), (130, 145))
@@ -239,7 +241,7 @@ def avid(media: Path, tmp_path: Path) -> Path:
 
 def test_avid_edl_dissolve_and_wipe(avid: Path, media: Path) -> None:
     edl = dict(edl_rate=Fraction(25))
-    with pytest.raises(rt.ClipSelectionError, match=r"2 clips are named 'interview_A' \(#1 on V1 'V' at 10:00:00:00-10:00:03:00; #9"):
+    with pytest.raises(ic.ClipSelectionError, match=r"2 clips are named 'interview_A' \(#1 on V1 'V' at 10:00:00:00-10:00:03:00; #9"):
         dry_run(avid, "interview_A", media, **edl)
     # Event 001 ends where the dissolve starts (an EDL dissolve lies on the incoming clip): no warning.
     cut = dry_run(avid, "#1", media, **edl)
@@ -254,7 +256,7 @@ def test_avid_edl_dissolve_and_wipe(avid: Path, media: Path) -> None:
     wipe = dry_run(avid, "interview_A2", media, span="10:00:07:05-10:00:08:00", **edl)
     assert frames(wipe) == ("interview_A2", 3, (900185, 900200), (90135, 90150), (135, 150))
     assert "shortened by 5 frames at its head" in wipe.warnings[0] and "SMPTE_Wipe" in wipe.warnings[0]
-    with pytest.raises(rt.TransitionError, match="touches the transition 'SMPTE_Wipe from interview_B to interview_A2'"):
+    with pytest.raises(ic.TransitionError, match="touches the transition 'SMPTE_Wipe from interview_B to interview_A2'"):
         dry_run(avid, "interview_A2", media, span="10:00:07:05-10:00:08:00", on_transition="error", **edl)
 
 
@@ -265,7 +267,7 @@ def test_avid_edl_dissolve_and_wipe(avid: Path, media: Path) -> None:
     ("freeze_B", "a freeze frame (FreezeFrame)"),  # * FREEZE FRAME over 25 record frames
 ])
 def test_avid_edl_speed_lines_are_refused_by_name(avid: Path, media: Path, clip: str, effect: str) -> None:
-    with pytest.raises(rt.SpeedEffectError, match=rf"^clip '{clip}' \(#\d on V1 'V'\) has {re_escape(effect)}; "):
+    with pytest.raises(ic.SpeedEffectError, match=rf"^clip '{clip}' \(#\d on V1 'V'\) has {re_escape(effect)}; "):
         dry_run(avid, clip, media, edl_rate=Fraction(25))
 
 
@@ -276,7 +278,7 @@ def re_escape(text: str) -> str:
 
 
 def test_avid_edl_black_is_not_a_file(avid: Path, media: Path) -> None:
-    with pytest.raises(rt.InvalidInputError, match=r"clip '008' \(#8 on V1 'V'\) has no file media reference \(GeneratorReference\)"):
+    with pytest.raises(errors.InvalidInputError, match=r"clip '008' \(#8 on V1 'V'\) has no file media reference \(GeneratorReference\)"):
         dry_run(avid, "#8", media, edl_rate=Fraction(25))
 
 
@@ -288,7 +290,7 @@ def test_drop_frame_edl(name: str, media: Path, tmp_path: Path) -> None:
     whole = dry_run(edl, "interview_df", media, edl_rate="29.97")
     # 01:00:59;00 is frame 109662 drop-frame; 00:00:59;00 is 1770 and the file starts at 00:00:58;00 (1740).
     assert frames(whole) == ("interview_df", 1, (109662, 109750), (1770, 1858), (30, 118))
-    assert whole.clip.drop_frame and rt.plan_summary(whole)["record"] == "01:00:59;00-01:01:02;00"
+    assert whole.clip.drop_frame and ic.plan_summary(whole)["record"] == "01:00:59;00-01:01:02;00"
     # Typed with colons, a drop-frame timeline's timecodes are still read drop-frame.
     for span in ("01:01:00;02-01:01:01;00", "01:01:00:02-01:01:01:00"):
         part = dry_run(edl, "interview_df", media, edl_rate="29.97", span=span)
@@ -296,8 +298,8 @@ def test_drop_frame_edl(name: str, media: Path, tmp_path: Path) -> None:
     dissolve = dry_run(edl, "reaction_df", media, edl_rate="29.97")
     assert frames(dissolve) == ("reaction_df", 2, (109765, 109840), (2113, 2188), (373, 448))
     assert dissolve.warnings[0].endswith("at record 01:01:02;00-01:01:02;15")
-    with pytest.raises(rt.InvalidInputError, match="FCM: DROP FRAME, which exists at 29.97 and 59.94 fps only"):
-        rt.read_timeline(edl, edl_rate=Fraction(30))
+    with pytest.raises(errors.InvalidInputError, match="FCM: DROP FRAME, which exists at 29.97 and 59.94 fps only"):
+        ic.read_timeline(edl, edl_rate=Fraction(30))
 
 
 # --------------------------------------------------------------------------- big timelines, CLI
@@ -312,14 +314,14 @@ def test_ambiguous_name_on_a_big_timeline_is_one_short_line() -> None:
         track.append(otio.schema.Clip(name=name, source_range=otio.opentime.TimeRange(
             otio.opentime.RationalTime(0, 24), otio.opentime.RationalTime(24, 24))))
     timeline.tracks.append(track)
-    survey = rt.survey_timeline(timeline)
-    with pytest.raises(rt.ClipSelectionError) as ambiguous:
-        rt.select_clip(survey, "take")
+    survey = ic.survey_timeline(timeline)
+    with pytest.raises(ic.ClipSelectionError) as ambiguous:
+        ic.select_clip(survey, "take")
     message = str(ambiguous.value)
     assert message.startswith("21 clips are named 'take' (#1 on V1 at 00:00:00:00-00:00:01:00; #8 on V1")
     assert "and 15 more); pass --clip '#N' to pick one" in message and len(message) < 400
-    with pytest.raises(rt.ClipSelectionError) as unknown:
-        rt.select_clip(survey, "Take")
+    with pytest.raises(ic.ClipSelectionError) as unknown:
+        ic.select_clip(survey, "Take")
     message = str(unknown.value)
     assert message.startswith("no video clip is named 'Take'; did you mean 'take'? the timeline has 147: #1 'take' (V1), ")
     assert message.endswith("and 141 more") and len(message) < 400
@@ -344,19 +346,19 @@ def test_otio_nest_with_audio_and_in_out(tmp_path: Path) -> None:
     top.append(nest)
     timeline = otio.schema.Timeline(global_start_time=t(90000))
     timeline.tracks.append(top)
-    survey = rt.survey_timeline(timeline)
+    survey = ic.survey_timeline(timeline)
     assert [(c.name, c.record, c.skipped) for c in survey.clips] == [
         ("in1", (90010, 90040), None),  # nest frames 20-50 of in1's 0-50
         ("in2", (90040, 90070), None),  # nest frames 50-80: in2's first 30
         ("in3", (90090, 90090), "it lies outside the in/out of nested sequence 'nest'"),  # would start at 90090
     ]
-    in1 = rt.resolve(survey.clips[0], survey)
+    in1 = ic.resolve(survey.clips[0], survey)
     assert in1.source == (120, 150) and in1.record == (90010, 90040)
-    assert rt.plan_span(in1, "01:00:00:20-01:00:01:00").source == (130, 135)
-    with pytest.raises(rt.ClipSelectionError, match=r"^clip 'in3' \(#3 on V1 in 'nest'\) shows no frames: it lies outside"):
-        rt.select_clip(survey, "in3")
-    with pytest.raises(rt.InvalidInputError, match=r"^clip 'in3' \(#3 on V1 in 'nest'\) shows no frames on the timeline"):
-        rt.resolve_clip(timeline, "in3", include_disabled=True)
+    assert ic.plan_span(in1, "01:00:00:20-01:00:01:00").source == (130, 135)
+    with pytest.raises(ic.ClipSelectionError, match=r"^clip 'in3' \(#3 on V1 in 'nest'\) shows no frames: it lies outside"):
+        ic.select_clip(survey, "in3")
+    with pytest.raises(errors.InvalidInputError, match=r"^clip 'in3' \(#3 on V1 in 'nest'\) shows no frames on the timeline"):
+        ic.resolve_clip(timeline, "in3", include_disabled=True)
 
 
 def test_cli_dry_run_json_and_text(premiere: Path, media: Path, capsys: pytest.CaptureFixture) -> None:
@@ -413,7 +415,7 @@ def test_real_render_of_a_clip_inside_a_nest(shared_media: Path, tmp_path: Path,
     assert isinstance(nest, otio.schema.Stack) and nest.find_clips()[0].name == "speaker_b.mp4"  # the nest, read in full
     track = written.video_tracks()[-1]
     placed = track.range_of_child(track.find_clips()[0])
-    assert (rt.to_frames(placed.start_time, Fraction(25)), rt.to_frames(placed.duration, Fraction(25))) == (50, 10)
+    assert (to_frames(placed.start_time, Fraction(25)), to_frames(placed.duration, Fraction(25))) == (50, 10)
     assert list(track.find_clips()[0].metadata["dubline"]["source_nest"]) == ["dub_nest"]
     # Frame-exact: away from the mouth (the top rows), each patch frame is closest to speaker_b's
     # frame 45+i, not to its neighbours.
@@ -440,5 +442,5 @@ def test_fcp_drop_frame_sequence(media: Path, tmp_path: Path) -> None:
         "</file></clipitem></track></video></media></sequence></xmeml>"
     )
     plan = dry_run(xml, "interview_df", media, span="01:01:00:02-01:01:01:00")
-    assert plan.clip.drop_frame and rt.plan_summary(plan)["record"] == "01:01:00;02-01:01:01;00"
+    assert plan.clip.drop_frame and ic.plan_summary(plan)["record"] == "01:01:00;02-01:01:01;00"
     assert frames(plan) == ("interview_df", 1, (109692, 109720), (1800, 1828), (60, 88))

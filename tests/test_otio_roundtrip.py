@@ -22,10 +22,12 @@ from pathlib import Path
 
 import opentimelineio as otio
 import pytest
-from dubline.pipeline import timeline as rt
-from dubline.core import timing
+from dubline import interchange as ic
 from dubline.apps.cli.main import main
+from dubline.core import errors, timing
 from dubline.core.errors import InvalidRangeError, MediaNotFoundError
+from dubline.interchange.frames import to_frames
+from dubline.pipeline import timeline as rt
 
 GOLDEN = Path(__file__).parent / "golden" / "otio"
 REGENERATE = os.environ.get("DUBLINE_REGEN_GOLDEN") == "1"
@@ -110,9 +112,9 @@ def check_golden(name: str, text: str) -> None:
     assert text == path.read_text(), f"{name} differs from its golden file (DUBLINE_REGEN_GOLDEN=1 regenerates)"
 
 
-def patch_for(plan: rt.PatchPlan, root: Path) -> rt.PatchMedia:
+def patch_for(plan: ic.PatchPlan, root: Path) -> ic.PatchMedia:
     """The patch a render would write: the span's frames, starting at the source timecode."""
-    return rt.PatchMedia(root / "out" / "patch.mov", plan.frame_count, plan.source[0])
+    return ic.PatchMedia(root / "out" / "patch.mov", plan.frame_count, plan.source[0])
 
 
 # (case name, --clip, --range, --range-in) per rate; spans are timeline (record) time unless said.
@@ -131,9 +133,9 @@ def test_golden_patch_timelines(tmp_path: Path, rate_name: str, case: tuple) -> 
     name, selector, span, range_in = case
     original = editorial_timeline(tmp_path, rate)
     timeline_path = save(original, tmp_path)
-    timeline = rt.read_timeline(timeline_path)
-    plan = rt.plan_span(rt.resolve_clip(timeline, selector, timeline_path), span, range_in)
-    result = rt.insert_patch(timeline, plan, patch_for(plan, tmp_path), tmp_path / "dub.wav", "retrieval")
+    timeline = ic.read_timeline(timeline_path)
+    plan = ic.plan_span(ic.resolve_clip(timeline, selector, timeline_path), span, range_in)
+    result = ic.insert_patch(timeline, plan, patch_for(plan, tmp_path), tmp_path / "dub.wav", "retrieval")
 
     # Every original track is exactly as it was; the patch track is new and on top of the video.
     assert len(result.tracks) == len(original.tracks) + 1
@@ -148,25 +150,25 @@ def test_plan_numbers_at_23976(tmp_path: Path) -> None:
     """The golden cases' numbers, worked out by hand at 24000/1001."""
     rate = Fraction(24000, 1001)
     path = save(editorial_timeline(tmp_path, rate), tmp_path)
-    timeline = rt.read_timeline(path)
+    timeline = ic.read_timeline(path)
     origin = 86400
-    interview = rt.resolve_clip(timeline, "interview", path)
+    interview = ic.resolve_clip(timeline, "interview", path)
     assert interview.rate == rate  # not 23.976023976023978
     assert interview.media == tmp_path / "media dir" / "interview take 1.mov"
     assert interview.record == (origin + 12, origin + 102)
     assert interview.source == (origin + 37, origin + 127)
     assert interview.media_origin == origin
-    plan = rt.plan_span(interview, "01:00:01:00-01:00:02:00")
+    plan = ic.plan_span(interview, "01:00:01:00-01:00:02:00")
     assert plan.record == (origin + 24, origin + 48)
     assert plan.source == (origin + 37 + 12, origin + 37 + 36)
     assert plan.file_frames() == (49, 73)
     # The dissolve takes no record time: cutaway starts where interview's cut ends.
-    cutaway = rt.resolve_clip(timeline, "cutaway", path)
+    cutaway = ic.resolve_clip(timeline, "cutaway", path)
     assert cutaway.media == tmp_path / "media dir" / "cutaway.mov"
     assert cutaway.record == (origin + 102, origin + 162)
-    reaction = rt.resolve_clip(timeline, "3", path)
+    reaction = ic.resolve_clip(timeline, "3", path)
     assert reaction.name == "reaction" and reaction.record == (origin + 182, origin + 230)
-    source_plan = rt.plan_span(interview, "40-50", "source")
+    source_plan = ic.plan_span(interview, "40-50", "source")
     assert source_plan.source == (origin + 40, origin + 50) and source_plan.record == (origin + 15, origin + 25)
 
 
@@ -175,20 +177,20 @@ def test_written_timeline_reads_back_with_the_patch_at_the_span(tmp_path: Path) 
 
     rate = Fraction(30000, 1001)
     path = save(editorial_timeline(tmp_path, rate), tmp_path)
-    timeline = rt.read_timeline(path)
-    plan = rt.plan_span(rt.resolve_clip(timeline, "cutaway", path), "01:00:03:20-01:00:04:10")
+    timeline = ic.read_timeline(path)
+    plan = ic.plan_span(ic.resolve_clip(timeline, "cutaway", path), "01:00:03:20-01:00:04:10")
     patch = patch_for(plan, tmp_path)
-    out = write_timeline(rt.insert_patch(timeline, plan, patch, tmp_path / "dub.wav", "retrieval"), tmp_path / "out.otio")
+    out = write_timeline(ic.insert_patch(timeline, plan, patch, tmp_path / "dub.wav", "retrieval"), tmp_path / "out.otio")
     read = otio.adapters.read_from_file(str(out))
     clip = read.video_tracks()[-1].find_clips()[0]
     record = clip.transformed_time_range(clip.trimmed_range(), read.tracks)
-    start = rt.to_frames(read.global_start_time, rate)
-    assert (start + rt.to_frames(record.start_time, rate), rt.to_frames(record.duration, rate)) == (
+    start = to_frames(read.global_start_time, rate)
+    assert (start + to_frames(record.start_time, rate), to_frames(record.duration, rate)) == (
         timing.timecode_to_frames("01:00:03:20", rate), 20,
     )
     assert clip.media_reference.target_url == str(patch.path.resolve())
     assert not clip.media_reference.target_url.startswith("file:")
-    assert rt.to_frames(clip.media_reference.available_range.start_time, rate) == plan.source[0]
+    assert to_frames(clip.media_reference.available_range.start_time, rate) == plan.source[0]
     assert clip.metadata["dubline"]["source_clip"] == "cutaway"
     assert clip.metadata["dubline"]["span"]["record"] == "01:00:03:20-01:00:04:10"
 
@@ -196,49 +198,49 @@ def test_written_timeline_reads_back_with_the_patch_at_the_span(tmp_path: Path) 
 def test_span_crossing_the_clip_end_names_the_clip_range(tmp_path: Path) -> None:
     rate = Fraction(25)
     path = save(editorial_timeline(tmp_path, rate), tmp_path)
-    clip = rt.resolve_clip(rt.read_timeline(path), "interview", path)
+    clip = ic.resolve_clip(ic.read_timeline(path), "interview", path)
     # interview's cut is record 01:00:00:12-01:00:04:02; this span runs 5 frames past it.
     with pytest.raises(InvalidRangeError, match=r"not inside clip 'interview'.*01:00:00:12-01:00:04:02"):
-        rt.plan_span(clip, "01:00:03:20-01:00:04:07")
+        ic.plan_span(clip, "01:00:03:20-01:00:04:07")
     with pytest.raises(InvalidRangeError, match="01:00:00:12-01:00:04:02"):
-        rt.plan_span(clip, "30-40", "source")  # source frames 30-40: before the trimmed head (37)
+        ic.plan_span(clip, "30-40", "source")  # source frames 30-40: before the trimmed head (37)
     # Ends exactly at the cut, which is allowed, but the last 6 frames lie under the dissolve to
     # 'cutaway' (6+6 frames around the cut: 01:00:03:21-01:00:04:08 at 25 fps): the patch stops short of it, or fails if asked.
-    plan = rt.plan_span(clip, "01:00:03:20-01:00:04:02")
+    plan = ic.plan_span(clip, "01:00:03:20-01:00:04:02")
     assert plan.record == (90095, 90096) and plan.source == (90120, 90121)
     assert plan.warnings == (
         "span '01:00:03:20-01:00:04:02' of clip 'interview' (#1 on V1) shortened by 6 frames at its tail to record "
         "01:00:03:20-01:00:03:21, clear of the transition 'SMPTE_Dissolve' at record 01:00:03:21-01:00:04:08",
     )
-    with pytest.raises(rt.TransitionError, match=r"touches the transition 'SMPTE_Dissolve' at record 01:00:03:21-01:00:04:08"):
-        rt.plan_span(clip, "01:00:03:20-01:00:04:02", on_transition="error")
-    assert rt.plan_span(clip, "01:00:03:00-01:00:03:21", on_transition="error").frame_count == 21
+    with pytest.raises(ic.TransitionError, match=r"touches the transition 'SMPTE_Dissolve' at record 01:00:03:21-01:00:04:08"):
+        ic.plan_span(clip, "01:00:03:20-01:00:04:02", on_transition="error")
+    assert ic.plan_span(clip, "01:00:03:00-01:00:03:21", on_transition="error").frame_count == 21
 
 
 def test_unknown_and_ambiguous_clips_list_the_candidates(tmp_path: Path) -> None:
     rate = Fraction(24)
     timeline = editorial_timeline(tmp_path, rate)
-    survey = rt.survey_timeline(timeline)
-    with pytest.raises(rt.ClipSelectionError, match=r"'nobody'.*#1 'interview' \(V1\), #2 'cutaway'.*#4 'title card' \(V2\)"):
-        rt.select_clip(survey, "nobody")
-    with pytest.raises(rt.ClipSelectionError, match=r"did you mean 'interview'\?"):
-        rt.select_clip(survey, "Interveiw")
-    with pytest.raises(rt.ClipSelectionError, match=r"has 4 video clips \(1-4\)"):
-        rt.select_clip(survey, "#5")
+    survey = ic.survey_timeline(timeline)
+    with pytest.raises(ic.ClipSelectionError, match=r"'nobody'.*#1 'interview' \(V1\), #2 'cutaway'.*#4 'title card' \(V2\)"):
+        ic.select_clip(survey, "nobody")
+    with pytest.raises(ic.ClipSelectionError, match=r"did you mean 'interview'\?"):
+        ic.select_clip(survey, "Interveiw")
+    with pytest.raises(ic.ClipSelectionError, match=r"has 4 video clips \(1-4\)"):
+        ic.select_clip(survey, "#5")
     timeline.video_tracks()[1].append(otio.schema.Clip(name="interview", source_range=TR(t(0, rate), t(5, rate))))
-    survey = rt.survey_timeline(timeline)
-    with pytest.raises(rt.ClipSelectionError, match=r"2 clips are named 'interview' \(#1 on V1 at 01:00:00:12-01:00:04:06; #5 on V2 at 01:00:02:06-01:00:02:11"):
-        rt.select_clip(survey, "interview")
-    assert rt.select_clip(survey, "#5")[0].name == "interview"
-    with pytest.raises(rt.InvalidInputError, match="no file media reference"):
-        rt.resolve_clip(timeline, "title card", require_media=False)
+    survey = ic.survey_timeline(timeline)
+    with pytest.raises(ic.ClipSelectionError, match=r"2 clips are named 'interview' \(#1 on V1 at 01:00:00:12-01:00:04:06; #5 on V2 at 01:00:02:06-01:00:02:11"):
+        ic.select_clip(survey, "interview")
+    assert ic.select_clip(survey, "#5")[0].name == "interview"
+    with pytest.raises(errors.InvalidInputError, match="no file media reference"):
+        ic.resolve_clip(timeline, "title card", require_media=False)
 
 
 def test_missing_media_is_a_file_not_found_error(tmp_path: Path) -> None:
     path = save(editorial_timeline(tmp_path, Fraction(25)), tmp_path)
     (tmp_path / "media dir" / "cutaway.mov").unlink()
     with pytest.raises(MediaNotFoundError, match="cutaway.mov") as caught:
-        rt.resolve_clip(rt.read_timeline(path), "cutaway", path)
+        ic.resolve_clip(ic.read_timeline(path), "cutaway", path)
     assert isinstance(caught.value, FileNotFoundError)
 
 
@@ -255,12 +257,12 @@ def test_missing_media_is_a_file_not_found_error(tmp_path: Path) -> None:
     ],
 )
 def test_media_urls_and_paths(url: str, expected: str) -> None:
-    assert str(rt.media_path(url, Path("/timelines/edit.otio"))) == expected
+    assert str(ic.media_path(url, Path("/timelines/edit.otio"))) == expected
 
 
 def test_media_url_of_another_scheme_is_refused() -> None:
-    with pytest.raises(rt.InvalidInputError, match="https: URL"):
-        rt.media_path("https://example.com/clip.mov")
+    with pytest.raises(errors.InvalidInputError, match="https: URL"):
+        ic.media_path("https://example.com/clip.mov")
 
 
 def test_fcp_xml_reads_to_the_same_plan(tmp_path: Path) -> None:
@@ -272,11 +274,11 @@ def test_fcp_xml_reads_to_the_same_plan(tmp_path: Path) -> None:
     del timeline.tracks[0][2]
     otio_path = save(timeline, tmp_path)
     xml_path = tmp_path / "media dir" / "edit.xml"
-    otio.adapters.write_to_file(rt.read_timeline(otio_path), str(xml_path), adapter_name="fcp_xml")
-    from_xml = rt.read_timeline(xml_path)
+    otio.adapters.write_to_file(ic.read_timeline(otio_path), str(xml_path), adapter_name="fcp_xml")
+    from_xml = ic.read_timeline(xml_path)
     for selector in ("interview", "reaction"):
-        via_xml = rt.resolve_clip(from_xml, selector, xml_path)
-        via_otio = rt.resolve_clip(rt.read_timeline(otio_path), selector, otio_path)
+        via_xml = ic.resolve_clip(from_xml, selector, xml_path)
+        via_otio = ic.resolve_clip(ic.read_timeline(otio_path), selector, otio_path)
         assert (via_xml.rate, via_xml.record, via_xml.source, via_xml.media) == (
             via_otio.rate, via_otio.record, via_otio.source, via_otio.media,
         )
@@ -292,11 +294,11 @@ def test_edl_places_events_at_record_timecode(tmp_path: Path) -> None:
         "002  AX       V     C        00:00:01:00 00:00:02:00 01:00:02:12 01:00:03:12\n"
         f"* FROM CLIP NAME:  b\n* FROM CLIP: {tmp_path / 'a.mov'}\n"
     )
-    with pytest.raises(rt.InvalidInputError, match="--edl-rate"):
-        rt.read_timeline(edl)
-    timeline = rt.read_timeline(edl, edl_rate=Fraction(25))
-    a = rt.resolve_clip(timeline, "a", edl)
-    b = rt.resolve_clip(timeline, "b", edl)
+    with pytest.raises(errors.InvalidInputError, match="--edl-rate"):
+        ic.read_timeline(edl)
+    timeline = ic.read_timeline(edl, edl_rate=Fraction(25))
+    a = ic.resolve_clip(timeline, "a", edl)
+    b = ic.resolve_clip(timeline, "b", edl)
     assert a.rate == 25 and a.record == (90010, 90062) and a.source == (104, 156)
     assert b.record == (90062, 90087) and b.source == (25, 50)
 
@@ -309,8 +311,8 @@ def test_missing_adapter_names_the_package(tmp_path: Path, monkeypatch: pytest.M
         adapters = [a for a in otio.plugins.ActiveManifest().adapters if a.name == "otio_json"]
 
     monkeypatch.setattr(otio.plugins, "ActiveManifest", lambda: NoPlugins())
-    with pytest.raises(rt.MissingAdapterError, match="pip install otio-fcp-adapter"):
-        rt.read_timeline(xml)
+    with pytest.raises(ic.MissingAdapterError, match="pip install otio-fcp-adapter"):
+        ic.read_timeline(xml)
 
 
 def speaker_timeline(root: Path, media: Path) -> Path:
@@ -388,7 +390,7 @@ def test_engine_renderer_sends_file_frames_and_absolute_paths(tmp_path: Path, mo
 
     rate = Fraction(30000, 1001)
     path = save(editorial_timeline(tmp_path, rate), tmp_path)
-    plan = rt.plan_span(rt.resolve_clip(rt.read_timeline(path), "interview", path), "01:00:01:00-01:00:01:12")
+    plan = ic.plan_span(ic.resolve_clip(ic.read_timeline(path), "interview", path), "01:00:01:00-01:00:01:12")
     sent = []
 
     class FakeEngine:
@@ -406,7 +408,7 @@ def test_engine_renderer_sends_file_frames_and_absolute_paths(tmp_path: Path, mo
     assert spec.video == str(tmp_path / "media dir" / "interview take 1.mov")
     assert spec.audio == str(tmp_path / "dub.wav") and spec.out == str(tmp_path / "p.mov")
     assert (spec.audio_offset.value, spec.audio_offset.rate_num) == (1, 3) and spec.codec == "h264"
-    assert media == rt.PatchMedia(tmp_path / "p.mov", 12, 108000 + 55)
+    assert media == ic.PatchMedia(tmp_path / "p.mov", 12, 108000 + 55)
     assert report["span"] == [55, 67]
 
 
@@ -417,23 +419,23 @@ def test_round_trip_writes_nothing_when_the_render_fails(tmp_path: Path, shared_
 
     def failing(plan, patch, settings, overwrite):
         calls.append((plan.file_frames(), patch))
-        raise rt.InvalidInputError("render failed")
+        raise errors.InvalidInputError("render failed")
 
-    with pytest.raises(rt.InvalidInputError, match="render failed"):
-        rt.round_trip(timeline, "speaker_b", tmp_path / "out.otio", settings, failing, span="70-80")
+    with pytest.raises(errors.InvalidInputError, match="render failed"):
+        rt.round_trip(rt.prepare(timeline, "speaker_b", tmp_path / "out.otio", settings, span="70-80"), failing)
     assert calls == [((40, 50), tmp_path / "speaker_b.dubline.40-50.mov")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speaker.otio"]
 
     def short(plan, patch, settings, overwrite):
         patch.write_bytes(b"patch")
-        return rt.PatchMedia(patch, plan.frame_count - 1, plan.source[0]), {}, []
+        return ic.PatchMedia(patch, plan.frame_count - 1, plan.source[0]), {}, []
 
-    with pytest.raises(rt.InvalidInputError, match="has 9 frames, the span 10"):
-        rt.round_trip(timeline, "speaker_b", tmp_path / "out.otio", settings, short, span="70-80")
+    with pytest.raises(errors.InvalidInputError, match="has 9 frames, the span 10"):
+        rt.round_trip(rt.prepare(timeline, "speaker_b", tmp_path / "out.otio", settings, span="70-80"), short)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speaker.otio"]  # the unplaceable patch is removed
 
 
 def test_out_must_be_an_otio_file(tmp_path: Path) -> None:
     settings = rt.RenderSettings(audio=tmp_path / "dub.wav")
-    with pytest.raises(rt.InvalidInputError, match=r"--out .*edit\.xml must be an \.otio file"):
-        rt.round_trip(tmp_path / "edit.otio", "a", tmp_path / "edit.xml", settings, renderer=None)  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidInputError, match=r"--out .*edit\.xml must be an \.otio file"):
+        rt.prepare(tmp_path / "edit.otio", "a", tmp_path / "edit.xml", settings)

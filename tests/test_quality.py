@@ -5,7 +5,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from dubline.core.errors import InvalidInputError
 from dubline.core.landmarks import face_template_68
 from dubline.qc.metrics import (

@@ -10,14 +10,12 @@ from pathlib import Path
 import numpy as np
 import opentimelineio as otio
 import pytest
-
-from dubline.core import timing
-from dubline.stages import media
 from dubline.apps.cli.main import main as cli
+from dubline.core import timing
 from dubline.core.errors import CancelledError, NoFaceError
-from dubline.pipeline import RenderRequest, render
 from dubline.core.progress import CancelToken
-
+from dubline.pipeline import RenderRequest, render
+from dubline.stages import media
 from mediagen import AudioSpec, make_video, spec_for
 
 
@@ -86,8 +84,8 @@ def test_silent_dub_keeps_the_mouth_closed_or_at_rest(tmp_path, cache, speaker_b
     result = render(RenderRequest(video=speaker_b, audio=silence, span="10-40", out=tmp_path / "p.mov",
                                   codec="png"), cache_root=cache)
     assert any("no speech" in w for w in result.warnings)
-    from dubline.stages.faces import FaceTrackParams, detect_frame
     from dubline.core.landmarks import inner_lip_aperture
+    from dubline.stages.faces import FaceTrackParams, detect_frame
 
     apertures = []
     for image in _frames(result.out, 0, 30)[::5]:

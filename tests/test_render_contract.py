@@ -11,14 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from fakes import FakeAnalyses, register_fake_backend, write_clip
-
 from dubline.core import timing
-from dubline.core.errors import CancelledError, InvalidInputError, ModelNotFoundError, NoFaceError
+from dubline.core.errors import (
+    CancelledError,
+    InvalidInputError,
+    ModelNotFoundError,
+    NoFaceError,
+)
 from dubline.core.progress import CancelToken
 from dubline.pipeline import RenderRequest, render
 from dubline.stages import media
+from fakes import FakeAnalyses, register_fake_backend, write_clip
 
 
 @pytest.fixture(autouse=True)

@@ -20,13 +20,26 @@ sys.path.insert(0, str(REPOSITORY / "plugin" / "resolve"))
 
 import dubline_resolve  # noqa: E402
 from dubline_resolve import (  # noqa: E402
-    BridgeSettings, EngineUnavailableError, MediaError, PlacementError, ResolveStateError, place_patch,
+    BridgeSettings,
+    EngineUnavailableError,
+    MediaError,
+    PlacementError,
+    ResolveStateError,
+    place_patch,
     select_span,
 )
 from dubline_resolve.otio_roundtrip import (  # noqa: E402
-    clip_argument, export_timeline_otio, import_timeline_otio, run_dubline_otio,
+    clip_argument,
+    export_timeline_otio,
+    import_timeline_otio,
+    run_dubline_otio,
 )
-from resolve_standin import FakeMedia, StandInResolve, TimelineItem, pyav_probe  # noqa: E402
+from resolve_standin import (  # noqa: E402
+    FakeMedia,
+    StandInResolve,
+    TimelineItem,
+    pyav_probe,
+)
 
 DUBLINE = Path(sys.executable).with_name("dubline")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from dubline.stages.backends.retrieval.select import (
     KEEP_OWN,
     LibraryFeatures,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
 from dubline.core import landmarks as lm
 from dubline.stages.backends.retrieval.transfer import (
     TransferParams,

@@ -15,12 +15,25 @@ from pathlib import Path
 
 import grpc
 import pytest
-
-from dubline.core.errors import AccessDeniedError, CancelledError, EngineBusyError, InvalidInputError, UnknownJobError
 from dubline.apps.server.app import create_server
 from dubline.apps.server.jobs import JobQueue, JobState
 from dubline.apps.server.security import MediaRoots, parse_listen
-from dubline_client import EngineClient, EngineError, frames_span, image_message, pb, rational, render_spec
+from dubline.core.errors import (
+    AccessDeniedError,
+    CancelledError,
+    EngineBusyError,
+    InvalidInputError,
+    UnknownJobError,
+)
+from dubline_client import (
+    EngineClient,
+    EngineError,
+    frames_span,
+    image_message,
+    pb,
+    rational,
+    render_spec,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from dubline.apps.server.app import create_server
 from dubline.core import timing
 from dubline.stages import media
-from dubline.apps.server.app import create_server
 from dubline_client import EngineClient, frames_span, image_message, pb, render_spec
 
 CLIP = "speaker_b.mp4"

@@ -6,8 +6,6 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from scipy.signal import lfilter
-
 from dubline.core.errors import InvalidInputError, InvalidRateError
 from dubline.stages.media import AudioClip
 from dubline.stages.speech import analyse as analyse_module
@@ -16,6 +14,7 @@ from dubline.stages.speech.calibration import fit_calibration
 from dubline.stages.speech.phones import PhoneSegment, decode_phones, phone_set
 from dubline.stages.speech.targets import frame_targets
 from dubline.stages.speech.visemes import PHONE_VISEMES, REST, VISEMES
+from scipy.signal import lfilter
 
 SR = 16000
 #: (formant Hz, bandwidth Hz) of five vowels (a, i, u, e, o; Peterson & Barney averages).

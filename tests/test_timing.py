@@ -4,8 +4,12 @@ from fractions import Fraction
 
 import opentimelineio as otio
 import pytest
-
-from dubline.core.errors import DublineError, InvalidInputError, InvalidRangeError, InvalidRateError
+from dubline.core.errors import (
+    DublineError,
+    InvalidInputError,
+    InvalidRangeError,
+    InvalidRateError,
+)
 from dubline.core.timing import (
     frames_to_range,
     frames_to_timecode,

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
+from dubline.core.errors import CancelledError, InvalidInputError, ModelNotFoundError
+from dubline.core.models import ModelRegistry
+from dubline.core.progress import CancelToken
 from dubline.stages.backends.wav2lip.checkpoint import (
     deterministic_generator,
     deterministic_state_dict,
@@ -20,10 +22,11 @@ from dubline.stages.backends.wav2lip.checkpoint import (
 )
 from dubline.stages.backends.wav2lip.infer import Wav2LipRunner, generator_input
 from dubline.stages.backends.wav2lip.model import Wav2Lip
-from dubline.stages.backends.wav2lip.syncnet import SyncNetColor, measures_from_embeddings, sync_measures
-from dubline.core.errors import CancelledError, InvalidInputError, ModelNotFoundError
-from dubline.core.models import ModelRegistry
-from dubline.core.progress import CancelToken
+from dubline.stages.backends.wav2lip.syncnet import (
+    SyncNetColor,
+    measures_from_embeddings,
+    sync_measures,
+)
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from fractions import Fraction
+from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import grpc
@@ -31,6 +33,15 @@ class EngineError(Exception):
         return cls(code.name if code is not None else "UNKNOWN", details or "")
 
 
+def _pem(source: str | Path | bytes) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    try:
+        return Path(source).read_bytes()
+    except OSError as error:
+        raise EngineError("INVALID_ARGUMENT", f"cannot read the TLS certificate authority {source}: {error.strerror}") from None
+
+
 def _target(address: str) -> str:
     """``unix:PATH`` / ``unix:///PATH`` / ``HOST:PORT`` -> a gRPC channel target."""
     if address.startswith("unix://"):
@@ -38,6 +49,19 @@ def _target(address: str) -> str:
     if address.startswith("unix:"):
         return "unix:" + address[len("unix:") :]
     return address
+
+
+def is_local_address(address: str) -> bool:
+    """A unix socket or a loopback ``HOST:PORT``: where a token may travel without TLS."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def rational(value: int | Fraction, rate: int | Fraction = 1) -> pb.RationalTime:
@@ -156,6 +180,11 @@ class EngineClient:
     ``token`` is sent as ``authorization: Bearer <token>`` (required by engines listening beyond
     loopback). ``timeout`` is the default deadline in seconds of unary calls; renders have none
     unless given (a render may take minutes).
+
+    ``tls_ca`` (a PEM file path or its bytes) connects over TLS, trusting that certificate
+    authority (or the self-signed certificate itself); ``tls_server_name`` overrides the name the
+    certificate must carry when the address is an IP. A token is never sent in clear beyond this
+    machine: without ``tls_ca`` it is refused for a non-loopback address.
     """
 
     def __init__(
@@ -164,17 +193,29 @@ class EngineClient:
         token: str | None = None,
         timeout: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls_ca: str | Path | bytes | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
+        if token and tls_ca is None and not is_local_address(address):
+            raise EngineError(
+                "FAILED_PRECONDITION",
+                f"refusing to send the engine token to {address} in clear: give the engine's TLS certificate"
+                " authority (tls_ca / --tls-ca), or reach the engine through a loopback tunnel",
+            )
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._channel = grpc.insecure_channel(
-            _target(address),
-            options=[
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.max_receive_message_length", max_message_bytes),
-            ],
-        )
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        if tls_ca is None:
+            self._channel = grpc.insecure_channel(_target(address), options=options)
+        else:
+            if tls_server_name:
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
+            credentials = grpc.ssl_channel_credentials(root_certificates=_pem(tls_ca))
+            self._channel = grpc.secure_channel(_target(address), credentials, options=options)
         self._stub = pb_grpc.EngineStub(self._channel)
         self._health = self._channel.unary_unary(
             _HEALTH_CHECK, request_serializer=lambda _: b"", response_deserializer=lambda raw: raw

@@ -30,6 +30,11 @@ MAX_RATE = 1000
 
 _TIMECODE = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})([:;.,])(\d{2,3})$")
 _DROP_FRAME_MARK = re.compile(r"\s*(n?df)$", re.IGNORECASE)
+#: A number as a person types it (``25``, ``29.97``, ``24000/1001``, ``-0.5``): no exponents, no
+#: underscores, so ``1e999999999`` cannot make Fraction compute a billion-digit power.
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?$")
+#: The longest number text taken: far past any real one, short of costly arithmetic.
+MAX_NUMBER_TEXT = 40
 
 
 class TimecodeError(ValueError):
@@ -66,7 +71,7 @@ def parse_rate(value: str | int | float | Fraction) -> Fraction:
     else:
         cleaned = str(value).strip().lower().removesuffix("fps").strip()
         try:
-            rate = Fraction(cleaned)
+            rate = plain_fraction(cleaned)
         except (ValueError, ZeroDivisionError):
             raise TimecodeError(f"frame rate {value!r} is not a number like 25, 29.97 or 24000/1001") from None
     if rate <= 0:
@@ -74,6 +79,13 @@ def parse_rate(value: str | int | float | Fraction) -> Fraction:
     if rate > MAX_RATE:
         raise TimecodeError(f"frame rate {value!r} is implausibly high (over {MAX_RATE} fps)")
     return snap_rate(rate)
+
+
+def plain_fraction(text: str) -> Fraction:
+    """``Fraction(text)`` for plain numbers only (decimals or N/M); ValueError otherwise."""
+    if len(text) > MAX_NUMBER_TEXT or not _NUMBER.match(text):
+        raise ValueError(f"{text[:40]!r} is not a plain number")
+    return Fraction(text)
 
 
 def parse_rate_and_drop_frame(text: object) -> tuple[Fraction, bool]:

@@ -19,8 +19,8 @@ import os
 import sys
 import time
 
-import bpy  # first: it puts Blender's own script modules (addon_utils) on sys.path
 import addon_utils
+import bpy  # first: it puts Blender's own script modules (addon_utils) on sys.path
 
 ACTIVE = ("STARTING", "QUEUED", "PROGRESS")
 

@@ -11,6 +11,12 @@ Every file carries a checksum of its payload; a file that fails it (truncated wr
 killed process, disk trouble, a different format) is treated as absent and recomputed. Writes go
 to a temporary file that is renamed into place under an exclusive ``flock``, so two processes
 analysing the same file at once merge their results instead of losing or corrupting them.
+
+The cache never harms a file that is not its own: a file under an entry's name that is not a
+dubline cache file (a symlink, a directory, anything without the cache's magic header) is neither
+replaced nor removed, and the root may not be one of a render's inputs (``check_root``). The cache
+is an optimisation, so a cache that cannot be written (read-only, full) is logged and skipped,
+never a failed render.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from dubline.core.errors import InvalidInputError
+from dubline.core.paths import same_file
+
 log = logging.getLogger(__name__)
 
 #: Frames per chunk file: small enough that a short span reads little, large enough to keep
@@ -39,6 +48,31 @@ def default_root() -> Path:
     """$DUBLINE_CACHE, else ~/.cache/dubline."""
     configured = os.environ.get("DUBLINE_CACHE")
     return Path(configured) if configured else Path.home() / ".cache" / "dubline"
+
+
+def check_root(root: Path | None, inputs: Mapping[str, str | os.PathLike | None]) -> Path:
+    """The cache root to use (``root`` or the default), refused when it is an input file or any
+    other file that is not a directory."""
+    root = Path(root) if root is not None else default_root()
+    for what, path in inputs.items():
+        if path is not None and same_file(root, path):
+            raise InvalidInputError(f"the analysis cache {root} is the same file as the {what} input {path}; "
+                                    "point --cache / $DUBLINE_CACHE at a directory of its own")
+    if root.exists() and not root.is_dir():
+        raise InvalidInputError(f"the analysis cache {root} is a file, not a directory; point --cache /"
+                                " $DUBLINE_CACHE at a directory of its own")
+    return root
+
+
+def is_own_file(path: Path) -> bool:
+    """True when ``path`` is a regular file (not a link) that starts like a dubline cache file."""
+    try:
+        if not path.is_file() or path.is_symlink():
+            return False
+        with open(path, "rb") as handle:
+            return handle.read(len(_MAGIC)) == _MAGIC
+    except OSError:
+        return False
 
 
 def array_fingerprint(*arrays: Any) -> str:
@@ -81,44 +115,87 @@ class _EntryDir:
         self.path = (root or default_root()) / stage / fingerprint[:2] / self.key
 
     @contextmanager
-    def locked(self, name: str) -> Iterator[None]:
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / f"{name}.lock", "a+b") as lock:
+    def locked(self, name: str) -> Iterator[bool]:
+        """Hold the entry's lock for ``name``; yields False (nothing locked) when the cache
+        cannot be written here, and the caller skips its write."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = open(self.path / f"{name}.lock", "a+b")
+        except OSError as error:
+            _skipped(self.path, error)
+            yield False
+            return
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                yield
+                yield True
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def read(self, name: str, lock_held: bool = False) -> Any | None:
-        """The value stored under ``name``, or None when absent or damaged (then removed)."""
+        """The value stored under ``name``, or None when absent or damaged (then removed, when it
+        is a damaged cache file; anything else under the name is left alone)."""
         target = self.path / name
+        if not target.exists() and not target.is_symlink():
+            return None
+        if not is_own_file(target):
+            log.warning("%s is not a dubline cache file; leaving it alone and recomputing", target)
+            return None
         try:
             data = target.read_bytes()
-        except FileNotFoundError:
+        except OSError:
             return None
         try:
             return _decode(data)
         except Exception as error:  # any damage means "recompute", never a crash
             log.warning("cache file %s is damaged (%s); recomputing", target, error)
             if lock_held:
-                target.unlink(missing_ok=True)
+                self._remove_own(target)
             else:
                 with self.locked(name):
-                    target.unlink(missing_ok=True)
+                    self._remove_own(target)
             return None
 
+    @staticmethod
+    def _remove_own(target: Path) -> None:
+        if is_own_file(target):
+            try:
+                target.unlink(missing_ok=True)
+            except OSError as error:
+                _skipped(target, error)
+
     def write(self, name: str, value: Any) -> None:
-        """Atomically replace ``name``; the caller holds the lock."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+        """Atomically replace ``name`` (the caller holds the lock), unless something that is not
+        a cache file sits under that name."""
+        target = self.path / name
+        if (target.exists() or target.is_symlink()) and not is_own_file(target):
+            log.warning("%s is not a dubline cache file; not replacing it", target)
+            return
+        tmp: str | None = None
         try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as handle:
                 handle.write(_encode(value))
-            os.replace(tmp, self.path / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            os.replace(tmp, target)
+            tmp = None
+        except OSError as error:
+            _skipped(target, error)
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+
+_warned_unwritable = False
+
+
+def _skipped(path: Path, error: OSError) -> None:
+    """Log (once per process at warning level: a read-only cache fails every write) and go on."""
+    global _warned_unwritable
+    level = logging.DEBUG if _warned_unwritable else logging.WARNING
+    _warned_unwritable = True
+    log.log(level, "cannot write the analysis cache at %s (%s); going on without caching",
+            path, os.strerror(error.errno).lower() if error.errno else error)
 
 
 class _CacheEntry:
@@ -159,10 +236,11 @@ class FrameCache(_CacheEntry):
             by_chunk.setdefault(index // CHUNK, {})[index] = value
         for chunk, values in by_chunk.items():
             name = f"chunk_{chunk:06d}.pkl"
-            with self._entry.locked(name):
-                merged = self._entry.read(name, lock_held=True) or {}
-                merged.update(values)
-                self._entry.write(name, merged)
+            with self._entry.locked(name) as held:
+                if held:
+                    merged = self._entry.read(name, lock_held=True) or {}
+                    merged.update(values)
+                    self._entry.write(name, merged)
 
 
 class BlobCache(_CacheEntry):
@@ -172,5 +250,6 @@ class BlobCache(_CacheEntry):
         return self._entry.read("blob.pkl")
 
     def put(self, value: Any) -> None:
-        with self._entry.locked("blob.pkl"):
-            self._entry.write("blob.pkl", value)
+        with self._entry.locked("blob.pkl") as held:
+            if held:
+                self._entry.write("blob.pkl", value)

@@ -49,6 +49,10 @@ class NoStreamError(MediaError, ValueError):
     """The file has no stream of the needed kind (video or audio)."""
 
 
+class MediaTooLargeError(MediaError, ValueError):
+    """The file declares frames larger than dubline handles (a damaged or hostile header)."""
+
+
 class OutputExistsError(DublineError, FileExistsError):
     """The output file exists and overwriting was not asked for."""
 
@@ -63,6 +67,13 @@ class OutputPathError(DublineError, FileNotFoundError):
     """The output's directory does not exist or cannot be written."""
 
     status_code = "INVALID_ARGUMENT"
+
+
+class OutputWriteError(DublineError, OSError):
+    """The operating system refused to write an output (read-only, full, no permission, I/O
+    error); nothing was left under the output's name."""
+
+    status_code = "FAILED_PRECONDITION"
 
 
 class NoFaceError(DublineError, ValueError):

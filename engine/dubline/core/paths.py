@@ -8,12 +8,20 @@ The check runs before any work and again just before an output is published.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
-from dubline.core.errors import OutputExistsError, OutputIsInputError, OutputPathError
+from dubline.core.errors import (
+    DublineError,
+    OutputExistsError,
+    OutputIsInputError,
+    OutputPathError,
+    OutputWriteError,
+)
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -54,6 +62,63 @@ def labelled(label: str, paths: Iterable[str | os.PathLike]) -> dict[str, str | 
     return {f"{label}[{i}]": path for i, path in enumerate(paths)}
 
 
+def publish(temporary: Path, path: Path, overwrite: bool = False,
+            inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
+    """Move a finished ``temporary`` file (beside ``path``) into place: an input is never replaced
+    (checked again, the path may have become a link to one meanwhile); without ``overwrite`` a file
+    that appeared at ``path`` meanwhile is never clobbered (a hard link fails where it exists)."""
+    if inputs:
+        check_not_input(path, inputs)
+    if overwrite:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise OutputExistsError(f"{path} appeared while writing; pass --overwrite to replace it") from None
+    except OSError:
+        # A file system without hard links: fall back to the rename, after a last look.
+        if path.exists():
+            raise OutputExistsError(f"{path} appeared while writing; pass --overwrite to replace it") from None
+        os.replace(temporary, path)
+        return
+    temporary.unlink()
+
+
+def os_reason(error: OSError) -> str:
+    """What the system said, in words (``read-only file system``), without the traceback's
+    ``[Errno 30]`` noise; PyAV's errors carry the same errno."""
+    code = error.errno if isinstance(error.errno, int) else None
+    if code is not None:
+        return os.strerror(code).lower()
+    return str(error) or type(error).__name__
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn any OS error while producing ``path`` (EROFS, ENOSPC, EACCES, EIO, a path under
+    /proc...) into one ``OutputWriteError`` naming the file; the caller removes its temporary."""
+    try:
+        yield
+    except DublineError:
+        raise
+    except OSError as error:
+        hint = " (the disk is full)" if error.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise OutputWriteError(f"cannot write {path}: {os_reason(error)}{hint}") from error
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail before any work when no file can be created beside ``path`` (a read-only file system,
+    no permission, a directory under /proc), with the error ``writing`` gives."""
+    path = Path(path)
+    with writing(path):
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".probe")
+        try:
+            os.close(fd)
+        finally:
+            os.unlink(name)
+
+
 def publish_file(
     path: str | os.PathLike,
     write: Callable[[Path], None],
@@ -70,20 +135,13 @@ def publish_file(
         raise OutputPathError(f"output directory {path.parent} does not exist")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".part{path.suffix}")
-    os.close(fd)
-    temporary = Path(name)
-    try:
-        write(temporary)
-        if inputs:
-            check_not_input(path, inputs)
-        if overwrite:
-            os.replace(temporary, path)
-        else:
-            try:
-                os.link(temporary, path)  # fails if `path` appeared meanwhile: never clobber it
-            except FileExistsError:
-                raise OutputExistsError(f"{path} appeared while writing; pass --overwrite to replace it") from None
-    finally:
-        temporary.unlink(missing_ok=True)
+    with writing(path):
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".part{path.suffix}")
+        os.close(fd)
+        temporary = Path(name)
+        try:
+            write(temporary)
+            publish(temporary, path, overwrite, inputs)
+        finally:
+            temporary.unlink(missing_ok=True)
     return path

@@ -47,6 +47,8 @@ __all__ = [
     "seconds_of", "seconds_time", "seconds_to_frame", "snap_rate", "timecode_base", "timecode_to_frames",
 ]
 
+#: The longest span text taken: far past any real one, short of costly arithmetic.
+MAX_SPAN_TEXT = 200
 _SECONDS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)s$")
 _FRAMES = re.compile(r"^\d+$")
 
@@ -105,6 +107,8 @@ def parse_range(
     before the source's start timecode.
     """
     rate = parse_rate(rate)
+    if len(text) > MAX_SPAN_TEXT:
+        raise InvalidRangeError(f"span {text[:40]!r}... is {len(text)} characters; a span is START-END, like 120-245")
     parts = text.strip().split("-")
     if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
         raise InvalidRangeError(
@@ -162,6 +166,6 @@ def parse_seconds(text: str | Fraction | int, field_name: str) -> otio.opentime.
         return seconds_time(Fraction(text))
     raw = text.strip()
     try:
-        return seconds_time(Fraction(raw[:-1] if raw.endswith("s") else raw))
+        return seconds_time(timecode.plain_fraction(raw[:-1] if raw.endswith("s") else raw))
     except (ValueError, ZeroDivisionError):
         raise InvalidInputError(f"{field_name} {text!r} is not a number of seconds") from None

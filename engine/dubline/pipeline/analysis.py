@@ -20,7 +20,7 @@ import numpy as np
 
 from dubline.core import timing
 from dubline.core.cache import FrameCache
-from dubline.core.errors import InvalidInputError
+from dubline.core.errors import InvalidInputError, MediaError
 from dubline.core.lru import LruStore
 from dubline.core.progress import CancelToken, ProgressSink, no_progress
 from dubline.stages import media
@@ -33,7 +33,7 @@ from dubline.stages.faces import (
     track_faces,
     track_from_detections,
 )
-from dubline.stages.speech import analyse_speech
+from dubline.stages.speech import SpeechTrack, analyse_speech
 from dubline.stages.speech.calibration import calibrate_speaker, default_calibration
 from dubline.stages.speech.phones import SAMPLE_RATE
 
@@ -129,12 +129,7 @@ def analyse_clip(
     whole = timing.frames_to_range(0, video.frame_count, video.rate)
     fingerprint = media.media_fingerprint(path)
 
-    own_speech = None
-    if info.audio:
-        own_audio = media.read_audio(path, whole, rate=SAMPLE_RATE, mono=True)
-        own_speech = analyse_speech(
-            own_audio, rate=video.rate, frame_count=video.frame_count, cache=cache_root or True, cancel=cancel
-        )
+    own_speech, warnings = _own_speech(path, info, whole, cache_root, cancel)
 
     thumb_cache = FrameCache("thumbs", fingerprint, {"width": THUMB_WIDTH}, root=cache_root)
     detections = detection_cache(fingerprint, face_params, root=cache_root)
@@ -166,5 +161,27 @@ def analyse_clip(
     if own_speech is not None:
         calibration = calibrate_speaker(faces.aperture, faces.mouth_width, own_speech)
     else:
-        calibration = default_calibration(f"{path.name} has no audio to calibrate the speaker's mouth from")
-    return ClipAnalysis(path, info, faces, _lower_face_luma(faces, thumbs, video.width), own_speech, calibration)
+        calibration = default_calibration(f"{path.name} has no usable audio to calibrate the speaker's mouth from")
+    return ClipAnalysis(path, info, faces, _lower_face_luma(faces, thumbs, video.width), own_speech, calibration,
+                        warnings)
+
+
+def _own_speech(path: Path, info: media.MediaInfo, whole, cache_root: Path | None,
+                cancel: CancelToken | None) -> tuple[SpeechTrack | None, list[str]]:
+    """The clip's own speech, for finding the speaker and calibrating the mouth. The render needs
+    the source's audio for nothing else, so damaged audio degrades this analysis (silence where it
+    is damaged, or no own speech at all) with a warning instead of failing the render."""
+    warnings: list[str] = []
+    if not info.audio:
+        return None, warnings
+    try:
+        own_audio = media.read_audio(path, whole, rate=SAMPLE_RATE, mono=True, on_damage=warnings.append)
+    except MediaError as error:
+        warnings.append(f"the audio of {path.name} could not be read ({error}); the speaker is found and"
+                        " calibrated without it")
+        return None, warnings
+    assert info.video is not None  # analyse_clip checked it
+    speech = analyse_speech(own_audio, rate=info.video.rate, frame_count=info.video.frame_count,
+                            cache=cache_root or True, cancel=cancel)
+    return speech, warnings
+

@@ -22,9 +22,10 @@ import numpy as np
 import opentimelineio as otio
 
 from dubline.core import timing
+from dubline.core.cache import check_root as check_cache_root
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.core.progress import CancelToken, ProgressSink, no_progress
-from dubline.interchange import patch_timeline, write_timeline
+from dubline.interchange.timeline import patch_timeline, write_timeline
 from dubline.pipeline.analysis import AnalysisProvider, DiskAnalyses
 from dubline.pipeline.request import RenderRequest
 from dubline.stages import media
@@ -156,11 +157,9 @@ def _check_speaker_visible(source: ClipAnalysis, span: SourceSpan, video: Path) 
 
 
 def _dub_job(request: RenderRequest, span: SourceSpan, source: ClipAnalysis, library: list[ClipAnalysis],
-             progress: ProgressSink, cancel: CancelToken | None, cache_root: Path | None,
-             warnings: list[str]) -> BackendJob:
+             dub_audio: media.AudioClip, progress: ProgressSink, cancel: CancelToken | None,
+             cache_root: Path | None, warnings: list[str]) -> BackendJob:
     """The dub's speech over the span and the mouth targets calibrated to the speaker."""
-    dub_audio, audio_warnings = read_dub(request.audio, request.audio_offset, request.labels["audio_offset"])
-    warnings.extend(audio_warnings)
     dub = analyse_speech(
         dub_audio, rate=span.video.rate, frame_count=span.frame_count, length_policy=request.length_policy,
         cache=cache_root or True, cancel=cancel,
@@ -255,18 +254,26 @@ def render(
     analyses = analyses or DiskAnalyses(cache_root)
     backend = get_backend(request.backend)
     backend.preflight(request.backend_options)  # missing weights fail before any analysis
+    check_cache_root(cache_root, request.inputs())
     for output in request.outputs().values():
         if output is not None:
             media.check_output(output, request.overwrite, request.inputs())
 
     with clock.stage("probe"):
         span = probe_span(request)
+        # The dub is read now, before minutes of analysis: a bad dub fails in a second.
+        dub_audio, audio_warnings = read_dub(request.audio, request.audio_offset, request.labels["audio_offset"])
+        warnings.extend(audio_warnings)
+        for path in request.library:
+            media.probe(path)  # likewise a library file that is not media
     with clock.stage("analyse_source"):
         source = analyses.analyse(request.video, request.speaker, progress, cancel)
         library = [source] + [analyses.analyse(path, None, progress, cancel) for path in request.library]
+    for analysis in library:
+        warnings.extend(analysis.warnings)
     _check_speaker_visible(source, span, request.video)
     with clock.stage("analyse_dub"):
-        job = _dub_job(request, span, source, library, progress, cancel, cache_root, warnings)
+        job = _dub_job(request, span, source, library, dub_audio, progress, cancel, cache_root, warnings)
     with clock.stage("backend_prepare"):
         plan = backend.prepare(job)
 

@@ -25,7 +25,7 @@ from dubline.core.errors import InvalidInputError
 from dubline.core.paths import check_outputs, labelled
 from dubline.core.timing import parse_seconds, seconds_time
 from dubline.stages import media
-from dubline.stages.backends import DEFAULT_BACKEND, EXPRESSIONS
+from dubline.stages.backends import DEFAULT_BACKEND, EXPRESSIONS, PATH_OPTIONS
 from dubline.stages.backends import names as backend_names
 from dubline.stages.faces import SpeakerHint
 from dubline.stages.speech import LENGTH_POLICIES
@@ -93,9 +93,14 @@ class RenderRequest:
             raise InvalidInputError(f"{self.labels[name]} {str(value)[:40]!r} is not one of {', '.join(allowed)}")
 
     def inputs(self) -> dict[str, Path]:
-        """Every file the render reads (no output may be one of them), by field label."""
+        """Every file the render reads (no output may be one of them), by field label: the media
+        and any weights file a backend option names."""
+        weights = {
+            f"{self.labels['backend_options']} {key}": Path(str(self.backend_options[key]))
+            for key in PATH_OPTIONS.get(self.backend, ()) if self.backend_options.get(key)
+        }
         return {self.labels["video"]: self.video, self.labels["audio"]: self.audio,
-                **labelled(self.labels["library"], self.library)}
+                **labelled(self.labels["library"], self.library), **weights}
 
     def outputs(self) -> dict[str, Path | None]:
         return {self.labels["out"]: self.out, self.labels["matte"]: self.matte, self.labels["otio_path"]: self.otio_path}

@@ -1,8 +1,7 @@
 """OTIO round trip: an editor's timeline in, the same timeline with a lip-synced patch on top out.
 
-Reading, surveying, selecting and planning live in ``dubline.interchange`` (re-exported here, so
-``from dubline.pipeline import timeline as rt`` keeps working); this module renders the planned span
-and puts it on the timeline:
+Reading, surveying, selecting and planning live in ``dubline.interchange``; this module renders
+the planned span and puts it on the timeline:
 
     read_timeline   file (otio_json; fcp_xml / cmx_3600 through OTIO's adapter plug-ins)
     resolve_clip    which clip, its media file, source frames and record frames
@@ -27,54 +26,19 @@ import opentimelineio as otio
 from dubline_client import frames_span, rational, render_spec
 
 from dubline.core import timing
-from dubline.core.errors import (  # noqa: F401  (re-exported)
-    InvalidInputError,
-    InvalidRangeError,
-    MediaNotFoundError,
-    NoStreamError,
-)
+from dubline.core.errors import InvalidInputError, NoStreamError
 from dubline.core.paths import check_outputs
 from dubline.core.progress import no_progress
-from dubline.interchange.frames import (  # noqa: F401  (re-exported)
-    tc_range,
-    timeline_time,
-    to_frames,
-)
-from dubline.interchange.insert import (  # noqa: F401
-    PATCH_TRACK_NAME,
-    PatchMedia,
-    insert_patch,
-)
-from dubline.interchange.plan import (  # noqa: F401
-    ON_TRANSITION,
-    RANGE_SPACES,
+from dubline.interchange.insert import PatchMedia, insert_patch
+from dubline.interchange.plan import (
     PatchPlan,
-    RateMismatchError,
-    ResolvedClip,
-    SpeedEffectError,
-    TransitionError,
     check_media,
     default_patch_path,
-    media_path,
-    plan_record,
     plan_span,
     plan_summary,
-    resolve,
     resolve_clip,
 )
-from dubline.interchange.read import (  # noqa: F401
-    ADAPTER_PACKAGES,
-    ADAPTERS_BY_SUFFIX,
-    METADATA_KEY,
-    MissingAdapterError,
-    read_timeline,
-)
-from dubline.interchange.select import ClipSelectionError, select_clip  # noqa: F401
-from dubline.interchange.survey import (  # noqa: F401
-    PlacedClip,
-    TimelineSurvey,
-    survey_timeline,
-)
+from dubline.interchange.read import read_timeline
 from dubline.interchange.timeline import write_timeline
 from dubline.pipeline.render import render
 from dubline.pipeline.request import RenderRequest
@@ -171,6 +135,9 @@ class PreparedRoundTrip:
     timeline: otio.schema.Timeline
     plan: PatchPlan
     patch: Path
+    out: Path
+    settings: RenderSettings
+    overwrite: bool
     inputs: dict[str, Path]
 
     @property
@@ -208,38 +175,23 @@ def prepare(
     check_outputs({"--out": out, "--patch": patch}, inputs)
     media.check_output(out, overwrite)
     media.check_output(patch, overwrite)
-    return PreparedRoundTrip(timeline, plan, patch, inputs)
+    return PreparedRoundTrip(timeline, plan, patch, Path(out), settings, overwrite, inputs)
 
 
-def round_trip(
-    timeline_path: Path,
-    clip: str,
-    out: Path,
-    settings: RenderSettings,
-    renderer: Renderer,
-    span: str | None = None,
-    range_in: str = "record",
-    patch: Path | None = None,
-    overwrite: bool = False,
-    adapter: str | None = None,
-    edl_rate: Fraction | None = None,
-    on_transition: str = "shorten",
-    include_disabled: bool = False,
-) -> RoundTripResult:
-    """Prepare (see ``prepare``), render, insert, write. Refuses existing outputs before rendering
-    anything, and removes a patch it rendered when the timeline cannot be written."""
-    prepared = prepare(timeline_path, clip, out, settings, span, range_in, patch, overwrite, adapter, edl_rate,
-                       on_transition, include_disabled)
+def round_trip(prepared: PreparedRoundTrip, renderer: Renderer) -> RoundTripResult:
+    """Render what ``prepare`` planned, insert the patch, write the timeline. Removes a patch it
+    rendered when the timeline cannot be written."""
     plan, patch = prepared.plan, prepared.patch
     warnings = prepared.warnings
     patch_existed = patch.exists()
+    settings, overwrite = prepared.settings, prepared.overwrite
     media, report, render_warnings = renderer(plan, patch, settings, overwrite)
     warnings.extend(render_warnings)
     try:
         written = insert_patch(prepared.timeline, plan, media, settings.audio, settings.backend, {"codec": settings.codec})
-        write_timeline(written, out, overwrite, prepared.inputs)
+        write_timeline(written, prepared.out, overwrite, prepared.inputs)
     except BaseException:
         if not patch_existed:
             Path(media.path).unlink(missing_ok=True)  # a patch no timeline points at is half a result
         raise
-    return RoundTripResult(Path(out), Path(media.path), plan, report, warnings)
+    return RoundTripResult(prepared.out, Path(media.path), plan, report, warnings)

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from dubline.apps.cli.submit import add_tls_argument
 from dubline.core.errors import InvalidInputError
 from dubline.core.progress import TqdmProgress
 from dubline.core.timing import parse_seconds, seconds_of
@@ -48,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--edl-rate", help="frame rate of an EDL timeline (EDLs do not say), e.g. 25 or 23.976")
     parser.add_argument("--engine", help="render on a running engine (unix:PATH or HOST:PORT) instead of in this process")
     parser.add_argument("--token-file", type=Path, help="file holding the engine's bearer token")
+    add_tls_argument(parser)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the engine to answer")
     parser.add_argument("--dry-run", action="store_true",
                         help="check everything a render checks but the pixels (clip, span, media rate and length, "
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 def _round_trip(args: argparse.Namespace, settings, renderer, edl_rate):
     from dubline.pipeline import timeline as rt
 
-    return rt.round_trip(args.timeline, args.clip, args.out, settings, renderer, **_plan_options(args, edl_rate))
+    return rt.round_trip(rt.prepare(args.timeline, args.clip, args.out, settings, **_plan_options(args, edl_rate)), renderer)
 
 
 def _plan_options(args: argparse.Namespace, edl_rate) -> dict:
@@ -124,7 +126,7 @@ def _via_engine(args: argparse.Namespace, settings, edl_rate, bar):
             bar(event.progress.stage, event.progress.done, event.progress.total)
 
     try:
-        with EngineClient(args.engine, token=token, timeout=args.timeout) as engine:
+        with EngineClient(args.engine, token=token, timeout=args.timeout, tls_ca=args.tls_ca) as engine:
             engine.wait_until_ready(args.timeout)
             return _round_trip(args, settings, rt.engine_renderer(engine, on_event), edl_rate)
     except EngineError as error:

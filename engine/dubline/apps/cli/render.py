@@ -28,7 +28,8 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"render backend (default: {DEFAULT_BACKEND})")
     parser.add_argument(
         "--backend-option", action="append", default=[], metavar="KEY=VALUE",
-        help="backend setting, repeatable (wav2lip: checkpoint=PATH, device=cpu|cuda, batch_size=N, reference=rest|same)",
+        help="backend setting, repeatable (wav2lip: checkpoint=PATH, device=cpu|cuda, batch_size=N, reference=rest|same; "
+        "musetalk: model_dir=PATH, device=cpu|cuda, batch_size=N, sample=true, seed=N, extra_margin=PX, reference=same|rest)",
     )
     parser.add_argument("--codec", default=media.DEFAULT_PATCH_CODEC, choices=tuple(media.PATCH_CODECS))
     parser.add_argument("--matte", type=Path, help="also write the matte as a lossless clip of the same frames")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -26,20 +27,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frame-socket", metavar="ADDRESS",
                         help="also serve frames to the OpenFX plug-in on unix:PATH or a loopback HOST:PORT (docs/OFX.md)")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds running jobs get to finish on shutdown")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate (chain) to serve TLS with (needed beyond loopback)")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument("--models-dir", type=Path,
+                        help="the engine's model directory (default $DUBLINE_MODELS or the config file's models_dir);"
+                             " clients name weights in it by file name")
+    parser.add_argument("--payload-budget-mb", type=float, default=1024,
+                        help="request bytes (frames, messages) held at once across all clients (default 1024)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dubline.apps.server.app import create_server
-    from dubline.apps.server.security import read_token_file
+    from dubline.apps.server.security import read_tls, read_token_file
     from dubline.core.errors import InvalidInputError
+    from dubline.core.models import MODELS_ENV
 
     if args.workers < 1:
         raise InvalidInputError(f"--workers must be at least 1, got {args.workers}")
+    if args.payload_budget_mb <= 0:
+        raise InvalidInputError(f"--payload-budget-mb must be positive, got {args.payload_budget_mb}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise InvalidInputError("--tls-cert and --tls-key go together")
+    if args.cache is not None and args.cache.exists() and not args.cache.is_dir():
+        raise InvalidInputError(f"--cache {args.cache} is a file, not a directory")
+    if args.models_dir is not None:
+        if not args.models_dir.is_dir():
+            raise InvalidInputError(f"--models-dir {args.models_dir} is not a directory")
+        # The engine's own configuration, read by every backend through core.models.model_dir().
+        os.environ[MODELS_ENV] = str(args.models_dir.resolve())
     token = read_token_file(args.token_file) if args.token_file else None
+    tls = read_tls(args.tls_cert, args.tls_key) if args.tls_cert else None
     server, port = create_server(
         args.listen, media_roots=args.media_root, token=token, max_workers=args.workers,
-        max_queued=args.max_queued, cache_root=args.cache, frame_socket=args.frame_socket,
+        max_queued=args.max_queued, cache_root=args.cache, frame_socket=args.frame_socket, tls=tls,
+        payload_budget_bytes=int(args.payload_budget_mb * 1024**2),
     )
     server.start()
     shown = args.listen if port == 0 or not args.listen.endswith(":0") else f"{args.listen[:-2]}:{port}"
@@ -53,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     def on_signal(signum: int, frame: object) -> None:
         stopping.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # A requested stop (Ctrl-C, SIGTERM from a service manager, SIGHUP from a closed terminal)
+    # drains and exits 0: for the engine it is the normal end, not a failure.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     stopping.wait()
     log.info("shutting down: draining running jobs for up to %.0f s", args.grace)
     server.stop(args.grace)

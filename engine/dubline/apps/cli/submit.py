@@ -15,6 +15,7 @@ from dubline.core.progress import TqdmProgress
 from dubline.core.timing import seconds_of
 
 ENGINE_ENV = "DUBLINE_ENGINE"
+TLS_CA_ENV = "DUBLINE_TLS_CA"
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +25,13 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default=os.environ.get(ENGINE_ENV, DEFAULT_LISTEN),
                         help=f"engine address, unix:PATH or HOST:PORT (default ${ENGINE_ENV} or {DEFAULT_LISTEN})")
     parser.add_argument("--token-file", type=Path, help="file holding the engine's bearer token")
+    add_tls_argument(parser)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the engine to answer")
+
+
+def add_tls_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-ca", type=Path, default=os.environ.get(TLS_CA_ENV) or None,
+                        help=f"connect over TLS, trusting this PEM certificate (authority) (default ${TLS_CA_ENV})")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +47,7 @@ def connect(args: argparse.Namespace):
     from dubline.apps.server.security import read_token_file
 
     token = read_token_file(args.token_file) if args.token_file else None
-    return EngineClient(args.engine, token=token, timeout=args.timeout)
+    return EngineClient(args.engine, token=token, timeout=args.timeout, tls_ca=args.tls_ca)
 
 
 def spec_from_args(args: argparse.Namespace) -> pb.RenderSpec:

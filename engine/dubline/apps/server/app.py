@@ -16,8 +16,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dubline.apps.batch import WorkerRecipe
+from dubline.apps.server.frame_socket import MAX_BODY_BYTES as FRAME_SOCKET_MAX_BODY
 from dubline.apps.server.frame_socket import FrameSocketServer
 from dubline.apps.server.jobs import JobQueue
+from dubline.apps.server.limits import (
+    DEFAULT_PAYLOAD_BUDGET_BYTES,
+    PayloadBudget,
+    PayloadBudgetInterceptor,
+)
 from dubline.apps.server.security import (
     MediaRoots,
     TokenInterceptor,
@@ -38,8 +44,10 @@ class EngineServer:
     """A started-or-not engine: ``start()``, ``stop(grace)`` (drains running jobs), ``wait()``."""
 
     def __init__(self, grpc_server: grpc.Server, servicer: EngineServicer, health_servicer: health.HealthServicer,
-                 unix_path: Path | None, frame_socket: FrameSocketServer | None = None) -> None:
+                 unix_path: Path | None, frame_socket: FrameSocketServer | None = None,
+                 payload_budget: PayloadBudget | None = None) -> None:
         self.grpc_server = grpc_server
+        self.payload_budget = payload_budget  # request bytes in flight (limits.py)
         self.servicer = servicer
         self._health = health_servicer
         self._unix_path = unix_path
@@ -84,14 +92,18 @@ def create_server(
     max_analyses: int = 8,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     frame_socket: str | None = None,
+    tls: tuple[bytes, bytes] | None = None,
+    payload_budget_bytes: int = DEFAULT_PAYLOAD_BUDGET_BYTES,
     batch_recipe: WorkerRecipe | None = None,
 ) -> tuple[EngineServer, int]:
     """An engine bound to ``address`` (``HOST:PORT``, port 0 picks one, or ``unix:PATH``), not yet
     started. Returns it and the bound TCP port (0 for a unix socket).
 
-    A non-loopback address needs ``token``; without TLS that token crosses the network in clear,
-    which is logged as a warning. ``frame_socket`` (``unix:PATH`` or a loopback ``HOST:PORT``) also
-    serves the one-frame RPC to the OpenFX plug-in over the protocol of docs/OFX.md.
+    A non-loopback address needs ``token`` and ``tls`` ((private key, certificate chain) PEM
+    bytes, ``security.read_tls``): the token is only accepted over TLS or on this machine.
+    ``frame_socket`` (``unix:PATH`` or a loopback ``HOST:PORT``) also serves the one-frame RPC to
+    the OpenFX plug-in over the protocol of docs/OFX.md. Request payloads in flight, gRPC and
+    frame socket together, stay within ``payload_budget_bytes`` (limits.py).
     ``batch_recipe`` sets up the workers of ``RenderBatch`` (default: the standard backends and
     analyses).
     """
@@ -99,10 +111,15 @@ def create_server(
     if not listen.local and not token:
         raise InvalidInputError(
             f"--listen {address} is reachable from other machines: give --token-file (a bearer token) "
-            "or listen on a unix socket or loopback address"
+            "and --tls-cert/--tls-key, or listen on a unix socket or loopback address"
         )
-    if not listen.local:
-        log.warning("listening on %s without TLS: the bearer token and media travel unencrypted", address)
+    if not listen.local and tls is None:
+        raise InvalidInputError(
+            f"--listen {address} is reachable from other machines: the token would cross the network in clear;"
+            " give --tls-cert and --tls-key (or use an SSH tunnel to a loopback engine)"
+        )
+    if tls is not None and listen.unix_path is not None:
+        raise InvalidInputError("--tls-cert/--tls-key are for a TCP address; a unix socket is local already")
     roots = MediaRoots(media_roots)
     if not roots.roots:
         log.info("no --media-root: requests may name any path this user can read and write")
@@ -113,9 +130,19 @@ def create_server(
         max_message_bytes=max_message_bytes, batch_recipe=batch_recipe,
     )
     servicer = EngineServicer(config, JobQueue(max_workers=max_workers, max_queued=max_queued))
+    largest = max(max_message_bytes, FRAME_SOCKET_MAX_BODY)
+    if payload_budget_bytes < largest:
+        raise InvalidInputError(
+            f"the payload budget ({payload_budget_bytes / 1024**2:.0f} MB) must hold at least one of the largest"
+            f" messages ({largest / 1024**2:.0f} MB)"
+        )
+    budget = PayloadBudget(payload_budget_bytes)
+    # Token first: a call without it is refused before it takes budget or has its message read.
+    interceptors = [TokenInterceptor(token)] if token else []
+    interceptors.append(PayloadBudgetInterceptor(budget, max_message_bytes))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=RPC_THREADS, thread_name_prefix="dubline-rpc"),
-        interceptors=[TokenInterceptor(token)] if token else [],
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -132,9 +159,16 @@ def create_server(
     )
     if listen.unix_path is not None and listen.unix_path.is_socket():
         remove_stale_socket(listen.unix_path)
-    port = server.add_insecure_port(listen.target)
+    if tls is not None:
+        try:
+            credentials = grpc.ssl_server_credentials([tls])
+            port = server.add_secure_port(listen.target, credentials)
+        except RuntimeError as error:  # grpc's words for a key that does not match its certificate
+            raise InvalidInputError(f"--tls-cert/--tls-key cannot be used: {error}") from None
+    else:
+        port = server.add_insecure_port(listen.target)
     if listen.unix_path is None and port == 0:
         raise InvalidInputError(f"cannot listen on {address} (address in use or not available)")
-    frames_listener = FrameSocketServer(frame_socket, servicer) if frame_socket else None
-    engine = EngineServer(server, servicer, health_servicer, listen.unix_path, frames_listener)
+    frames_listener = FrameSocketServer(frame_socket, servicer, budget=budget) if frame_socket else None
+    engine = EngineServer(server, servicer, health_servicer, listen.unix_path, frames_listener, budget)
     return engine, (port if listen.unix_path is None else 0)

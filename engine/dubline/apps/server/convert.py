@@ -15,10 +15,11 @@ from dubline_client import pb
 
 from dubline.apps.server.security import MediaRoots
 from dubline.core.errors import InvalidInputError, InvalidRateError
+from dubline.core.models import model_dir
 from dubline.core.timing import seconds_time
 from dubline.pipeline import SPEC_LABELS, RenderRequest
 from dubline.stages import media
-from dubline.stages.backends import DEFAULT_BACKEND
+from dubline.stages.backends import DEFAULT_BACKEND, PATH_OPTIONS
 from dubline.stages.faces import SpeakerHint
 
 MAX_LIBRARY_FILES = 64
@@ -108,10 +109,21 @@ def render_request(spec: pb.RenderSpec, roots: MediaRoots, *, frame_outputs: tup
         expression=spec.expression or "as-source",
         library=tuple(roots.check(p, f"spec.library[{i}]") for i, p in enumerate(spec.library)),
         length_policy=spec.length_policy or "pad_or_trim",
-        backend_options=dict(spec.backend_options),
+        backend_options=_backend_options(spec, roots),
         labels=SPEC_LABELS,
         **outputs,
     )
+
+
+def _backend_options(spec: pb.RenderSpec, roots: MediaRoots) -> dict[str, str]:
+    """The spec's backend options, with every option that names a file (``PATH_OPTIONS``)
+    checked and resolved: a bare name is a file in the engine's model directory, an absolute path
+    must be inside a media root."""
+    options = dict(spec.backend_options)
+    for key in PATH_OPTIONS.get(spec.backend or "retrieval", ()):
+        if key in options:
+            options[key] = str(roots.check_model(options[key], f"spec.backend_options.{key}", model_dir()))
+    return options
 
 
 def render_done(result: Any) -> pb.RenderDone:

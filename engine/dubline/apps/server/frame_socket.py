@@ -10,6 +10,11 @@ from ``EngineServicer.capabilities``, the data of the Capabilities RPC), so no l
 A request is decoded into the same ``pb.RenderFrameRequest`` the gRPC RPC takes (a clip key: the
 engine renders the span once, answers NOT_READY meanwhile, then serves frames from memory) and
 answered by ``EngineServicer.render_frame``: no frame logic lives here.
+
+Bounded: a body's declared size is reserved in the engine's ``PayloadBudget`` before it is read
+(RESOURCE_EXHAUSTED, connection closed, when the budget is spent); a message must arrive whole
+within ``message_deadline_s`` of its first byte and the next one within ``idle_timeout_s``; at most
+``max_connections`` connections are served at once.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,13 +33,19 @@ from typing import TYPE_CHECKING
 
 from dubline_client import frames_span, image_message, pb, rational, render_spec
 
+from dubline.apps.server.limits import PayloadBudget
 from dubline.apps.server.security import (
     MAX_PATH_LENGTH,
     parse_listen,
     remove_stale_socket,
 )
 from dubline.apps.server.status import status_for
-from dubline.core.errors import DublineError, InvalidInputError, MediaNotFoundError
+from dubline.core.errors import (
+    DublineError,
+    EngineBusyError,
+    InvalidInputError,
+    MediaNotFoundError,
+)
 from dubline.stages import media
 from dubline.stages.backends import DEFAULT_BACKEND
 
@@ -67,6 +79,14 @@ _BACKEND_FLAGS = struct.Struct("<BBH")  # weights present, prefers GPU, reserved
 _PIXEL_BYTES = {pb.PIXEL_FORMAT_RGBA8: 4, pb.PIXEL_FORMAT_RGBA_F32: 16}
 MAX_TEXT_BYTES = MAX_PATH_LENGTH * 4  # UTF-8 of a path of MAX_PATH_LENGTH characters
 MAX_BODY_BYTES = 4096 * 2304 * 16 + (1 << 20)  # one DCI-4K float RGBA frame + the fields
+#: Seconds a dub may be offset by (about 11 days): beyond it the number is damage, not an edit.
+MAX_AUDIO_OFFSET_S = 1_000_000
+#: A message must arrive whole this long after its first byte (a local 150 MB body takes < 1 s).
+MESSAGE_DEADLINE_S = 10.0
+#: A connection may wait this long for its next message (the plug-in opens one per render).
+IDLE_TIMEOUT_S = 60.0
+MAX_CONNECTIONS = 64
+_READ_CHUNK = 1 << 20
 
 
 class ProtocolError(InvalidInputError):
@@ -114,6 +134,9 @@ def decode_request(body: bytes | bytearray) -> FrameRequest:
      width, height) = _REQUEST_FIXED.unpack_from(view, 0)
     if offset_num <= 0 or offset_den <= 0:
         raise ProtocolError(f"audio offset rate {offset_num}/{offset_den} must be positive")
+    audio_offset = Fraction(offset_value) * offset_den / offset_num
+    if abs(audio_offset) > MAX_AUDIO_OFFSET_S:
+        raise ProtocolError(f"audio offset {float(audio_offset):.3g} s is beyond ±{MAX_AUDIO_OFFSET_S} s")
     if output not in (pb.FRAME_OUTPUT_COMPOSITED, pb.FRAME_OUTPUT_PATCH_AND_MATTE):
         raise ProtocolError(f"output {output} is neither 1 (composited) nor 2 (patch and matte)")
     if fmt not in _PIXEL_BYTES:
@@ -133,7 +156,7 @@ def decode_request(body: bytes | bytearray) -> FrameRequest:
     if at + count != len(view):
         raise ProtocolError(f"frame request is {len(view)} bytes; its fields and pixels make {at + count}")
     return FrameRequest(
-        frame, first, end, Fraction(offset_value) * offset_den / offset_num, output, fmt, bool(bottom_up),
+        frame, first, end, audio_offset, output, fmt, bool(bottom_up),
         width, height, video, audio, backend, speaker, bytes(view[at:]),
     )
 
@@ -240,13 +263,22 @@ def decode_answer(body: bytes) -> FrameAnswer:
     return FrameAnswer(status, index, done, total, *texts, images=tuple(images))
 
 
-def _read_exactly(stream: socket.socket, count: int) -> bytearray | None:
-    """``count`` bytes, or None when the peer closed the connection before the first byte."""
+def _read_exactly(stream: socket.socket, count: int, deadline: float | None = None) -> bytearray | None:
+    """``count`` bytes, or None when the peer closed the connection before the first byte.
+    ``deadline`` (``time.monotonic()``) bounds the whole read: ProtocolError when it passes."""
     buffer = bytearray(count)
     view = memoryview(buffer)
     got = 0
     while got < count:
-        n = stream.recv_into(view[got:], count - got)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProtocolError(f"only {got} of {count} bytes arrived in time; the connection is closed")
+            stream.settimeout(remaining)
+        try:
+            n = stream.recv_into(view[got:], count - got)
+        except TimeoutError:
+            raise ProtocolError(f"only {got} of {count} bytes arrived in time; the connection is closed") from None
         if n == 0:
             if got == 0:
                 return None
@@ -255,11 +287,26 @@ def _read_exactly(stream: socket.socket, count: int) -> bytearray | None:
     return buffer
 
 
-def read_message(stream: socket.socket) -> tuple[int, bytearray] | None:
-    """(kind, body) of the next message, None at a clean end of the connection."""
-    head = _read_exactly(stream, HEADER.size)
-    if head is None:
-        return None
+def _read_growing(stream: socket.socket, count: int, deadline: float) -> bytearray:
+    """``count`` bytes into a buffer that grows as they arrive: a peer that declares a large body
+    and stalls costs budget (released at the deadline) but no memory."""
+    body = bytearray()
+    while len(body) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProtocolError(f"only {len(body)} of {count} bytes arrived in time; the connection is closed")
+        stream.settimeout(remaining)
+        try:
+            chunk = stream.recv(min(count - len(body), _READ_CHUNK))
+        except TimeoutError:
+            raise ProtocolError(f"only {len(body)} of {count} bytes arrived in time; the connection is closed") from None
+        if not chunk:
+            raise ProtocolError(f"connection closed after {len(body)} of {count} bytes")
+        body += chunk
+    return body
+
+
+def _checked_header(head: bytearray) -> tuple[int, int]:
     magic, version, kind, length = HEADER.unpack(head)
     if magic != MAGIC:
         raise ProtocolError(f"message starts with {magic!r}, not {MAGIC!r}")
@@ -267,9 +314,44 @@ def read_message(stream: socket.socket) -> tuple[int, bytearray] | None:
         raise ProtocolError(f"protocol version {version}; this engine speaks {VERSION}")
     if length > MAX_BODY_BYTES:
         raise ProtocolError(f"message body of {length} bytes exceeds {MAX_BODY_BYTES}")
+    return kind, length
+
+
+def read_message(stream: socket.socket) -> tuple[int, bytearray] | None:
+    """(kind, body) of the next message, None at a clean end of the connection."""
+    head = _read_exactly(stream, HEADER.size)
+    if head is None:
+        return None
+    kind, length = _checked_header(head)
     body = _read_exactly(stream, length) if length else bytearray()
     if body is None:
         raise ProtocolError(f"connection closed before a body of {length} bytes")
+    return kind, body
+
+
+def receive_message(stream: socket.socket, budget: PayloadBudget, idle_timeout_s: float,
+                    message_deadline_s: float) -> tuple[int, bytearray] | None:
+    """``read_message`` for the engine: the body's declared size is reserved in ``budget`` before
+    it is read (the caller releases ``len(body)`` once answered); EngineBusyError, with the body
+    unread, when the budget is spent; ProtocolError when a deadline passes."""
+    stream.settimeout(idle_timeout_s)
+    try:
+        first = stream.recv(1)
+    except TimeoutError:
+        return None  # idle too long: close quietly, the plug-in reconnects per render
+    if not first:
+        return None
+    deadline = time.monotonic() + message_deadline_s
+    rest = _read_exactly(stream, HEADER.size - 1, deadline)
+    if rest is None:
+        raise ProtocolError("connection closed inside a message header")
+    kind, length = _checked_header(bytearray(first) + rest)
+    held = budget.reserve(length, "a frame request")
+    try:
+        body = _read_growing(stream, length, deadline)
+    except BaseException:
+        budget.release(held)
+        raise
     return kind, body
 
 
@@ -350,36 +432,73 @@ class _Handler(socketserver.BaseRequestHandler):
     server: _UnixServer | _TcpServer
 
     def handle(self) -> None:
-        service: FrameService = self.server.service  # type: ignore[attr-defined]
+        limits: _Limits = self.server.limits  # type: ignore[attr-defined]
         stream: socket.socket = self.request
+        if not limits.connections.acquire(blocking=False):
+            self._refuse(stream, "RESOURCE_EXHAUSTED", f"the engine serves at most {limits.max_connections} frame-socket connections at once")
+            return
+        try:
+            self._serve(stream, limits)
+        finally:
+            limits.connections.release()
+
+    def _serve(self, stream: socket.socket, limits: _Limits) -> None:
+        service: FrameService = self.server.service  # type: ignore[attr-defined]
         while True:  # several requests may share one connection
             try:
-                message = read_message(stream)
-            except ProtocolError as error:
-                try:
-                    stream.sendall(encode_answer(FrameAnswer(STATUS_ERROR, code="INVALID_ARGUMENT", message=str(error))))
-                except OSError:
-                    pass
+                message = receive_message(stream, limits.budget, limits.idle_timeout_s, limits.message_deadline_s)
+            except (ProtocolError, EngineBusyError) as error:
+                code = "RESOURCE_EXHAUSTED" if isinstance(error, EngineBusyError) else "INVALID_ARGUMENT"
+                self._refuse(stream, code, str(error))  # the stream is out of step now: close it
                 return
             except OSError:
                 return  # the plug-in gave up (its timeout) and closed
             if message is None:
                 return
             kind, body = message
-            if kind == KIND_FRAME_REQUEST:
-                parts = answer_parts(service.answer(body))
-            elif kind == KIND_CAPABILITIES_REQUEST:
-                parts = service.capabilities(body)
-            else:
-                parts = answer_parts(FrameAnswer(
-                    STATUS_ERROR, code="INVALID_ARGUMENT",
-                    message=f"message kind {kind} is neither a frame request ({KIND_FRAME_REQUEST}) nor a capabilities "
-                            f"request ({KIND_CAPABILITIES_REQUEST})"))
             try:
+                if kind == KIND_FRAME_REQUEST:
+                    parts = answer_parts(service.answer(body))
+                elif kind == KIND_CAPABILITIES_REQUEST:
+                    parts = service.capabilities(body)
+                else:
+                    parts = answer_parts(FrameAnswer(
+                        STATUS_ERROR, code="INVALID_ARGUMENT",
+                        message=f"message kind {kind} is neither a frame request ({KIND_FRAME_REQUEST}) nor a capabilities "
+                                f"request ({KIND_CAPABILITIES_REQUEST})"))
+            finally:
+                limits.budget.release(len(body))
+            size = sum(len(part) for part in parts)
+            try:  # the answer counts against the budget until it is sent
+                held = limits.budget.reserve(size, "a frame answer")
+            except EngineBusyError as error:
+                self._refuse(stream, "RESOURCE_EXHAUSTED", str(error))
+                return
+            try:
+                stream.settimeout(limits.message_deadline_s)  # a reader that stalls does not hold us
                 for part in parts:
                     stream.sendall(part)
             except OSError:
                 return
+            finally:
+                limits.budget.release(held)
+
+    @staticmethod
+    def _refuse(stream: socket.socket, code: str, message: str) -> None:
+        try:
+            stream.settimeout(1.0)
+            stream.sendall(encode_answer(FrameAnswer(STATUS_ERROR, code=code, message=message)))
+        except OSError:
+            pass
+
+
+@dataclass
+class _Limits:
+    budget: PayloadBudget
+    idle_timeout_s: float
+    message_deadline_s: float
+    max_connections: int
+    connections: threading.BoundedSemaphore
 
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -398,7 +517,9 @@ class _TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 class FrameSocketServer:
     """The frame socket bound to ``address``; ``start()`` serves in a thread, ``stop()`` closes it."""
 
-    def __init__(self, address: str, servicer: EngineServicer) -> None:
+    def __init__(self, address: str, servicer: EngineServicer, *, budget: PayloadBudget | None = None,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S, message_deadline_s: float = MESSAGE_DEADLINE_S,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         listen = parse_listen(address)
         if not listen.local:
             raise InvalidInputError(
@@ -422,6 +543,10 @@ class FrameSocketServer:
             bound = self._server.server_address[1]
             self.address = f"{host}:{bound}"
         self._server.service = FrameService(servicer)  # type: ignore[attr-defined]
+        self._server.limits = _Limits(  # type: ignore[attr-defined]
+            budget or PayloadBudget(), idle_timeout_s, message_deadline_s, max_connections,
+            threading.BoundedSemaphore(max_connections),
+        )
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:

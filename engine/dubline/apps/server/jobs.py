@@ -184,6 +184,7 @@ class JobQueue:
                 device_lock.release()
 
     def _finish(self, job: Job, state: JobState, result: Any = None, error: BaseException | None = None) -> None:
+        _drop_tracebacks(error)
         job.result, job.error = result, error
         job.finished_at = time.time()
         if job.started is None:
@@ -234,3 +235,14 @@ class JobQueue:
             if not job.wait(remaining):
                 job.token.cancel()
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def _drop_tracebacks(error: BaseException | None) -> None:
+    """A finished job keeps its error for clients to read, but not the error's traceback: its
+    frames hold the whole render (frames, audio, the backend's plan), megabytes per job, for as
+    long as the job is remembered (``keep_finished``)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__

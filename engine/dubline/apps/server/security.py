@@ -1,10 +1,15 @@
 """Who may talk to the engine and which files a request may name.
 
-- Listening: a unix socket or a loopback address by default; any other address needs a token.
+- Listening: a unix socket or a loopback address by default; any other address needs a token
+  and TLS (``--tls-cert``/``--tls-key``): the token is only ever accepted over TLS or locally.
 - Token: ``authorization: Bearer <token>`` metadata on every call (health checks excepted, so
-  orchestrators can probe), checked in constant time by a server interceptor.
+  orchestrators can probe), checked in constant time by a server interceptor; a refused call is
+  answered before its request message is read.
 - Media roots: every path in a request must resolve (symlinks followed, ``..`` collapsed) inside
   one of the configured roots; with no roots configured, any absolute path is allowed (local use).
+  The refusal for a path outside the roots is the same whether or not the file exists.
+- Model paths a client names (a backend option such as wav2lip's ``checkpoint``): a bare name is a
+  file in the engine's own model directory; an absolute path must be inside a media root.
 """
 
 from __future__ import annotations
@@ -76,10 +81,11 @@ class TokenInterceptor(grpc.ServerInterceptor):
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
 
-        def deny(request: object, context: grpc.ServicerContext) -> None:
+        def deny(requests: object, context: grpc.ServicerContext) -> None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (metadata 'authorization: Bearer <token>')")
 
-        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+        # Request-streaming, so the refusal goes out without the (maybe huge) request being read.
+        self._deny = grpc.stream_unary_rpc_method_handler(deny)
 
     def intercept_service(self, continuation, handler_call_details):
         if handler_call_details.method in UNAUTHENTICATED_EXEMPT:
@@ -114,12 +120,48 @@ class MediaRoots:
             raise InvalidInputError(f"{field} {raw!r} must be an absolute path on the engine's machine")
         # strict=False: outputs do not exist yet; their directory's symlinks are still followed.
         resolved = Path(os.path.realpath(path))
-        if self.roots and not any(resolved.is_relative_to(root) for root in self.roots):
-            shown = f"{raw} (resolves to {resolved})" if str(resolved) != raw else raw
+        if self.roots and not self.inside(resolved):
+            # The same words whether or not the file exists; where a link inside a root points
+            # outside, only that it does (not where to).
+            how = " through a symlink" if self.inside(Path(os.path.normpath(path))) else ""
             raise AccessDeniedError(
-                f"{field} {shown} is outside the engine's media roots ({', '.join(map(str, self.roots))})"
+                f"{field} {raw} leads outside the engine's media roots{how} ({', '.join(map(str, self.roots))})"
             )
         return resolved
+
+    def inside(self, path: Path) -> bool:
+        """True when ``path`` (already resolved) is under one of the roots."""
+        return any(path.is_relative_to(root) for root in self.roots)
+
+    def check_model(self, raw: str, field: str, model_dir: Path) -> Path:
+        """A model file a client names: a relative name is a file in the engine's ``model_dir``
+        (and must stay inside it); an absolute path is checked like any other request path, and
+        with media roots configured must be inside one of them."""
+        if not raw or len(raw) > MAX_PATH_LENGTH or "\x00" in raw:
+            raise InvalidInputError(f"{field} is not a usable path")
+        if Path(raw).is_absolute():
+            resolved = self.check(raw, field)
+            assert resolved is not None
+            return resolved
+        directory = Path(os.path.realpath(model_dir))
+        resolved = Path(os.path.realpath(directory / raw))
+        if not resolved.is_relative_to(directory):
+            raise AccessDeniedError(f"{field} {raw} leads outside the engine's model directory")
+        return resolved
+
+
+def read_tls(cert: Path, key: Path) -> tuple[bytes, bytes]:
+    """(private key, certificate chain) PEM bytes for ``--tls-key`` / ``--tls-cert``."""
+    pems = []
+    for flag, path in (("--tls-key", key), ("--tls-cert", cert)):
+        try:
+            data = Path(path).read_bytes()
+        except OSError as error:
+            raise InvalidInputError(f"{flag} {path}: {error.strerror}") from error
+        if b"-----BEGIN" not in data:
+            raise InvalidInputError(f"{flag} {path} is not a PEM file")
+        pems.append(data)
+    return pems[0], pems[1]
 
 
 def remove_stale_socket(path: Path) -> None:

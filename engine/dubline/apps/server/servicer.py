@@ -34,6 +34,9 @@ from dubline.stages.backends import DEFAULT_BACKEND, get_backend, names
 
 log = logging.getLogger(__name__)
 
+#: One-frame answers built at once (each up to a 4096x2304 float frame and matte, ~190 MB).
+FRAME_ANSWERS_AT_ONCE = 4
+
 _STATES = {
     JobState.QUEUED: pb.JOB_STATE_QUEUED,
     JobState.RUNNING: pb.JOB_STATE_RUNNING,
@@ -93,6 +96,7 @@ class EngineServicer(pb_grpc.EngineServicer):
         self.spans = frames.SpanStore(config.span_budget_bytes)
         self._frame_jobs: dict[str, str] = {}  # clip key -> job id
         self._frame_lock = threading.Lock()
+        self._answer_slots = threading.BoundedSemaphore(FRAME_ANSWERS_AT_ONCE)
 
     # -- capabilities --------------------------------------------------------------------------
 
@@ -292,7 +296,8 @@ class EngineServicer(pb_grpc.EngineServicer):
                 status=pb.FRAME_STATUS_OUTSIDE_SPAN, job_id=job.id, frame_index=index,
                 message=f"frame {index} is outside the rendered span {span.first}-{span.first + len(span.patch)}",
             )
-        return self._frame_answer(request, host, span, local, job.id, index)
+        with self._answer_slots:  # a few frames are built at once: the rest wait (memory, not CPU, is the limit)
+            return self._frame_answer(request, host, span, local, job.id, index)
 
     def _frame_answer(self, request: pb.RenderFrameRequest, host, span, local: int, job_id: str, index: int) -> pb.RenderFrameResponse:
         bottom_up = request.source_frame.bottom_up if host is not None else False

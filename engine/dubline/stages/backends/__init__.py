@@ -20,9 +20,16 @@ EXPRESSIONS = ("as-source", "neutral", "smile")
 MANIFEST: dict[str, str] = {
     "retrieval": "dubline.stages.backends.retrieval.backend",
     "wav2lip": "dubline.stages.backends.wav2lip.backend",
+    "musetalk": "dubline.stages.backends.musetalk.backend",
 }
 #: The backend of a render that names none: needs no weights.
 DEFAULT_BACKEND = "retrieval"
+
+#: Backend options whose value names a file (weights), known without importing the backend: the
+#: engine checks them like request paths (media roots, model directory) and no output may be one.
+PATH_OPTIONS: dict[str, tuple[str, ...]] = {
+    "wav2lip": ("checkpoint",),
+}
 
 
 def names() -> list[str]:

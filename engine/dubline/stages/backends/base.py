@@ -42,6 +42,8 @@ class ClipAnalysis:
     lower_face_luma: np.ndarray  # (N,) mean luma of the lower face, NaN without a face
     own_speech: SpeechTrack | None  # the clip's own audio over the whole file
     calibration: SpeakerCalibration
+    #: what was degraded while analysing (undecodable audio...), repeated in each render's warnings
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -11,7 +11,6 @@ survives. Smoothed landmarks = smoothed pose applied to the smoothed shape. Runs
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 from dubline.stages.faces import geometry
 from dubline.stages.faces.types import FaceTrackParams
@@ -45,6 +44,10 @@ def savgol(values: np.ndarray, window: int, polyorder: int) -> np.ndarray:
     window = min(window, length if length % 2 else length - 1)
     if window <= polyorder or window < 3:
         return values.copy()
+    # Imported here: scipy.signal takes seconds to import, and every CLI command that only
+    # validates a request (and fails fast on bad input) would pay it.
+    from scipy.signal import savgol_filter
+
     return savgol_filter(values, window, polyorder, axis=0)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.stages.faces import geometry
@@ -73,6 +72,8 @@ def _cost(track: Track, detection: FaceDetection, position: int, params: FaceTra
 
 def build_tracks(per_frame: list[list[FaceDetection]], params: FaceTrackParams) -> list[Track]:
     """Group the detections of consecutive frames into one track per person, longest first."""
+    from scipy.optimize import linear_sum_assignment  # slow to import: see smooth.py
+
     tracks: list[Track] = []
     for position, detections in enumerate(per_frame):
         if not detections:

@@ -6,7 +6,7 @@ import math
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import av
 import numpy as np
@@ -18,10 +18,11 @@ from dubline.core.errors import (
     MediaDecodeError,
     NoStreamError,
 )
+from dubline.core.paths import publish, writing
 from dubline.stages.media.container import check_input, open_input
 from dubline.stages.media.probe import layout_name
 from dubline.stages.media.types import AudioClip
-from dubline.stages.media.write import check_output, publish
+from dubline.stages.media.write import check_output
 
 
 def read_audio(
@@ -29,10 +30,16 @@ def read_audio(
     span: otio.opentime.TimeRange | tuple[float, float] | None = None,
     rate: int = 16000,
     mono: bool = True,
+    on_damage: Callable[[str], None] | None = None,
 ) -> AudioClip:
     """Samples of ``span`` (a TimeRange, ``(t0, t1)`` seconds, or None for all of it) from the
     first audio stream, resampled to ``rate`` float32, exactly ``round((t1 - t0) * rate)``
-    samples long: zeros pad any part of the span the file does not cover."""
+    samples long: zeros pad any part of the span the file does not cover.
+
+    A packet that does not decode raises ``MediaDecodeError``, unless ``on_damage`` is given:
+    then the packet plays as silence of its own length (later audio keeps its place), reading
+    goes on, and ``on_damage`` gets one message saying how much was lost (analysis of a source's
+    own speech degrades instead of failing the render)."""
     if not isinstance(rate, int) or rate <= 0:
         raise InvalidRateError(f"sample rate {rate!r} must be a positive integer")
     path = check_input(path)
@@ -51,20 +58,49 @@ def read_audio(
             # A little earlier than needed: seeking audio lands on packet boundaries.
             container.seek(math.floor((start_seconds - Fraction(1, 10)) / stream.time_base), stream=stream)
         chunks: list[np.ndarray] = []
+        produced = 0  # samples in chunks
         first_time: Fraction | None = None
+        fed_until: Fraction | None = None  # file time where the audio fed to the resampler ends
+        damage = _Damage(path, on_damage)
         try:
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                frame_time = Fraction(frame.pts) * stream.time_base
-                if frame_time > origin + t1:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as error:
+                    damage.packet(error, packet, stream.time_base)
+                    continue  # the next frame's pts shows the gap, filled with silence below
+                past_end = False
+                for frame in frames:
+                    if frame.pts is None:
+                        continue
+                    frame_time = Fraction(frame.pts) * stream.time_base
+                    if frame_time > origin + t1:
+                        past_end = True
+                        break
+                    if first_time is None:
+                        first_time = frame_time
+                    elif damage.seen and fed_until is not None and frame_time - fed_until > Fraction(1, 1000):
+                        # Silence where packets were lost, so later audio keeps its place. The
+                        # resampler is flushed first (its delay line belongs to the audio before).
+                        flushed = [out.to_ndarray() for out in resampler.resample(None)]
+                        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+                        chunks += flushed
+                        produced += sum(chunk.shape[1] for chunk in flushed)
+                        gap = math.floor((frame_time - first_time) * rate + Fraction(1, 2)) - produced
+                        if gap > 0:
+                            chunks.append(np.zeros((channels, gap), np.float32))
+                            produced += gap
+                    fed_until = frame_time + Fraction(frame.samples, frame.sample_rate)
+                    for out in resampler.resample(frame):
+                        chunks.append(out.to_ndarray())
+                        produced += chunks[-1].shape[1]
+                if past_end:
                     break
-                if first_time is None:
-                    first_time = frame_time
-                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
             chunks.extend(out.to_ndarray() for out in resampler.resample(None))
-        except av.error.FFmpegError as error:
-            raise MediaDecodeError(f"{path}: audio decoding failed ({error})") from error
+        except av.error.FFmpegError as error:  # the container itself, past this point: the rest is silence
+            damage.rest(error)
+            chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+        damage.report()
     decoded = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
     # Place the decoded run on the span's sample grid: pad or cut its head, then its tail.
     offset = 0 if first_time is None else math.floor((first_time - start_seconds) * rate + Fraction(1, 2))
@@ -79,6 +115,42 @@ def read_audio(
     # which changes the level and can clip.
     return AudioClip(samples.mean(axis=0, dtype=np.float32) if mono else samples, rate)
 
+
+
+class _Damage:
+    """Undecodable audio met while reading: raised at once, or counted and reported once."""
+
+    def __init__(self, path: Path, on_damage: Callable[[str], None] | None) -> None:
+        self.path, self.on_damage = path, on_damage
+        self.packets, self.seconds, self.first_error = 0, Fraction(0), ""
+        self.rest_lost = False
+
+    @property
+    def seen(self) -> bool:
+        return bool(self.packets)
+
+    def packet(self, error: Exception, packet, time_base: Fraction) -> None:
+        if self.on_damage is None:
+            raise MediaDecodeError(f"{self.path}: audio decoding failed ({error})") from error
+        self.packets += 1
+        self.seconds += Fraction(packet.duration or 0) * time_base
+        self.first_error = self.first_error or str(error)
+
+    def rest(self, error: Exception) -> None:
+        if self.on_damage is None:
+            raise MediaDecodeError(f"{self.path}: audio decoding failed ({error})") from error
+        self.rest_lost = True
+        self.first_error = self.first_error or str(error)
+
+    def report(self) -> None:
+        if self.on_damage is None or not (self.packets or self.rest_lost):
+            return
+        lost = f"{self.packets} audio packet(s) ({float(self.seconds):.3f} s)" if self.packets else ""
+        rest = "the audio after the damage" if self.rest_lost else ""
+        self.on_damage(
+            f"{self.path.name}: {' and '.join(filter(None, (lost, rest)))} could not be decoded and"
+            f" count as silence ({self.first_error})"
+        )
 
 
 def _clock_origin(container, audio_stream) -> Fraction:
@@ -117,16 +189,17 @@ def write_audio(clip: AudioClip, path: str | Path, overwrite: bool = False,
     layout = layout_name(pcm.shape[0])
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with av.open(str(temporary), "w", format="wav") as container:
-            stream = container.add_stream("pcm_s16le", rate=clip.sample_rate, layout=layout)
-            # s16 is interleaved: (1, n * channels)
-            frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1), format="s16", layout=layout)
-            frame.sample_rate, frame.pts = clip.sample_rate, 0
-            for packet in stream.encode(frame):
-                container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        publish(temporary, path, overwrite, inputs)
+        with writing(path):
+            with av.open(str(temporary), "w", format="wav") as container:
+                stream = container.add_stream("pcm_s16le", rate=clip.sample_rate, layout=layout)
+                # s16 is interleaved: (1, n * channels)
+                frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1), format="s16", layout=layout)
+                frame.sample_rate, frame.pts = clip.sample_rate, 0
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+            publish(temporary, path, overwrite, inputs)
     finally:
         temporary.unlink(missing_ok=True)
     return path

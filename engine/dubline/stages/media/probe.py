@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import opentimelineio as otio
 
-from dubline.core.errors import MediaDecodeError
+from dubline.core.errors import MediaDecodeError, MediaTooLargeError
 from dubline.core.timing import snap_rate
 from dubline.stages.media.colour import colour_tags
 from dubline.stages.media.container import check_input, open_input
@@ -19,6 +19,10 @@ from dubline.stages.media.types import AudioStreamInfo, MediaInfo, VideoStreamIn
 _VFR_SCAN_PACKETS = 120
 # Most frames a decoder may hold back for reordering (H.264/HEVC allow up to 16).
 _MAX_REORDER_DEPTH = 16
+#: The largest frames dubline takes: 8K (8192x4320, and up to 8192 on either side). A header that
+#: declares more is damaged or hostile; one decoded frame of it would not fit in memory sensibly.
+MAX_FRAME_SIDE = 8192
+MAX_FRAME_PIXELS = 8192 * 4320
 
 
 
@@ -42,6 +46,7 @@ def probe(path: str | Path) -> MediaInfo:
 
 def video_info(container, stream, path: Path) -> VideoStreamInfo:
     context = stream.codec_context
+    pixel_format = _checked_frame_format(context, stream, path)
     rate = _stream_rate(stream, path)
     time_base = Fraction(stream.time_base)
     start_pts = stream.start_time if stream.start_time is not None else 0
@@ -53,7 +58,7 @@ def video_info(container, stream, path: Path) -> VideoStreamInfo:
         codec=context.name,
         width=context.width,
         height=context.height,
-        pixel_format=context.format.name if context.format else stream.format.name,
+        pixel_format=pixel_format,
         rate=rate,
         time_base=time_base,
         frame_count=frame_count,
@@ -63,6 +68,26 @@ def video_info(container, stream, path: Path) -> VideoStreamInfo:
         variable_rate=variable,
         start_pts=start_pts,
     )
+
+
+def _checked_frame_format(context, stream, path: Path) -> str:
+    """The stream's pixel format, after refusing absurd or missing frame sizes (FFmpeg leaves the
+    format unset for a size it will not allocate)."""
+    width, height = context.width, context.height
+    if width > MAX_FRAME_SIDE or height > MAX_FRAME_SIDE or width * height > MAX_FRAME_PIXELS:
+        raise MediaTooLargeError(
+            f"{path} declares {width}x{height} frames; dubline takes at most {MAX_FRAME_SIDE} pixels a side"
+            f" and {MAX_FRAME_PIXELS:,} pixels a frame (8K): the header is damaged, or the clip needs downscaling"
+        )
+    if width <= 0 or height <= 0:
+        raise MediaDecodeError(
+            f"{path}: the video stream declares no usable frame size ({width}x{height}); FFmpeg refused its"
+            " header (damaged, or a size beyond its limits)"
+        )
+    video_format = context.format or stream.format
+    if video_format is None:
+        raise MediaDecodeError(f"{path}: the video stream has no pixel format FFmpeg can decode")
+    return video_format.name
 
 
 def _stream_rate(stream, path: Path) -> Fraction:

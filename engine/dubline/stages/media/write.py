@@ -21,7 +21,7 @@ from dubline.core.errors import (
     OutputExistsError,
     OutputPathError,
 )
-from dubline.core.paths import check_not_input
+from dubline.core.paths import check_not_input, check_writable, publish, writing
 from dubline.core.timing import parse_rate, timecode_to_frames
 from dubline.stages.media.colour import FROM_RGB, MATRIX_CODES, apply_colour
 from dubline.stages.media.probe import layout_name
@@ -101,8 +101,9 @@ def write_patch(
 
     temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
     try:
-        _encode(temporary, spec, rate, width, height, first_image, iterator, start_timecode, colour_tags, audio, path)
-        publish(temporary, path, overwrite, inputs)
+        with writing(path):  # a full, read-only or vanished disk: one error naming the patch
+            _encode(temporary, spec, rate, width, height, first_image, iterator, start_timecode, colour_tags, audio, path)
+            publish(temporary, path, overwrite, inputs)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -214,29 +215,15 @@ def check_output(
         check_not_input(path, inputs)
     if not path.parent.is_dir():
         raise OutputPathError(f"output directory {path.parent} does not exist")
+    if path.is_dir():
+        raise OutputPathError(f"output {path} is a directory; give a file name")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass overwrite (--overwrite) to replace it")
+    check_writable(path)
     return path
 
 
 
-def publish(temporary: Path, path: Path, overwrite: bool, inputs: Mapping[str, str | os.PathLike | None] | None) -> None:
-    if inputs:
-        check_not_input(path, inputs)  # again: the path may have become a link to an input meanwhile
-    if overwrite:
-        os.replace(temporary, path)
-        return
-    # A hard link fails if `path` appeared meanwhile, so a concurrent file is never clobbered.
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        raise OutputExistsError(f"{path} appeared while writing; pass overwrite to replace it") from None
-    except OSError:
-        if path.exists():
-            raise OutputExistsError(f"{path} appeared while writing; pass overwrite to replace it") from None
-        os.replace(temporary, path)
-        return
-    temporary.unlink()
 
 
 class BackgroundWriter:

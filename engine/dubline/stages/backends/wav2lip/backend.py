@@ -41,6 +41,7 @@ from dubline.core.errors import InvalidInputError
 from dubline.core.models import registry
 from dubline.stages import media
 from dubline.stages.backends.base import BackendInfo, BackendJob, MouthPatch
+from dubline.stages.backends.references import reference_frames
 from dubline.stages.backends.wav2lip.checkpoint import (
     GENERATOR_FILES,
     deterministic_generator,
@@ -48,12 +49,9 @@ from dubline.stages.backends.wav2lip.checkpoint import (
     resident_generator,
 )
 from dubline.stages.backends.wav2lip.crops import (
-    choose_references,
     crop_face,
-    head_pose,
     padded_boxes,
     paste_face,
-    rest_candidates,
     smooth_boxes,
 )
 from dubline.stages.backends.wav2lip.infer import Wav2LipRunner
@@ -162,16 +160,6 @@ def dub_mel_windows(dub_audio: media.AudioClip, rate: Fraction, frame_count: int
     return mel_windows(wav2lip_mel(samples), rate, frame_count)
 
 
-def reference_frames(faces: FaceTrack, span: tuple[int, int], reference: str, crop_boxes: np.ndarray) -> np.ndarray:
-    """(T,) the source frame whose crop is the reference half of each output frame (-1: not rendered)."""
-    first, end = span
-    has_crop = crop_boxes[:, 0] >= 0
-    span_usable = (faces.usable & has_crop)[first:end]
-    if reference == "same":
-        return np.where(span_usable, np.arange(first, end), -1)
-    candidates = rest_candidates(faces.aperture, faces.usable & has_crop)
-    pose = head_pose(faces.pose, faces.yaw)
-    return choose_references(pose[first:end], span_usable, candidates, pose[candidates])
 
 
 def _frames_at(path: Path, rate: Fraction, indices: Iterable[int]) -> Iterator[media.VideoFrame]:
@@ -218,7 +206,7 @@ class Wav2LipBackend:
         assert video is not None  # the pipeline checked it
         first, end = job.span
         crop_boxes = source_crop_boxes(job.source.faces, (video.height, video.width))
-        references = reference_frames(job.source.faces, job.span, options.reference, crop_boxes)
+        references = reference_frames(job.source.faces, job.span, options.reference, crop_boxes[:, 0] >= 0)
         crops: dict[int, np.ndarray] = {}
         if options.reference == "rest":
             for frame in _frames_at(job.source.path, video.rate, references[references >= 0]):
