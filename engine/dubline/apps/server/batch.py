@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from dubline_client import pb
@@ -19,10 +20,11 @@ from dubline.apps.batch import BatchEvent, BatchInput, BatchOptions, WorkerRecip
 from dubline.apps.server.security import MediaRoots
 from dubline.apps.server.status import status_for
 from dubline.core.errors import DublineError, InvalidInputError
+from dubline.core.models import model_dir
 from dubline.core.timing import parse_rate
 from dubline.pipeline.batch import JobDefaults, ShotJob, ShotSettings
 from dubline.stages import media
-from dubline.stages.backends import DEFAULT_BACKEND
+from dubline.stages.backends import DEFAULT_BACKEND, PATH_OPTIONS
 
 _END = object()
 
@@ -56,14 +58,20 @@ def batch_input(request: pb.BatchRequest, roots: MediaRoots) -> BatchInput:
 
 
 def _inside_roots(job: ShotJob, roots: MediaRoots) -> ShotJob:
+    """``job`` when every file it names is inside the roots (backend options naming a file, such as
+    a checkpoint, resolved as for ``Render``: a bare name is in the model directory), else failed."""
     if job.problem is not None:
         return job
     try:
         for what, path in {**job.inputs(), **{f"output {p.name}": p for p in job.outputs()}}.items():
             roots.check(str(path), f"{job.id} {what}")
+        options = dict(job.backend_options)
+        for key in PATH_OPTIONS.get(job.backend, ()):
+            if key in options:
+                options[key] = str(roots.check_model(str(options[key]), f"{job.id} backend option {key}", model_dir()))
     except DublineError as error:
         return job.failed(str(error))
-    return job
+    return replace(job, backend_options=options)
 
 
 def batch_options(request: pb.BatchRequest, batch: BatchInput, recipe: WorkerRecipe | None,
