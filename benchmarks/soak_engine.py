@@ -34,7 +34,7 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "tests"))  # mediagen: the clip excerpt
 
-from dubline.apps.server import frame_socket  # noqa: E402
+from dubline.apps.server import frame_protocol  # noqa: E402
 from dubline_client import EngineClient, frames_span, pb, render_spec  # noqa: E402
 
 DEFAULT_MEDIA = REPOSITORY.parent / "shared" / "media"
@@ -147,8 +147,8 @@ class StalledClients:
         while not self._stop.is_set():
             with socket.socket(socket.AF_UNIX) as stream:
                 stream.connect(str(self.path))
-                stream.sendall(frame_socket.HEADER.pack(frame_socket.MAGIC, frame_socket.VERSION,
-                                                        frame_socket.KIND_FRAME_REQUEST, frame_socket.MAX_BODY_BYTES))
+                stream.sendall(frame_protocol.HEADER.pack(frame_protocol.MAGIC, frame_protocol.VERSION,
+                                                        frame_protocol.KIND_FRAME_REQUEST, frame_protocol.MAX_BODY_BYTES))
                 stream.settimeout(1.0)
                 while not self._stop.is_set():
                     try:

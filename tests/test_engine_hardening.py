@@ -20,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from dubline.apps.server import frame_socket
+from dubline.apps.server import frame_protocol
 from dubline.apps.server.app import create_server
 from dubline.apps.server.frame_socket import FrameSocketServer
 from dubline.apps.server.limits import PayloadBudget
@@ -73,18 +73,18 @@ def test_budget_reserves_waits_and_refuses() -> None:
 
 
 def _declare(stream: socket.socket, length: int) -> None:
-    stream.sendall(frame_socket.HEADER.pack(frame_socket.MAGIC, frame_socket.VERSION, frame_socket.KIND_FRAME_REQUEST, length))
+    stream.sendall(frame_protocol.HEADER.pack(frame_protocol.MAGIC, frame_protocol.VERSION, frame_protocol.KIND_FRAME_REQUEST, length))
 
 
-def _answer(stream: socket.socket) -> frame_socket.FrameAnswer:
-    message = frame_socket.read_message(stream)
+def _answer(stream: socket.socket) -> frame_protocol.FrameAnswer:
+    message = frame_protocol.read_message(stream)
     assert message is not None, "the engine closed the connection without an answer"
-    return frame_socket.decode_answer(bytes(message[1]))
+    return frame_protocol.decode_answer(bytes(message[1]))
 
 
 def test_stalled_frame_clients_cannot_grow_the_engine_past_its_budget(engine, tmp_path: Path) -> None:
     server, client, _ = engine
-    budget = PayloadBudget(2 * frame_socket.MAX_BODY_BYTES, wait_s=0.2)
+    budget = PayloadBudget(2 * frame_protocol.MAX_BODY_BYTES, wait_s=0.2)
     listener = FrameSocketServer(f"unix:{tmp_path / 'f.sock'}", server.servicer, budget=budget,
                                  message_deadline_s=30, idle_timeout_s=30)
     listener.start()
@@ -93,21 +93,21 @@ def test_stalled_frame_clients_cannot_grow_the_engine_past_its_budget(engine, tm
         for _ in range(2):  # two clients declare the largest body and send none of it
             stream = socket.socket(socket.AF_UNIX)
             stream.connect(str(tmp_path / "f.sock"))
-            _declare(stream, frame_socket.MAX_BODY_BYTES)
+            _declare(stream, frame_protocol.MAX_BODY_BYTES)
             stalled.append(stream)
         # The third is refused at once, unread, and told why; the budget never went past its limit.
         with socket.socket(socket.AF_UNIX) as third:
             third.connect(str(tmp_path / "f.sock"))
-            _declare(third, frame_socket.MAX_BODY_BYTES)
+            _declare(third, frame_protocol.MAX_BODY_BYTES)
             answer = _answer(third)
-        assert answer.status == frame_socket.STATUS_ERROR and answer.code == "RESOURCE_EXHAUSTED", answer
+        assert answer.status == frame_protocol.STATUS_ERROR and answer.code == "RESOURCE_EXHAUSTED", answer
         assert budget.peak <= budget.limit
         assert client.health() == "SERVING"
         # A stalled client that goes away gives its bytes back.
         stalled.pop().close()
         with socket.socket(socket.AF_UNIX) as fourth:
             fourth.connect(str(tmp_path / "f.sock"))
-            fourth.sendall(frame_socket.encode_request(frame_socket.FrameRequest(
+            fourth.sendall(frame_protocol.encode_request(frame_protocol.FrameRequest(
                 0, 0, 10, 0, 1, 1, False, 0, 0, "/outside/a.mp4", "/outside/b.wav", "", "", b"")))
             answer = _answer(fourth)
         assert answer.code == "PERMISSION_DENIED"  # served (and refused on its merits), not RESOURCE_EXHAUSTED
@@ -119,7 +119,7 @@ def test_stalled_frame_clients_cannot_grow_the_engine_past_its_budget(engine, tm
 
 def test_a_message_that_does_not_arrive_in_time_is_answered_and_closed(engine, tmp_path: Path) -> None:
     server, _, _ = engine
-    budget = PayloadBudget(frame_socket.MAX_BODY_BYTES)
+    budget = PayloadBudget(frame_protocol.MAX_BODY_BYTES)
     listener = FrameSocketServer(f"unix:{tmp_path / 'f.sock'}", server.servicer, budget=budget,
                                  message_deadline_s=0.3, idle_timeout_s=0.3)
     listener.start()

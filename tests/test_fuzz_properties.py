@@ -14,7 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from dubline.apps.server import convert, frame_socket
+from dubline.apps.server import convert, frame_protocol
 from dubline.apps.server.security import MediaRoots
 from dubline.core import timing
 from dubline.core.errors import DublineError
@@ -200,10 +200,10 @@ def _request_bodies() -> st.SearchStrategy[bytes]:
 def test_frame_request_bodies_decode_or_raise_a_protocol_error(body: bytes, cut: int) -> None:
     for candidate in (body, body[:cut]):
         try:
-            request = frame_socket.decode_request(candidate)
-        except frame_socket.ProtocolError:
+            request = frame_protocol.decode_request(candidate)
+        except frame_protocol.ProtocolError:
             continue
-        again = frame_socket.decode_request(frame_socket.encode_request(request)[frame_socket.HEADER.size:])
+        again = frame_protocol.decode_request(frame_protocol.encode_request(request)[frame_protocol.HEADER.size:])
         assert (again.video, again.audio, again.frame, again.pixels) == (request.video, request.audio, request.frame,
                                                                           request.pixels)
 
@@ -212,19 +212,19 @@ def test_frame_request_bodies_decode_or_raise_a_protocol_error(body: bytes, cut:
 @given(kind=st.integers(0, 2**16 - 1), declared=st.integers(0, 2**64 - 1), body=st.binary(max_size=64),
        magic=st.sampled_from([b"DBLF", b"DBLX"]), version=st.integers(0, 2), chunk=st.integers(1, 16))
 def test_frame_messages_read_or_raise_a_protocol_error(kind, declared, body, magic, version, chunk) -> None:
-    declared = declared if declared <= frame_socket.MAX_BODY_BYTES // 1024 else declared % 256  # keep allocations small
-    raw = frame_socket.HEADER.pack(magic, version, kind, declared) + body
+    declared = declared if declared <= frame_protocol.MAX_BODY_BYTES // 1024 else declared % 256  # keep allocations small
+    raw = frame_protocol.HEADER.pack(magic, version, kind, declared) + body
     try:
-        message = frame_socket.read_message(_Stream(raw, chunk))
-    except frame_socket.ProtocolError:
+        message = frame_protocol.read_message(_Stream(raw, chunk))
+    except frame_protocol.ProtocolError:
         return
     assert message is not None and len(message[1]) == declared <= len(body)
 
 
 def test_a_declared_size_past_the_limit_is_refused_before_any_allocation() -> None:
-    raw = frame_socket.HEADER.pack(frame_socket.MAGIC, frame_socket.VERSION, 1, 2**63)
-    with pytest.raises(frame_socket.ProtocolError, match="exceeds"):
-        frame_socket.read_message(_Stream(raw, 16))
+    raw = frame_protocol.HEADER.pack(frame_protocol.MAGIC, frame_protocol.VERSION, 1, 2**63)
+    with pytest.raises(frame_protocol.ProtocolError, match="exceeds"):
+        frame_protocol.read_message(_Stream(raw, 16))
 
 
 # -- what the atheris harnesses found (kept as regressions) ---------------------------------------------
@@ -240,8 +240,8 @@ def test_exponents_in_numbers_are_refused_not_computed() -> None:
 
 def test_frame_requests_with_absurd_audio_offsets_are_refused() -> None:
     """fuzz_frame_socket: an offset of 2**62 s decoded, and could not be encoded again."""
-    request = frame_socket.FrameRequest(5, 0, 10, 0, 1, 1, True, 0, 0, "/a.mp4", "/b.wav", "", "", b"")
-    body = bytearray(frame_socket.encode_request(request)[frame_socket.HEADER.size:])
+    request = frame_protocol.FrameRequest(5, 0, 10, 0, 1, 1, True, 0, 0, "/a.mp4", "/b.wav", "", "", b"")
+    body = bytearray(frame_protocol.encode_request(request)[frame_protocol.HEADER.size:])
     struct.pack_into("<qii", body, 24, 2**62, 1, 1)  # value, rate_num, rate_den of the offset
-    with pytest.raises(frame_socket.ProtocolError, match="audio offset"):
-        frame_socket.decode_request(bytes(body))
+    with pytest.raises(frame_protocol.ProtocolError, match="audio offset"):
+        frame_protocol.decode_request(bytes(body))

@@ -168,17 +168,17 @@ def test_engine_errors_reach_the_status_parameter(host: OfxHost, bare_engine, tm
 
 
 def test_engine_backends_are_the_engines(host: OfxHost, extra_backend: str, bare_engine, tmp_path: Path) -> None:
-    from dubline.apps.server import frame_socket
+    from dubline.apps.server import frame_protocol
 
     # The frame socket's capabilities message carries the Capabilities RPC's backends.
     with EngineClient(f"unix:{tmp_path / 'g.sock'}") as client:
         rpc = client.capabilities()
     with socket.socket(socket.AF_UNIX) as raw:
         raw.connect(str(tmp_path / "f.sock"))
-        raw.sendall(frame_socket.encode_capabilities_request())
-        kind, body = frame_socket.read_message(raw)
-    assert kind == frame_socket.KIND_CAPABILITIES_ANSWER
-    listed = frame_socket.decode_capabilities(body)
+        raw.sendall(frame_protocol.encode_capabilities_request())
+        kind, body = frame_protocol.read_message(raw)
+    assert kind == frame_protocol.KIND_CAPABILITIES_ANSWER
+    listed = frame_protocol.decode_capabilities(body)
     assert (listed.version, listed.default_backend) == (rpc.version, rpc.default_backend) == (rpc.version, "retrieval")
     assert [(b.name, b.description, b.weights_present, b.prefers_gpu) for b in listed.backends] == \
            [(b.name, b.description, b.weights_present, b.prefers_gpu) for b in rpc.backends]
@@ -235,21 +235,21 @@ def test_engine_backends_say_why_when_no_engine_answers(host: OfxHost, tmp_path:
 
 
 def test_frame_socket_answers_malformed_messages_with_an_error(bare_engine, tmp_path: Path) -> None:
-    from dubline.apps.server import frame_socket
+    from dubline.apps.server import frame_protocol
 
     with socket.socket(socket.AF_UNIX) as raw:
         raw.connect(str(tmp_path / "f.sock"))
         raw.sendall(b"XXXX" + struct.pack("<HHQ", 1, 1, 0))
-        kind, body = frame_socket.read_message(raw)
-    answer = frame_socket.decode_answer(body)
-    assert kind == frame_socket.KIND_FRAME_ANSWER and answer.status == frame_socket.STATUS_ERROR
+        kind, body = frame_protocol.read_message(raw)
+    answer = frame_protocol.decode_answer(body)
+    assert kind == frame_protocol.KIND_FRAME_ANSWER and answer.status == frame_protocol.STATUS_ERROR
     assert answer.code == "INVALID_ARGUMENT" and "DBLF" in answer.message
 
-    request = frame_socket.FrameRequest(5, 0, 10, 0, 1, 1, True, 4, 4, "/a.mp4", "/b.wav", "", "", b"\0" * 63)
-    with pytest.raises(frame_socket.ProtocolError, match="pixel bytes"):
-        frame_socket.decode_request(frame_socket.encode_request(request)[frame_socket.HEADER.size:])
+    request = frame_protocol.FrameRequest(5, 0, 10, 0, 1, 1, True, 4, 4, "/a.mp4", "/b.wav", "", "", b"\0" * 63)
+    with pytest.raises(frame_protocol.ProtocolError, match="pixel bytes"):
+        frame_protocol.decode_request(frame_protocol.encode_request(request)[frame_protocol.HEADER.size:])
     request.pixels, request.audio_offset = b"\0" * 64, 1.5
-    decoded = frame_socket.decode_request(frame_socket.encode_request(request)[frame_socket.HEADER.size:])
+    decoded = frame_protocol.decode_request(frame_protocol.encode_request(request)[frame_protocol.HEADER.size:])
     assert decoded.audio_offset == 1.5 and decoded.video == "/a.mp4" and decoded.bottom_up
 
 

@@ -14,7 +14,7 @@ import _common  # noqa: F401  (sys.path)
 import atheris
 
 with atheris.instrument_imports(include=["dubline"]):
-    from dubline.apps.server import frame_socket
+    from dubline.apps.server import frame_protocol
     from dubline.core.errors import DublineError
 
 
@@ -40,19 +40,19 @@ def check(data: bytes) -> None:
     chunk = data[0] % 64 + 1
     body = data[1:]
     try:
-        message = frame_socket.read_message(BytesStream(body, chunk))
+        message = frame_protocol.read_message(BytesStream(body, chunk))
     except DublineError:
         pass
     else:
         if message is not None:
-            assert len(message[1]) <= frame_socket.MAX_BODY_BYTES
+            assert len(message[1]) <= frame_protocol.MAX_BODY_BYTES
     try:
-        request = frame_socket.decode_request(body)
+        request = frame_protocol.decode_request(body)
     except DublineError:
         return
-    assert len(request.pixels) in (0, request.width * request.height * frame_socket._PIXEL_BYTES[request.pixel_format])
+    assert len(request.pixels) in (0, request.width * request.height * frame_protocol.PIXEL_BYTES[request.pixel_format])
     # A request that decodes re-encodes to the same fields.
-    again = frame_socket.decode_request(frame_socket.encode_request(request)[frame_socket.HEADER.size :])
+    again = frame_protocol.decode_request(frame_protocol.encode_request(request)[frame_protocol.HEADER.size :])
     assert (again.video, again.audio, again.frame, again.pixels) == (request.video, request.audio, request.frame, request.pixels)
 
 

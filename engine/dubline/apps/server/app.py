@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dubline.apps.batch import WorkerRecipe
-from dubline.apps.server.frame_socket import MAX_BODY_BYTES as FRAME_SOCKET_MAX_BODY
+from dubline.apps.server.frame_protocol import MAX_BODY_BYTES as FRAME_SOCKET_MAX_BODY
 from dubline.apps.server.frame_socket import FrameSocketServer
 from dubline.apps.server.jobs import JobQueue
 from dubline.apps.server.limits import (
