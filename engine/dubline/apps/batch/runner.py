@@ -113,6 +113,8 @@ class _Driver:
 
     def phase(self, jobs: list[ShotJob], method: str, arguments: Callable[[ShotJob], tuple],
               on_result: Callable[[ShotJob, Any], None]) -> None:
+        if self.interrupted:  # stopped in an earlier phase: start nothing more
+            return
         pending = list(jobs)
         handles: dict[int, Any] = {}
         while pending or handles:
