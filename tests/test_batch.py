@@ -370,3 +370,14 @@ def test_cli_exit_status_and_report(shots: Path, tmp_path: Path, capsys) -> None
     assert "--jobs" in capsys.readouterr().err
     assert main(["batch", "--timeline", str(shots), "--workers", "0"]) == 2
     assert "--timeline needs --out" in capsys.readouterr().err
+
+
+def test_gpu_backends_get_one_worker_per_gpu_each_holding_one() -> None:
+    from dubline.apps.batch.runner import worker_plan
+
+    assert worker_plan(None, cpus=64, gpus=8, gpu_backend=True) == (8, 1)
+    assert worker_plan(4, cpus=64, gpus=8, gpu_backend=True) == (4, 1)
+    assert worker_plan(16, cpus=64, gpus=8, gpu_backend=True) == (8, 1)
+    assert worker_plan(None, cpus=64, gpus=8, gpu_backend=False) == (64, 0)
+    assert worker_plan(None, cpus=2, gpus=0, gpu_backend=True) == (2, 0)
+    assert worker_plan(3, cpus=2, gpus=0, gpu_backend=False) == (3, 0)

@@ -86,6 +86,14 @@ def _uses_gpu(jobs: list[ShotJob]) -> bool:
     return any(get_backend(job.backend).info.prefers_gpu for job in jobs)
 
 
+def worker_plan(requested: int | None, cpus: int, gpus: int, gpu_backend: bool) -> tuple[int, int]:
+    """(workers, GPUs each): for a backend that prefers the GPU on a Ray with GPUs, one worker per
+    GPU (at most ``requested``), each holding one; otherwise ``requested`` or one per CPU, no GPU."""
+    if gpu_backend and gpus > 0:
+        return min(requested or gpus, gpus), 1
+    return max(requested or cpus, 1), 0
+
+
 class _Driver:
     """Dispatches one phase's calls to idle workers and collects them."""
 
@@ -203,12 +211,9 @@ def run_batch(jobs: list[ShotJob], options: BatchOptions = BatchOptions(),
             pool, where, count = InlinePool(options.settings, options.recipe), "this process", 1
         else:
             place = start_ray(options.ray_address, options.workers)
-            gpu = _uses_gpu(runnable) and place.gpus > 0
-            count = options.workers or (place.gpus if gpu else place.cpus) or 1
-            if gpu:
-                count = min(count, place.gpus)
-            pool = RayPool(count, options.settings, options.recipe, gpus=1 if gpu else 0, retries=options.retries)
-            where = place.where + (f", {count} GPU workers" if gpu else f", {count} workers")
+            count, gpus = worker_plan(options.workers, place.cpus, place.gpus, _uses_gpu(runnable))
+            pool = RayPool(count, options.settings, options.recipe, gpus=gpus, retries=options.retries)
+            where = place.where + (f", {count} GPU workers" if gpus else f", {count} workers")
         driver = _Driver(pool, on_event, stop)
         on_event(BatchEvent("phase", message="check"))
         for shot, problem in driver.check(runnable).items():
