@@ -223,8 +223,8 @@ def _unique(path: Path, named: dict[Path, int]) -> Path:
 
 def _speaker(metadata: Mapping[str, Any]) -> str | None:
     ours = metadata.get(METADATA_KEY) if hasattr(metadata, "get") else None
-    value = ours.get("speaker") if hasattr(ours, "get") else None
-    return str(value).strip() or None if value else None
+    value = str(ours.get("speaker") or "").strip() if hasattr(ours, "get") else ""
+    return value or None
 
 
 def _marker_speaker(placed: PlacedClip, plan: PatchPlan) -> str | None:
