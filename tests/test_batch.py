@@ -381,3 +381,15 @@ def test_gpu_backends_get_one_worker_per_gpu_each_holding_one() -> None:
     assert worker_plan(None, cpus=64, gpus=8, gpu_backend=False) == (64, 0)
     assert worker_plan(None, cpus=2, gpus=0, gpu_backend=True) == (2, 0)
     assert worker_plan(3, cpus=2, gpus=0, gpu_backend=False) == (3, 0)
+
+
+def test_speaker_hints_from_clip_metadata(tmp_path: Path) -> None:
+    path = _timeline(tmp_path)
+    timeline = otio.adapters.read_from_file(str(path))
+    timeline.tracks[0][1].metadata["dubline"] = {"speaker": "30,40,90,100@1"}  # V1 'other'
+    otio.adapters.write_to_file(timeline, str(path))
+    plan = plan_reel(path, tmp_path, JobDefaults(backend="fake", codec="ffv1"))
+    assert [j.speaker for j in plan.jobs] == ["64,64@3", None, "64,64@3", "30,40,90,100@1"]
+    timeline.tracks[2][1].metadata["dubline"] = {"speaker": "1,2@0"}  # the dub line names who speaks it
+    otio.adapters.write_to_file(timeline, str(path))
+    assert {j.speaker for j in plan_reel(path, tmp_path, JobDefaults(backend="fake", codec="ffv1")).jobs} == {"1,2@0"}
