@@ -225,7 +225,7 @@ def test_addon_in_blender(blender: str, scenario: str, engine_address: str, shar
         pytest.skip(f"{blender} is not installed (see tests/test_blender_addon.py)")
     command += ["--", "--scenario", scenario, "--plugin", str(PLUGIN), "--media", str(shared_media),
                 "--work", str(tmp_path), "--address", engine_address, "--dubline", str(DUBLINE)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)  # a hang guard, not a target
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)  # a hang guard, not a target
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     reports = [line for line in result.stdout.splitlines() if line.startswith("DUBLINE_REPORT ")]

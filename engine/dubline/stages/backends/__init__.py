@@ -29,6 +29,7 @@ DEFAULT_BACKEND = "retrieval"
 #: engine checks them like request paths (media roots, model directory) and no output may be one.
 PATH_OPTIONS: dict[str, tuple[str, ...]] = {
     "wav2lip": ("checkpoint",),
+    "musetalk": ("model_dir",),
 }
 
 
