@@ -3,8 +3,11 @@ seconds on synthetic clips (the fast tier): a face analysis built from a templat
 dlib, and a backend that paints a known colour into the mouth region.
 
 ``FakeBackend`` is registered under the name ``fake`` with ``register_fake_backend(monkeypatch)``;
-its options say which span rows pass through and why (``passthrough="2:no_face,5:occluded"``) or
-that preflight fails (``fail_preflight="..."``).
+its options say which span rows pass through and why (``passthrough="2:no_face,5:occluded"``),
+that preflight fails (``fail_preflight="..."``), or that the render pauses once mid-span
+(``pause_once=PATH``: at the span's second frame the first render to get there writes its process
+id to PATH and waits until it is cancelled; later renders, such as Ray's retry after that process
+is killed, find PATH and go on). ``install_fake_backend()`` registers it in a worker process.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+import os
+import time
 
 import numpy as np
 from dubline.core.errors import InvalidInputError, ModelNotFoundError
@@ -69,12 +75,15 @@ class FakeAnalyses:
 
 class FakeBackend:
     info = BackendInfo(name="fake", description="test backend: paints the lower face", options={
-        "passthrough": "ROW:REASON,... span rows passed through", "fail_preflight": "message"})
+        "passthrough": "ROW:REASON,... span rows passed through", "fail_preflight": "message",
+        "pause_once": "PATH: pause at the second frame until cancelled, once"})
+    #: Hang guard of a pause nobody cancels (tests wait on the pause file, never on this).
+    PAUSE_LIMIT_SECONDS = 120
 
     def preflight(self, options: Mapping[str, Any]) -> None:
         if "fail_preflight" in options:
             raise ModelNotFoundError(str(options["fail_preflight"]))
-        unknown = set(options) - {"passthrough", "fail_preflight"}
+        unknown = set(options) - {"passthrough", "fail_preflight", "pause_once"}
         if unknown:
             raise InvalidInputError(f"fake backend has no option {sorted(unknown)}")
 
@@ -91,6 +100,8 @@ class FakeBackend:
         faces = job.source.faces
         for frame in frames:
             row = frame.index - first
+            if row == 1 and job.options.get("pause_once"):
+                self._pause_once(Path(job.options["pause_once"]), job)
             if row in plan:
                 yield frame, MouthPatch(None, None, plan[row])
                 continue
@@ -102,11 +113,27 @@ class FakeBackend:
             yield frame, MouthPatch(image, faces.landmarks[frame.index].astype(np.float64))
 
 
+    def _pause_once(self, path: Path, job: BackendJob) -> None:
+        try:
+            with path.open("x") as handle:  # only the first render to get here pauses
+                handle.write(str(os.getpid()))
+        except FileExistsError:
+            return
+        deadline = time.monotonic() + self.PAUSE_LIMIT_SECONDS
+        while time.monotonic() < deadline and not (job.cancel is not None and job.cancel.cancelled):
+            time.sleep(0.02)
+
+
 BACKEND = FakeBackend()
 
 
 def register_fake_backend(monkeypatch) -> None:
     monkeypatch.setitem(MANIFEST, "fake", __name__)
+
+
+def install_fake_backend() -> None:
+    """Register the fake backend in this process for good (a batch worker's setup)."""
+    MANIFEST["fake"] = __name__
 
 
 def write_clip(path: Path, frames: int = 8, width: int = 128, height: int = 128, rate: Fraction = Fraction(25),

@@ -128,6 +128,42 @@ def render_spec(
     )
 
 
+def batch_request(
+    *,
+    timeline: str = "",
+    job_list: str = "",
+    out: str = "",
+    patch_dir: str = "",
+    report_dir: str = "",
+    dub_tracks: Sequence[str] = (),
+    workers: int = 0,
+    ray_address: str = "",
+    in_process: bool = False,
+    cross_shot_library: bool = False,
+    overwrite: bool = False,
+    qc: bool = False,
+    defaults: pb.RenderSpec | None = None,
+) -> pb.BatchRequest:
+    """A BatchRequest: "dub the whole timeline" (``timeline`` with the dub on an audio track, and
+    ``out``, the .otio the engine writes with the patches on top) or a ``job_list``. ``defaults``:
+    a RenderSpec whose backend, codec, expression, length policy and backend options apply to
+    shots that do not say (its paths are ignored)."""
+    if bool(timeline) == bool(job_list):
+        raise ValueError("give exactly one of timeline and job_list")
+    request = pb.BatchRequest(
+        out=str(out), patch_dir=str(patch_dir), report_dir=str(report_dir), dub_tracks=list(dub_tracks),
+        workers=workers, ray_address=ray_address, in_process=in_process, cross_shot_library=cross_shot_library,
+        overwrite=overwrite, qc=qc,
+    )
+    if timeline:
+        request.timeline = str(timeline)
+    else:
+        request.job_list = str(job_list)
+    if defaults is not None:
+        request.defaults.CopyFrom(defaults)
+    return request
+
+
 def image_message(
     data: bytes, width: int, height: int, format: int = pb.PIXEL_FORMAT_RGBA8,
     row_bytes: int | None = None, bottom_up: bool = False,
@@ -250,6 +286,34 @@ class EngineClient:
             if kind == "error":
                 raise EngineError(event.error.code, event.error.message)
         raise EngineError("UNAVAILABLE", "the engine ended the render stream without a result")
+
+    def render_batch(self, request: pb.BatchRequest, timeout: float | None = None) -> Iterator[pb.BatchEvent]:
+        """Start a batch and yield its events: planned, each shot's (started, running, retry, done,
+        skipped, failed, cancelled), then done. Closing the iterator early stops the batch
+        (finished shots are kept)."""
+        try:
+            call = self._stub.RenderBatch(request, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise EngineError.from_rpc(error) from None
+        try:
+            for event in call:
+                yield event
+        except grpc.RpcError as error:
+            raise EngineError.from_rpc(error) from None
+        finally:
+            call.cancel()
+
+    def render_batch_and_wait(self, request: pb.BatchRequest, on_event=None, timeout: float | None = None) -> pb.BatchDone:
+        """Run a batch and return its ``done`` event; ``EngineError`` for an ``error`` event."""
+        for event in self.render_batch(request, timeout=timeout):
+            if on_event is not None:
+                on_event(event)
+            kind = event.WhichOneof("event")
+            if kind == "done":
+                return event.done
+            if kind == "error":
+                raise EngineError(event.error.code, event.error.message)
+        raise EngineError("UNAVAILABLE", "the engine ended the batch stream without a result")
 
     def cancel(self, job_id: str, timeout: float | None = None) -> pb.JobStatus:
         return self._call(self._stub.Cancel, pb.JobRequest(job_id=job_id), timeout)

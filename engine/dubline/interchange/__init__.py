@@ -8,7 +8,7 @@
     insert   the timeline with the patch on a new top track
 """
 
-from dubline.interchange.insert import PATCH_TRACK_NAME, PatchMedia, insert_patch
+from dubline.interchange.insert import PATCH_TRACK_NAME, PatchMedia, PlacedPatch, insert_patch, insert_patches
 from dubline.interchange.plan import (
     ON_TRANSITION,
     RANGE_SPACES,
@@ -45,8 +45,8 @@ from dubline.interchange.timeline import patch_timeline, write_timeline
 
 __all__ = [
     "ADAPTER_PACKAGES", "ADAPTERS_BY_SUFFIX", "METADATA_KEY", "ON_TRANSITION", "PATCH_TRACK_NAME", "RANGE_SPACES",
-    "ClipSelectionError", "MissingAdapterError", "PatchMedia", "PatchPlan", "PlacedClip", "RateMismatchError",
+    "ClipSelectionError", "MissingAdapterError", "PatchMedia", "PatchPlan", "PlacedClip", "PlacedPatch", "RateMismatchError",
     "ResolvedClip", "SpeedEffectError", "TimelineSurvey", "TransitionError", "TransitionZone", "check_media",
-    "default_patch_path", "insert_patch", "media_path", "patch_timeline", "plan_record", "plan_span", "plan_summary",
+    "default_patch_path", "insert_patch", "insert_patches", "media_path", "patch_timeline", "plan_record", "plan_span", "plan_summary",
     "read_timeline", "resolve", "resolve_clip", "select_clip", "speed_effect", "survey_timeline", "write_timeline",
 ]

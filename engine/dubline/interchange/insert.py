@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import opentimelineio as otio
 
@@ -25,6 +25,17 @@ class PatchMedia:
     start_frame: int  # the patch's start timecode, in frames at the plan's rate
 
 
+@dataclass(frozen=True)
+class PlacedPatch:
+    """One rendered span and where it goes: what ``insert_patches`` lays on the new track."""
+
+    plan: PatchPlan
+    media: PatchMedia
+    dub: Path
+    backend: str
+    extra_metadata: dict[str, Any] | None = None
+
+
 def insert_patch(
     timeline: otio.schema.Timeline,
     plan: PatchPlan,
@@ -37,14 +48,39 @@ def insert_patch(
     a gap up to the span's record time, then the patch clip (plain-path reference, its own start
     timecode as available range, ``metadata["dubline"]`` saying where it came from). The record
     time is absolute, so a clip inside a nested sequence is covered where it shows."""
-    if patch.frames != plan.frame_count:
-        raise InvalidInputError(f"patch {patch.path.name} has {patch.frames} frames, the span {plan.frame_count}")
-    rate = plan.rate
+    return insert_patches(timeline, [PlacedPatch(plan, patch, dub, backend, extra_metadata)])
+
+
+def insert_patches(timeline: otio.schema.Timeline, patches: Sequence[PlacedPatch]) -> otio.schema.Timeline:
+    """A copy of ``timeline`` with all ``patches`` on one new top video track, each at its record
+    time with gaps between (what ``insert_patch`` does for one; a reel-wide batch lays many).
+    Patches may not overlap in record time: one track shows one picture per frame."""
     result = timeline.deepcopy()
     track = otio.schema.Track(name=_free_track_name(result), kind=otio.schema.TrackKind.Video)
-    lead = plan.record[0] - plan.clip.timeline_start
-    if lead > 0:
-        track.append(otio.schema.Gap(duration=timeline_time(lead, rate)))
+    position = None
+    for placed in sorted(patches, key=lambda p: p.plan.record[0]):
+        plan, patch = placed.plan, placed.media
+        if patch.frames != plan.frame_count:
+            raise InvalidInputError(f"patch {patch.path.name} has {patch.frames} frames, the span {plan.frame_count}")
+        rate = plan.rate
+        if position is None:
+            position = plan.clip.timeline_start
+        lead = plan.record[0] - position
+        if lead < 0:
+            raise InvalidInputError(
+                f"patch {patch.path.name} at record {plan.clip.record_tc(plan.record)} overlaps the patch before it"
+            )
+        if lead > 0:
+            track.append(otio.schema.Gap(duration=timeline_time(lead, rate)))
+        track.append(_patch_clip(placed))
+        position = plan.record[1]
+    result.tracks.append(track)
+    return result
+
+
+def _patch_clip(placed: PlacedPatch) -> otio.schema.Clip:
+    plan, patch = placed.plan, placed.media
+    rate = plan.rate
     available = otio.opentime.TimeRange(timeline_time(patch.start_frame, rate), timeline_time(patch.frames, rate))
     metadata = {
         "source_clip": plan.clip.name,
@@ -57,23 +93,19 @@ def insert_patch(
             "source_frames": list(plan.source),
             "rate": fraction_text(rate),
         },
-        "dub": str(Path(dub).resolve()),
-        "backend": backend,
-        **(extra_metadata or {}),
+        "dub": str(Path(placed.dub).resolve()),
+        "backend": placed.backend,
+        **(placed.extra_metadata or {}),
     }
     if plan.clip.nest:
         metadata["source_nest"] = list(plan.clip.nest)
-    track.append(
-        otio.schema.Clip(
-            name=patch.path.name,
-            # A plain path: Resolve 20 rejects file:// URLs on import; every other host takes paths.
-            media_reference=otio.schema.ExternalReference(target_url=str(Path(patch.path).resolve()), available_range=available),
-            source_range=available,
-            metadata={METADATA_KEY: metadata},
-        )
+    return otio.schema.Clip(
+        name=patch.path.name,
+        # A plain path: Resolve 20 rejects file:// URLs on import; every other host takes paths.
+        media_reference=otio.schema.ExternalReference(target_url=str(Path(patch.path).resolve()), available_range=available),
+        source_range=available,
+        metadata={METADATA_KEY: metadata},
     )
-    result.tracks.append(track)
-    return result
 
 
 def _free_track_name(timeline: otio.schema.Timeline) -> str:

@@ -93,16 +93,19 @@ def sheet_for_render(
     matte: Path | None = None,
     columns: int = 8,
 ) -> Path:
-    """Contact sheet of a written patch against the source frames it replaces."""
+    """Contact sheet of a written patch against the source frames it replaces, as the editor sees
+    them (upright, square pixels, 8-bit: the analysis view, where the face track's boxes are)."""
     info = media.probe(patch)
     count, rate = info.video.frame_count, info.video.rate
     picks = sorted(set(np.linspace(0, count - 1, min(columns, count)).round().astype(int).tolist()))
     wanted = set(picks)
-    source_images = [
-        f.image for f in media.read_span(source, timing.frames_to_range(first, first + count, rate)) if f.index - first in wanted
-    ]
-    whole = timing.frames_to_range(0, count, rate)
-    patch_images = [f.image for f in media.read_span(patch, whole) if f.index in wanted]
-    mattes = [f.image[..., 0] / 255.0 for f in media.read_span(matte, whole) if f.index in wanted] if matte else None
+
+    def pictures(path: Path, span_first: int) -> list[np.ndarray]:
+        video = media.probe(path).video
+        frames = media.read_span(path, timing.frames_to_range(span_first, span_first + count, rate))
+        return [f.image for f in media.FrameView.of(video).analysis_frames(frames) if f.index - span_first in wanted]
+
+    source_images, patch_images = pictures(source, first), pictures(patch, 0)
+    mattes = [image[..., 0] / 255.0 for image in pictures(matte, 0)] if matte else None
     boxes = [mouth_box(faces.landmarks[first + i], float(faces.inter_ocular[first + i])) for i in picks]
     return save_png(contact_sheet([first + i for i in picks], source_images, patch_images, boxes, mattes), out)

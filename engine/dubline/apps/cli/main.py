@@ -52,7 +52,7 @@ def _install_stop_handlers() -> dict[int, object]:
     return {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
 
 
-COMMANDS = ["probe", "analyse", "render", "qc", "demo", "serve", "submit", "status", "otio"]
+COMMANDS = ["probe", "analyse", "render", "qc", "demo", "serve", "submit", "status", "otio", "batch"]
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -15,6 +15,7 @@ from dubline_client._generated.dubline.v1 import engine_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from dubline.apps.batch import WorkerRecipe
 from dubline.apps.server.frame_protocol import MAX_BODY_BYTES as FRAME_SOCKET_MAX_BODY
 from dubline.apps.server.frame_socket import FrameSocketServer
 from dubline.apps.server.jobs import JobQueue
@@ -93,6 +94,7 @@ def create_server(
     frame_socket: str | None = None,
     tls: tuple[bytes, bytes] | None = None,
     payload_budget_bytes: int = DEFAULT_PAYLOAD_BUDGET_BYTES,
+    batch_recipe: WorkerRecipe | None = None,
 ) -> tuple[EngineServer, int]:
     """An engine bound to ``address`` (``HOST:PORT``, port 0 picks one, or ``unix:PATH``), not yet
     started. Returns it and the bound TCP port (0 for a unix socket).
@@ -102,6 +104,8 @@ def create_server(
     ``frame_socket`` (``unix:PATH`` or a loopback ``HOST:PORT``) also serves the one-frame RPC to
     the OpenFX plug-in over the protocol of docs/OFX.md. Request payloads in flight, gRPC and
     frame socket together, stay within ``payload_budget_bytes`` (limits.py).
+    ``batch_recipe`` sets up the workers of ``RenderBatch`` (default: the standard backends and
+    analyses).
     """
     listen = parse_listen(address)
     if not listen.local and not token:
@@ -123,7 +127,7 @@ def create_server(
         work_dir = Path(tempfile.gettempdir()) / f"dubline-engine-{os.getuid()}"
     config = EngineConfig(
         media_roots=roots, cache_root=cache_root, work_dir=work_dir, max_analyses=max_analyses,
-        max_message_bytes=max_message_bytes,
+        max_message_bytes=max_message_bytes, batch_recipe=batch_recipe,
     )
     servicer = EngineServicer(config, JobQueue(max_workers=max_workers, max_queued=max_queued))
     largest = max(max_message_bytes, FRAME_SOCKET_MAX_BODY)

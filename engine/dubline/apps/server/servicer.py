@@ -20,7 +20,8 @@ from dubline_client import pb
 from dubline_client._generated.dubline.v1 import engine_pb2_grpc as pb_grpc
 
 from dubline import __version__
-from dubline.apps.server import convert, frames
+from dubline.apps.server import batch, convert, frames
+from dubline.apps.batch import WorkerRecipe
 from dubline.apps.server.jobs import Job, JobEvent, JobQueue, JobState
 from dubline.apps.server.security import MAX_PATH_LENGTH, MediaRoots
 from dubline.apps.server.status import status_for
@@ -70,6 +71,7 @@ class EngineConfig:
     max_analyses: int = 8
     span_budget_bytes: int = 2 * 1024**3
     max_message_bytes: int = 0
+    batch_recipe: WorkerRecipe | None = None  # how batch workers are set up (None: the standard way)
 
 
 def _device_for(backend: str) -> str | None:
@@ -215,6 +217,15 @@ class EngineServicer(pb_grpc.EngineServicer):
             return pb.RenderEvent(job_id=job.id, done=convert.render_done(event.payload))
         code, message = status_for(event.payload)
         return pb.RenderEvent(job_id=job.id, error=pb.JobError(code=code.name, message=message))
+
+    # -- batch ---------------------------------------------------------------------------------
+
+    def RenderBatch(self, request: pb.BatchRequest, context: grpc.ServicerContext) -> Iterator[pb.BatchEvent]:
+        with _answering(context):
+            planned = batch.batch_input(request, self.config.media_roots)
+            options = batch.batch_options(request, planned, self.config.batch_recipe, lambda: self.analyses,
+                                          self.config.cache_root)
+        yield from batch.stream_batch(planned, options, context.is_active)
 
     # -- jobs ----------------------------------------------------------------------------------
 

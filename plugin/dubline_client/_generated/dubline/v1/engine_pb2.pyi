@@ -409,3 +409,97 @@ class RenderFrameResponse(_message.Message):
     message: str
     frame_index: int
     def __init__(self, status: _Optional[_Union[FrameStatus, str]] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., matte: _Optional[_Union[Image, _Mapping]] = ..., job_id: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., message: _Optional[str] = ..., frame_index: _Optional[int] = ...) -> None: ...
+
+class BatchRequest(_message.Message):
+    __slots__ = ("timeline", "job_list", "out", "patch_dir", "report_dir", "dub_tracks", "workers", "ray_address", "in_process", "cross_shot_library", "overwrite", "qc", "defaults", "edl_rate", "include_disabled")
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
+    JOB_LIST_FIELD_NUMBER: _ClassVar[int]
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    PATCH_DIR_FIELD_NUMBER: _ClassVar[int]
+    REPORT_DIR_FIELD_NUMBER: _ClassVar[int]
+    DUB_TRACKS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    RAY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    IN_PROCESS_FIELD_NUMBER: _ClassVar[int]
+    CROSS_SHOT_LIBRARY_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    QC_FIELD_NUMBER: _ClassVar[int]
+    DEFAULTS_FIELD_NUMBER: _ClassVar[int]
+    EDL_RATE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DISABLED_FIELD_NUMBER: _ClassVar[int]
+    timeline: str
+    job_list: str
+    out: str
+    patch_dir: str
+    report_dir: str
+    dub_tracks: _containers.RepeatedScalarFieldContainer[str]
+    workers: int
+    ray_address: str
+    in_process: bool
+    cross_shot_library: bool
+    overwrite: bool
+    qc: bool
+    defaults: RenderSpec
+    edl_rate: str
+    include_disabled: bool
+    def __init__(self, timeline: _Optional[str] = ..., job_list: _Optional[str] = ..., out: _Optional[str] = ..., patch_dir: _Optional[str] = ..., report_dir: _Optional[str] = ..., dub_tracks: _Optional[_Iterable[str]] = ..., workers: _Optional[int] = ..., ray_address: _Optional[str] = ..., in_process: _Optional[bool] = ..., cross_shot_library: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., qc: _Optional[bool] = ..., defaults: _Optional[_Union[RenderSpec, _Mapping]] = ..., edl_rate: _Optional[str] = ..., include_disabled: _Optional[bool] = ...) -> None: ...
+
+class BatchPlanned(_message.Message):
+    __slots__ = ("shots", "warnings", "report_dir")
+    SHOTS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_DIR_FIELD_NUMBER: _ClassVar[int]
+    shots: _containers.RepeatedScalarFieldContainer[str]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    report_dir: str
+    def __init__(self, shots: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., report_dir: _Optional[str] = ...) -> None: ...
+
+class ShotEvent(_message.Message):
+    __slots__ = ("shot", "state", "progress", "message", "out", "seconds")
+    SHOT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    shot: str
+    state: str
+    progress: Progress
+    message: str
+    out: str
+    seconds: float
+    def __init__(self, shot: _Optional[str] = ..., state: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., message: _Optional[str] = ..., out: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class BatchDone(_message.Message):
+    __slots__ = ("report", "timeline", "done", "skipped", "failed", "cancelled", "pending", "wall_seconds", "where")
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    WALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    report: str
+    timeline: str
+    done: int
+    skipped: int
+    failed: int
+    cancelled: int
+    pending: int
+    wall_seconds: float
+    where: str
+    def __init__(self, report: _Optional[str] = ..., timeline: _Optional[str] = ..., done: _Optional[int] = ..., skipped: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., pending: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., where: _Optional[str] = ...) -> None: ...
+
+class BatchEvent(_message.Message):
+    __slots__ = ("planned", "shot", "done", "error")
+    PLANNED_FIELD_NUMBER: _ClassVar[int]
+    SHOT_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    planned: BatchPlanned
+    shot: ShotEvent
+    done: BatchDone
+    error: JobError
+    def __init__(self, planned: _Optional[_Union[BatchPlanned, _Mapping]] = ..., shot: _Optional[_Union[ShotEvent, _Mapping]] = ..., done: _Optional[_Union[BatchDone, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ...) -> None: ...

@@ -70,6 +70,11 @@ class EngineStub:
                 request_serializer=dubline_dot_v1_dot_engine__pb2.RenderFrameRequest.SerializeToString,
                 response_deserializer=dubline_dot_v1_dot_engine__pb2.RenderFrameResponse.FromString,
                 _registered_method=True)
+        self.RenderBatch = channel.unary_stream(
+                '/dubline.v1.Engine/RenderBatch',
+                request_serializer=dubline_dot_v1_dot_engine__pb2.BatchRequest.SerializeToString,
+                response_deserializer=dubline_dot_v1_dot_engine__pb2.BatchEvent.FromString,
+                _registered_method=True)
 
 
 class EngineServicer:
@@ -121,6 +126,14 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenderBatch(self, request, context):
+        """Plan a batch, stream planned, then one event per shot's start, progress and outcome, then done.
+        Ending the stream early stops the batch: shots in flight are cancelled, finished ones kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +171,11 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.RenderFrame,
                     request_deserializer=dubline_dot_v1_dot_engine__pb2.RenderFrameRequest.FromString,
                     response_serializer=dubline_dot_v1_dot_engine__pb2.RenderFrameResponse.SerializeToString,
+            ),
+            'RenderBatch': grpc.unary_stream_rpc_method_handler(
+                    servicer.RenderBatch,
+                    request_deserializer=dubline_dot_v1_dot_engine__pb2.BatchRequest.FromString,
+                    response_serializer=dubline_dot_v1_dot_engine__pb2.BatchEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +367,33 @@ class Engine:
             '/dubline.v1.Engine/RenderFrame',
             dubline_dot_v1_dot_engine__pb2.RenderFrameRequest.SerializeToString,
             dubline_dot_v1_dot_engine__pb2.RenderFrameResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dubline.v1.Engine/RenderBatch',
+            dubline_dot_v1_dot_engine__pb2.BatchRequest.SerializeToString,
+            dubline_dot_v1_dot_engine__pb2.BatchEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,249 @@
+"""``run_batch``: shot jobs spread over workers, with progress, retries, resume and a clean stop.
+
+    check     every worker checks every shot's paths up front (shared storage): a path a worker
+              cannot read fails that shot with a line naming the node
+    describe  (``--cross-shot-library``) every shot's speaker analysed and clustered by person;
+              each shot's library gets other shots' footage of the same person
+    run       shots dispatched to idle workers, preferring a worker that already holds the shot's
+              clip analysis; each returns done / skipped / failed / cancelled
+
+A worker whose process dies is restarted by Ray and its shot retried (``retries`` times); the
+driver sees the new process id and reports the retry. ``stop`` (or Ctrl-C) cancels the shots in
+flight (each leaves nothing under its names), starts no new ones, and returns what finished; a
+second Ctrl-C stops at once, and the temporary files of shots cut short are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dubline.apps.batch.pools import InlinePool, RayPlace, RayPool, WorkerLost, start_ray, stop_ray
+from dubline.apps.batch.worker import WorkerRecipe
+from dubline.pipeline.batch import (
+    CANCELLED,
+    FAILED,
+    ShotFace,
+    ShotJob,
+    ShotOutcome,
+    ShotSettings,
+    cluster_identities,
+    shared_libraries,
+)
+from dubline.pipeline.batch import resume
+from dubline.stages.backends import get_backend
+
+log = logging.getLogger(__name__)
+
+#: Seconds between looks at the workers' progress.
+POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    workers: int | None = None  # None: one per CPU of the Ray (per GPU for GPU backends); 0: this process
+    ray_address: str | None = None  # None: a local Ray started here
+    cross_shot_library: bool = False
+    retries: int = 2  # restarts of a dead worker (and retries of its shot)
+    settings: ShotSettings = ShotSettings()
+    recipe: WorkerRecipe = WorkerRecipe()
+    keep_ray: bool = False  # leave a local Ray this call started running (the engine reuses it)
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """``phase`` (message: check / identities / render), ``start``, ``progress`` (stage, done,
+    total, and the worker as host:pid), ``shot`` (outcome), ``retry`` (message: the worker that died)."""
+
+    kind: str
+    shot: str | None = None
+    stage: str = ""
+    done: int = 0
+    total: int = 0
+    outcome: ShotOutcome | None = None
+    message: str = ""
+    worker: str = ""
+
+
+@dataclass
+class BatchRun:
+    outcomes: dict[str, ShotOutcome]
+    persons: dict[str, int]  # shot id -> person number
+    libraries: dict[str, tuple[Path, ...]]  # shot id -> other shots' clips in its library
+    run: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def _uses_gpu(jobs: list[ShotJob]) -> bool:
+    return any(get_backend(job.backend).info.prefers_gpu for job in jobs)
+
+
+def worker_plan(requested: int | None, cpus: int, gpus: int, gpu_backend: bool) -> tuple[int, int]:
+    """(workers, GPUs each): for a backend that prefers the GPU on a Ray with GPUs, one worker per
+    GPU (at most ``requested``), each holding one; otherwise ``requested`` or one per CPU, no GPU."""
+    if gpu_backend and gpus > 0:
+        return min(requested or gpus, gpus), 1
+    return max(requested or cpus, 1), 0
+
+
+class _Driver:
+    """Dispatches one phase's calls to idle workers and collects them."""
+
+    def __init__(self, pool: Any, on_event: Callable[[BatchEvent], None], stop: threading.Event) -> None:
+        self.pool = pool
+        self.on_event = on_event
+        self.stop = stop
+        self.interrupted = False
+        self.in_flight: dict[int, ShotJob] = {}
+        self._pids: dict[int, int] = {}
+        self._clips: dict[int, set[Path]] = defaultdict(set)  # worker -> clips it has analysed
+        self._shown: dict[int, tuple] = {}
+
+    def _pick(self, pending: list[ShotJob], index: int) -> ShotJob:
+        for position, job in enumerate(pending):
+            if job.video in self._clips[index]:
+                return pending.pop(position)
+        return pending.pop(0)
+
+    def _interrupt(self, pending: list[ShotJob]) -> None:
+        self.interrupted = True
+        pending.clear()
+        for index in self.in_flight:
+            self.pool.cancel(index)
+
+    def phase(self, jobs: list[ShotJob], method: str, arguments: Callable[[ShotJob], tuple],
+              on_result: Callable[[ShotJob, Any], None]) -> None:
+        if self.interrupted:  # stopped in an earlier phase: start nothing more
+            return
+        pending = list(jobs)
+        handles: dict[int, Any] = {}
+        while pending or handles:
+            try:
+                if not self.interrupted and self.stop.is_set():
+                    self._interrupt(pending)
+                for index in range(len(self.pool)):
+                    if pending and index not in handles:
+                        job = self._pick(pending, index)
+                        handles[index] = self.pool.call(index, method, job, *arguments(job))
+                        self.in_flight[index] = job
+                        self.on_event(BatchEvent("start", job.id))
+                ready = self.pool.ready(list(handles.values()), POLL_SECONDS)
+                for index, handle in list(handles.items()):
+                    if handle not in ready:
+                        continue
+                    job = self.in_flight.pop(index)
+                    del handles[index]
+                    try:
+                        value = self.pool.result(handle)
+                    except WorkerLost as error:
+                        value = WorkerLost(f"{job.id}: its worker died on every try ({error})")
+                        self.pool.replace(index)
+                    self._clips[index].add(job.video)
+                    on_result(job, value)
+                self._look(handles)
+            except KeyboardInterrupt:
+                if self.interrupted:
+                    raise  # a second Ctrl-C: stop now
+                self._interrupt(pending)
+
+    def _look(self, handles: dict[int, Any]) -> None:
+        """Progress of the shots in flight; a worker with a new process id was restarted by Ray."""
+        if not handles:
+            return
+        for index, state in self.pool.states().items():
+            job = self.in_flight.get(index)
+            previous = self._pids.get(index)
+            self._pids[index] = state.pid
+            if job is None:
+                continue
+            if previous is not None and previous != state.pid:
+                self.on_event(BatchEvent("retry", job.id, message=f"worker pid {previous} died; Ray restarted it "
+                                                                  f"(pid {state.pid}) and retries {job.id}"))
+            shown = (state.shot, state.stage, state.done, state.total)
+            if state.shot == job.id and self._shown.get(index) != shown:
+                self._shown[index] = shown
+                self.on_event(BatchEvent("progress", job.id, state.stage, state.done, state.total, worker=state.worker))
+
+    def check(self, jobs: list[ShotJob]) -> dict[str, str]:
+        handles = [self.pool.call(index, "check", jobs) for index in range(len(self.pool))]
+        problems: dict[str, str] = {}
+        for handle in handles:
+            try:
+                problems.update(self.pool.result(handle))
+            except WorkerLost as error:
+                log.warning("a worker died while checking paths: %s", error)
+        return problems
+
+
+def run_batch(jobs: list[ShotJob], options: BatchOptions = BatchOptions(),
+              on_event: Callable[[BatchEvent], None] = lambda event: None,
+              stop: threading.Event | None = None) -> BatchRun:
+    """Run every job; returns each shot's outcome (shots never started have none)."""
+    stop = stop or threading.Event()
+    started = time.perf_counter()
+    outcomes: dict[str, ShotOutcome] = {}
+    faces: dict[str, ShotFace] = {}
+    libraries: dict[str, tuple[Path, ...]] = {}
+
+    def finished(job: ShotJob, value: Any) -> None:
+        if isinstance(value, WorkerLost):
+            value = ShotOutcome(job.id, FAILED, str(value))
+        outcomes[job.id] = value
+        on_event(BatchEvent("shot", job.id, outcome=value))
+
+    for job in jobs:
+        if job.problem is not None:
+            finished(job, ShotOutcome(job.id, FAILED, job.problem))
+    runnable = [job for job in jobs if job.problem is None]
+    place: RayPlace | None = None
+    pool: Any = None
+    driver: _Driver | None = None
+    try:
+        if options.workers == 0:
+            pool, where, count = InlinePool(options.settings, options.recipe), "this process", 1
+        else:
+            place = start_ray(options.ray_address, options.workers)
+            count, gpus = worker_plan(options.workers, place.cpus, place.gpus, _uses_gpu(runnable))
+            pool = RayPool(count, options.settings, options.recipe, gpus=gpus, retries=options.retries)
+            where = place.where + (f", {count} GPU workers" if gpus else f", {count} workers")
+        driver = _Driver(pool, on_event, stop)
+        on_event(BatchEvent("phase", message="check"))
+        for shot, problem in driver.check(runnable).items():
+            finished(next(j for j in runnable if j.id == shot), ShotOutcome(shot, FAILED, problem))
+        runnable = [job for job in runnable if job.id not in outcomes]
+        if options.cross_shot_library and runnable:
+            on_event(BatchEvent("phase", message="identities"))
+            driver.phase(runnable, "describe", lambda job: (),
+                         lambda job, value: faces.__setitem__(job.id, value) if isinstance(value, ShotFace) else None)
+            persons = cluster_identities({shot: face.descriptor for shot, face in faces.items()})
+            libraries = shared_libraries({job.id: job.video for job in runnable}, persons, faces)
+        on_event(BatchEvent("phase", message="render"))
+        driver.phase(runnable, "run", lambda job: (libraries.get(job.id, ()),), finished)
+    finally:
+        if pool is not None:
+            pool.close()
+        if place is not None and not options.keep_ray:
+            stop_ray(place)
+        for job in runnable:
+            if job.id not in outcomes or outcomes[job.id].state == CANCELLED:
+                resume.remove_partials(job)  # a shot cut short by a second Ctrl-C
+                resume.release(job)
+    persons = cluster_identities({job.id: _descriptor(job.id, faces, outcomes) for job in jobs})  # numbered in job order
+    run = {"where": where, "workers": count, "wall_seconds": round(time.perf_counter() - started, 3),
+           "cross_shot_library": options.cross_shot_library, "interrupted": bool(driver and driver.interrupted)}
+    return BatchRun(outcomes, persons, libraries, run, run["interrupted"])
+
+
+def _descriptor(shot: str, faces: dict[str, ShotFace], outcomes: dict[str, ShotOutcome]) -> np.ndarray | None:
+    outcome = outcomes.get(shot)
+    if outcome is not None and outcome.identity is not None:
+        return np.asarray(outcome.identity, dtype=np.float32)
+    return faces[shot].descriptor if shot in faces else None

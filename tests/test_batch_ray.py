@@ -1,0 +1,143 @@
+"""``dubline batch`` on a real local Ray with 2 worker actors: a worker process killed mid-shot
+(by pid) is restarted and its shot rendered again, frame for frame what an uninterrupted render
+gives, with no partial file left; and a real render of short shots of the shared clips, whose
+speakers cluster into two persons.
+
+One Ray is started for the module (workers find ``fakes`` through PYTHONPATH, as a cluster's
+nodes find dubline through their installation). Nothing here waits on a clock: the killed shot
+pauses at a known frame and says so in a file (``fakes.FakeBackend``'s ``pause_once``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+# What dubline batch sets before Ray is imported (ray reads it then): the local Ray on loopback only.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import numpy as np
+import pytest
+
+from fakes import FakeAnalyses, install_fake_backend, register_fake_backend, write_clip
+
+from dubline.apps.batch import BatchOptions, WorkerRecipe, finish, plan_input, run_batch
+from dubline.apps.batch.pools import start_ray
+from dubline.core import timing
+from dubline.pipeline.batch import ShotSettings
+from dubline.stages import media
+
+TESTS = Path(__file__).resolve().parent
+REPOSITORY = TESTS.parent
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    path = os.pathsep.join([str(TESTS), str(REPOSITORY / "engine"), str(REPOSITORY / "plugin"),
+                            os.environ.get("PYTHONPATH", "")])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", path.rstrip(os.pathsep))
+        place = start_ray(None, cpus=2)
+        import ray
+
+        # Offline: every Ray process on loopback, no usage statistics, no dashboard.
+        assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
+        assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+        yield place
+        ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def fake_backend(monkeypatch) -> None:
+    register_fake_backend(monkeypatch)
+
+
+def _dub(path: Path, seconds: float) -> Path:
+    t = np.arange(int(seconds * 16000)) / 16000
+    samples = (0.2 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    return media.write_audio(media.AudioClip(samples, 16000), path)
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    info = media.probe(path)
+    return [f.image for f in media.read_span(path, timing.frames_to_range(0, info.video.frame_count, info.video.rate))]
+
+
+def _job_list(tmp_path: Path, out: str, pause: Path | None) -> Path:
+    media_dir = tmp_path / "media"
+    if not media_dir.exists():
+        media_dir.mkdir()
+        for name in "abcd":
+            write_clip(media_dir / f"{name}.mkv", frames=12)
+        _dub(media_dir / "dub.wav", 0.6)
+    (tmp_path / out).mkdir()
+    options = {"pause_once": str(pause)} if pause else {}
+    jobs = {"defaults": {"backend": "fake", "codec": "ffv1", "backend_options": options},
+            "jobs": [{"id": name, "video": f"media/{name}.mkv", "audio": "media/dub.wav", "range": "1-11",
+                      "out": f"{out}/{name}.mkv"} for name in "abcd"]}
+    path = tmp_path / f"{out}.json"
+    path.write_text(json.dumps(jobs))
+    return path
+
+
+def test_a_worker_killed_mid_shot_is_restarted_and_the_shot_rendered_again(local_ray, tmp_path: Path) -> None:
+    pause = tmp_path / "paused.pid"
+    batch = plan_input(job_list=_job_list(tmp_path, "out", pause))
+    recipe = WorkerRecipe(setup=install_fake_backend, analyses=FakeAnalyses)
+    options = BatchOptions(workers=2, settings=ShotSettings(report_dir=batch.report_dir, cache_root=tmp_path / "cache"),
+                           recipe=recipe)
+    events, result = [], {}
+    thread = threading.Thread(target=lambda: result.update(run=run_batch(batch.jobs, options, events.append)))
+    thread.start()
+    for _ in range(12000):  # hang guard only: a worker pauses as soon as its first shot renders
+        if pause.exists() and pause.read_text():
+            break
+        threading.Event().wait(0.01)
+    killed = int(pause.read_text())
+    # Mid-shot: the paused worker is writing its patch under a temporary name.
+    assert any(".part" in p.name for p in (tmp_path / "out").iterdir())
+    os.kill(killed, signal.SIGKILL)
+    thread.join(timeout=600)
+    run = result["run"]
+    report = finish(batch, run)
+    assert report["counts"]["done"] == 4, report
+    assert all(o.state == "done" for o in run.outcomes.values())
+    assert all(not o.worker.endswith(f":{killed}") for o in run.outcomes.values())
+    assert "local Ray" in report["run"]["where"] and report["run"]["workers"] == 2
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.mkv" for n in "abcd"] +
+                                                          [f"{n}.mkv.dubline.json" for n in "abcd"])
+
+    # Frame for frame what a render nobody interrupted gives (in this process, same jobs).
+    reference = plan_input(job_list=_job_list(tmp_path, "reference", None))
+    settings = ShotSettings(report_dir=reference.report_dir, cache_root=tmp_path / "cache")
+    again = run_batch(reference.jobs, BatchOptions(workers=0, settings=settings, recipe=WorkerRecipe(analyses=FakeAnalyses)))
+    assert all(o.state == "done" for o in again.outcomes.values())
+    for name in "abcd":
+        patch, expected = _frames(out / f"{name}.mkv"), _frames(tmp_path / "reference" / f"{name}.mkv")
+        assert len(patch) == 10 and all(np.array_equal(x, y) for x, y in zip(patch, expected)), name
+
+
+@pytest.mark.slow
+def test_real_shots_on_two_workers_cluster_into_two_persons(local_ray, shared_media: Path, tmp_path: Path) -> None:
+    """Four short shots of the two shared clips, rendered by the retrieval backend on 2 Ray workers."""
+    rows = ["id,video,audio,range,out,audio_offset"]
+    for name, clip, span, offset in (("a1", "speaker_a", "10-35", "0"), ("b1", "speaker_b", "5-30", "1"),
+                                     ("a2", "speaker_a", "60-85", "2"), ("b2", "speaker_b", "70-95", "3")):
+        rows.append(f"{name},{shared_media / clip}.mp4,{shared_media / 'dub_en_16k.wav'},{span},out/{name}.mov,{offset}")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "jobs.csv").write_text("\n".join(rows) + "\n")
+    batch = plan_input(job_list=tmp_path / "jobs.csv")
+    options = BatchOptions(workers=2, settings=ShotSettings(report_dir=batch.report_dir, cache_root=tmp_path / "cache"))
+    run = run_batch(batch.jobs, options)
+    report = finish(batch, run)
+    assert report["counts"]["done"] == 4, [s.get("message") for s in report["shots"]]
+    for name in ("a1", "b1", "a2", "b2"):
+        info = media.probe(tmp_path / "out" / f"{name}.mov").video
+        assert info.frame_count == 25
+        assert (batch.report_dir / "sheets" / f"{name}.png").stat().st_size > 0
+    assert run.persons["a1"] == run.persons["a2"] != run.persons["b1"] == run.persons["b2"]
+    assert report["persons"] == {"1": ["a1", "a2"], "2": ["b1", "b2"]}
