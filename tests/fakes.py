@@ -3,8 +3,9 @@ seconds on synthetic clips (the fast tier): a face analysis built from a templat
 dlib, and a backend that paints a known colour into the mouth region.
 
 ``FakeBackend`` is registered under the name ``fake`` with ``register_fake_backend(monkeypatch)``;
-its options say which span rows pass through and why (``passthrough="2:no_face,5:occluded"``) or
-that preflight fails (``fail_preflight="..."``).
+its options say which span rows pass through and why (``passthrough="2:no_face,5:occluded"``), that
+preflight fails (``fail_preflight="..."``) or that ``patches`` raises ``FakeBackendError`` at a span
+row (``fail_at="3"``).
 """
 
 from __future__ import annotations
@@ -63,14 +64,19 @@ class FakeAnalyses:
         return ClipAnalysis(Path(path), info, faces, luma, None, default_calibration("a fake analysis has no audio"))
 
 
+class FakeBackendError(RuntimeError):
+    """What ``patches`` raises at the row ``fail_at`` names."""
+
+
 class FakeBackend:
     info = BackendInfo(name="fake", description="test backend: paints the lower face", options={
-        "passthrough": "ROW:REASON,... span rows passed through", "fail_preflight": "message"})
+        "passthrough": "ROW:REASON,... span rows passed through", "fail_preflight": "message",
+        "fail_at": "span row where patches raises FakeBackendError"})
 
     def preflight(self, options: Mapping[str, Any]) -> None:
         if "fail_preflight" in options:
             raise ModelNotFoundError(str(options["fail_preflight"]))
-        unknown = set(options) - {"passthrough", "fail_preflight"}
+        unknown = set(options) - {"passthrough", "fail_preflight", "fail_at"}
         if unknown:
             raise InvalidInputError(f"fake backend has no option {sorted(unknown)}")
 
@@ -85,8 +91,11 @@ class FakeBackend:
     def patches(self, job: BackendJob, plan: dict[int, str], frames: Iterable[media.VideoFrame]) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
         first, _ = job.span
         faces = job.source.faces
+        fail_at = int(job.options["fail_at"]) if "fail_at" in job.options else None
         for frame in frames:
             row = frame.index - first
+            if row == fail_at:
+                raise FakeBackendError(f"fake backend failed at span row {row}")
             if row in plan:
                 yield frame, MouthPatch(None, None, plan[row])
                 continue

@@ -121,7 +121,8 @@ def test_cli_json_and_bad_input(tmp_path, speaker_b, shared_media, capsys, monke
     assert cli(["render", "--video", str(speaker_b), "--audio", dub, "--range", "5-15", "--out", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["frames_written"] == 10 and report["backend"] == "retrieval"
-    assert set(report["stage_seconds"]) >= {"analyse_source", "render_and_encode"}
+    assert set(report["stage_seconds"]) >= {"analyse_source", "render_and_encode", "render.decode", "render.encode"}
+    assert set(report["loop_shares"]) == {"decode", "backend", "composite", "matte", "encode"}
     # the same output again without --overwrite: refused, file untouched
     before = out.stat().st_mtime_ns
     assert cli(["render", "--video", str(speaker_b), "--audio", dub, "--range", "5-15", "--out", str(out)]) == 2

@@ -106,6 +106,8 @@ class CompositeResult:
     matte: np.ndarray
     #: Why the frame was passed through untouched, or None when a patch was blended.
     passthrough_reason: str | None = None
+    #: Where ``matte`` can be non-zero (None: it is all zeros), so callers need not scan the frame.
+    matte_box: Box | None = None
 
 
 def _support_box(matte: np.ndarray) -> Box | None:
@@ -451,4 +453,4 @@ def paste(
     out[rows, cols] = _blend_crop(frame_crop, patch_crop, matte_crop, levels)
     if deflicker is not None:
         out[box.slices] = deflicker._apply_in_box(out, frame, full_matte, box)
-    return CompositeResult(out, full_matte)
+    return CompositeResult(out, full_matte, matte_box=box)

@@ -6,6 +6,7 @@ import math
 import os
 import queue
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from fractions import Fraction
@@ -250,10 +251,16 @@ class BackgroundWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
         self.path = path
+        #: Seconds the writer spent encoding (not waiting for frames); final once ``close`` returns.
+        self.busy_seconds = 0.0
+        waited = 0.0
 
         def frames() -> Iterator[np.ndarray]:
+            nonlocal waited
             while True:
+                start = time.perf_counter()
                 item = self._queue.get()
+                waited += time.perf_counter() - start
                 if item is self._END:
                     return
                 if isinstance(item, BaseException):
@@ -261,10 +268,13 @@ class BackgroundWriter:
                 yield item
 
         def run() -> None:
+            start = time.perf_counter()
             try:
                 write_patch(frames(), path, codec, rate, start_timecode, None, overwrite=overwrite, inputs=inputs)
             except BaseException as error:  # handed to the caller in close()
                 self._error = error
+            finally:
+                self.busy_seconds = time.perf_counter() - start - waited
 
         self._thread = threading.Thread(target=run, name=f"writer-{path.name}", daemon=True)
         self._thread.start()
