@@ -2,6 +2,7 @@
 
     probe(path) -> MediaInfo
     read_span(path, span: TimeRange) -> Iterator[VideoFrame]          # exact frames, streamed
+    read_frames(path, indices: Iterable[int]) -> Iterator[VideoFrame] # scattered frames, few seeks
     read_audio(path, span: TimeRange | tuple[float, float] | None, rate: int, mono: bool) -> AudioClip
     write_patch(frames: Iterable[np.ndarray | VideoFrame], path, codec, rate: Fraction,
                 start_timecode: str | None, colour_tags: ColourTags | None,
@@ -18,7 +19,7 @@ audio is read on that same clock so a span's audio lines up with its frames.
 from dubline.stages.media.audio import read_audio, write_audio
 from dubline.stages.media.fingerprint import media_fingerprint
 from dubline.stages.media.probe import probe
-from dubline.stages.media.read import read_image, read_span
+from dubline.stages.media.read import read_frames, read_image, read_span
 from dubline.stages.media.types import (
     AudioClip,
     AudioStreamInfo,
@@ -38,5 +39,5 @@ from dubline.stages.media.write import (
 __all__ = [
     "DEFAULT_PATCH_CODEC", "PATCH_CODECS", "AudioClip", "AudioStreamInfo", "BackgroundWriter", "ColourTags", "MediaInfo",
     "VideoFrame", "VideoStreamInfo", "check_output", "media_fingerprint", "probe", "read_audio", "read_image",
-    "read_span", "write_audio", "write_patch",
+    "read_frames", "read_span", "write_audio", "write_patch",
 ]

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Mapping
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from dubline.core.errors import (
     InvalidInputError,
@@ -147,6 +148,7 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
             stream.metadata["timecode"] = start_timecode
         audio_writer = _AudioWriter(container, audio) if audio is not None else None
         frame_period = Fraction(1) / rate
+        reformatter = VideoReformatter()  # one swscale context for every frame
         image, position = first_image, 0
         while True:
             if image.shape[:2] != (height, width):
@@ -155,7 +157,7 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
                 )
             frame = av.VideoFrame.from_ndarray(image, format="rgba" if image.shape[2] == 4 else "rgb24")
             if not spec.rgb:
-                frame = frame.reformat(format=spec.pix_fmt, dst_colorspace=matrix, interpolation=FROM_RGB)
+                frame = reformatter.reformat(frame, format=spec.pix_fmt, dst_colorspace=matrix, interpolation=FROM_RGB)
             frame.pts, frame.time_base = position, frame_period
             for packet in stream.encode(frame):
                 container.mux(packet)

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from dubline.core import timing
 from dubline.core.errors import InvalidInputError
 from dubline.core.models import registry
 from dubline.stages import media
@@ -68,8 +67,6 @@ from dubline.stages.speech.mel import (
 
 REFERENCES = ("rest", "same")
 DEFAULT_BATCH_SIZE = 16
-#: Reference frames this close together are decoded through rather than seeked between.
-READ_THROUGH_GAP = 8
 _OPTION_NAMES = ("checkpoint", "deterministic", "batch_size", "device", "reference")
 
 
@@ -174,22 +171,6 @@ def reference_frames(faces: FaceTrack, span: tuple[int, int], reference: str, cr
     return choose_references(pose[first:end], span_usable, candidates, pose[candidates])
 
 
-def _frames_at(path: Path, rate: Fraction, indices: Iterable[int]) -> Iterator[media.VideoFrame]:
-    """The frames at ``indices`` (sorted), decoded in runs so nearby frames cost one seek."""
-    wanted = sorted(set(indices))
-    runs: list[list[int]] = []
-    for index in wanted:
-        if runs and index - runs[-1][1] < READ_THROUGH_GAP:
-            runs[-1][1] = index + 1
-        else:
-            runs.append([index, index + 1])
-    keep = set(wanted)
-    for run_first, run_end in runs:
-        for frame in media.read_span(path, timing.frames_to_range(run_first, run_end, rate)):
-            if frame.index in keep:
-                yield frame
-
-
 class Wav2LipBackend:
     info = BackendInfo(
         name="wav2lip",
@@ -221,7 +202,7 @@ class Wav2LipBackend:
         references = reference_frames(job.source.faces, job.span, options.reference, crop_boxes)
         crops: dict[int, np.ndarray] = {}
         if options.reference == "rest":
-            for frame in _frames_at(job.source.path, video.rate, references[references >= 0]):
+            for frame in media.read_frames(job.source.path, references[references >= 0]):
                 crops[frame.index] = crop_face(frame.image, crop_boxes[frame.index])
         return Wav2LipPlan(
             runner=runner,
