@@ -199,12 +199,10 @@ def _span_audio_for_mux(dub: media.AudioClip, frame_count: int, rate: Fraction) 
 
 def _matte_frame(result: CompositeResult) -> np.ndarray:
     """The matte as an 8-bit grey RGB frame; only the matte's box is converted (the rest is 0)."""
-    grey = np.zeros(result.matte.shape, np.uint8)
-    box = result.matte_box
-    if box is not None:
-        rows, cols = box.slices
-        grey[rows, cols] = np.rint(np.clip(result.matte[rows, cols], 0.0, 1.0) * 255)
-    return np.dstack([grey, grey, grey])
+    grey = np.zeros(result.frame.shape, np.uint8)
+    if result.matte_box is not None:
+        grey[result.matte_box.slices] = np.rint(np.clip(result.box_matte, 0.0, 1.0) * 255)[..., None]
+    return grey
 
 
 #: Decoded frames the decode stage may run ahead of the backend (bytes; between 4 and 64 frames),
