@@ -18,6 +18,8 @@ one process so that load from other jobs on a shared machine falls on both sides
   size of ``--batches``; its best is the floor of the generator's own work.
 
 Printed per case: medians of the rounds (the ratio is the median of the per-round ratios), the
+CPU time of render and floor (all threads; on a machine shared with other jobs, a process with more
+runnable threads gets a larger share of the CPUs, so the CPU ratio is the load-independent cost), the
 frame loop's stages (busy seconds and share of the loop's wall time: the stages overlap on
 threads, so shares can add up to more than 1), the load average, and the issue's targets:
 warm retrieval at 1080p <= 1.5x the floor; warm wav2lip <= floor + generator at its best batch;
@@ -33,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import time
@@ -79,25 +82,33 @@ def make_clip(name: str, frames: int, work: Path) -> Path:
     return media.write_patch(canvas_frames(), out, "h264", info.rate, "00:00:00:00", audio=audio)
 
 
-def floor_seconds(video: Path, out: Path, codec: str, threaded: bool) -> float:
-    """Decode the clip and encode it again, as a patch of it would be (same codec, tags, timecode)."""
+def cpu_seconds() -> float:
+    """CPU time of this process so far, all its threads (the codecs' and torch's included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def floor_seconds(video: Path, out: Path, codec: str, threaded: bool) -> tuple[float, float]:
+    """Decode the clip and encode it again, as a patch of it would be (same codec, tags, timecode):
+    (wall seconds, CPU seconds)."""
     info = media.probe(video).video
     span = timing.frames_to_range(0, info.frame_count, info.rate)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     with FrameLoop(StageClock(), threaded=threaded) as loop:
         frames = loop.stage("decode", lambda _: media.read_span(video, span), (), depth=8)
         media.write_patch(frames, out, codec, info.rate, "00:00:00:00", info.colour, overwrite=True)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_seconds() - cpu
 
 
-def render_once(video: Path, backend: str, cache: Path, out: Path, codec: str) -> tuple[float, dict]:
+def render_once(video: Path, backend: str, cache: Path, out: Path, codec: str) -> tuple[float, float, dict]:
+    """(wall seconds, CPU seconds, RenderResult.to_dict())"""
     frames = media.probe(video).video.frame_count
     options = {"deterministic": True} if backend == "wav2lip" else {}
     request = RenderRequest(video=video, audio=DUB, span=f"0-{frames}", out=out, codec=codec, backend=backend,
                             backend_options=options, overwrite=True)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     result = render(request, cache_root=cache)
-    return time.perf_counter() - started, result.to_dict()
+    return time.perf_counter() - started, cpu_seconds() - cpu, result.to_dict()
 
 
 def generator_seconds(frames: int, batches: list[int]) -> dict[int, float]:
@@ -130,17 +141,19 @@ def run_case(case: str, video: Path, work: Path, args: argparse.Namespace) -> di
     rounds = []
     for _ in range(args.repeats):
         load = os.getloadavg()[0]
-        floor = floor_seconds(video, floor_out, args.codec, threaded=False)
+        floor, floor_cpu = floor_seconds(video, floor_out, args.codec, threaded=False)
         if warmth == "cold":
             with tempfile.TemporaryDirectory(prefix="bench_cold_", dir=work) as cold:
-                seconds, result = render_once(video, backend, Path(cold), out, args.codec)
+                seconds, cpu, result = render_once(video, backend, Path(cold), out, args.codec)
         else:
-            seconds, result = render_once(video, backend, warm_cache, out, args.codec)
-        threaded_floor = floor_seconds(video, floor_out, args.codec, threaded=True)
+            seconds, cpu, result = render_once(video, backend, warm_cache, out, args.codec)
+        threaded_floor, _ = floor_seconds(video, floor_out, args.codec, threaded=True)
         generator = generator_seconds(result["frames_written"], args.batches) if backend == "wav2lip" else {}
         rounds.append({"load": (load + os.getloadavg()[0]) / 2, "floor": floor, "floor_threaded": threaded_floor,
-                       "render": seconds, "result": result, "generator": generator})
-        print(f"  {case} round: render {seconds:.1f} s, floor {floor:.1f} s (threaded {threaded_floor:.1f} s)"
+                       "render": seconds, "render_cpu": cpu, "floor_cpu": floor_cpu, "result": result,
+                       "generator": generator})
+        print(f"  {case} round: render {seconds:.1f} s (CPU {cpu:.1f} s), floor {floor:.1f} s (CPU {floor_cpu:.1f} s,"
+              f" threaded {threaded_floor:.1f} s)"
               + (f", generator {', '.join(f'b{b} {s:.1f} s' for b, s in generator.items())}" if generator else "")
               + f", load {rounds[-1]['load']:.1f}", flush=True)
     return summarise(case, rounds)
@@ -155,6 +168,8 @@ def summarise(case: str, rounds: list[dict]) -> dict:
         "render_s": median(r["render"] for r in rounds), "floor_s": median(r["floor"] for r in rounds),
         "floor_threaded_s": median(r["floor_threaded"] for r in rounds),
         "ratio": median(r["render"] / r["floor"] for r in rounds),
+        "render_cpu_s": median(r["render_cpu"] for r in rounds), "floor_cpu_s": median(r["floor_cpu"] for r in rounds),
+        "cpu_ratio": median(r["render_cpu"] / r["floor_cpu"] for r in rounds),
         "stages_s": {s: median(r["result"]["stage_seconds"].get(f"render.{s}", 0.0) for r in rounds) for s in STAGES},
         "shares": {s: median(r["result"]["loop_shares"].get(s, 0.0) for r in rounds) for s in STAGES},
         "loop_s": median(r["result"]["stage_seconds"]["render_and_encode"] for r in rounds),
@@ -181,7 +196,8 @@ def summarise(case: str, rounds: list[dict]) -> dict:
 def print_summary(summary: dict) -> None:
     stages = ", ".join(f"{s} {summary['stages_s'][s]:.1f} s ({summary['shares'][s]:.0%})" for s in STAGES)
     line = (f"{summary['case']}: {summary['frames']} frames, render {summary['render_s']:.1f} s, floor "
-            f"{summary['floor_s']:.1f} s (threaded {summary['floor_threaded_s']:.1f} s), ratio {summary['ratio']:.2f}x")
+            f"{summary['floor_s']:.1f} s (threaded {summary['floor_threaded_s']:.1f} s), ratio {summary['ratio']:.2f}x"
+            f" (CPU time {summary['render_cpu_s']:.1f} s / {summary['floor_cpu_s']:.1f} s = {summary['cpu_ratio']:.2f}x)")
     if "generator_s" in summary:
         generator = ", ".join(f"b{b} {s:.1f} s" for b, s in summary["generator_s"].items())
         line += (f"; generator {generator} (best b{summary['generator_best_batch']}); render / ({summary['reference']})"

@@ -6,8 +6,9 @@ windows of the dub, the crop boxes of the whole source (``crops``), and the refe
 every output frame; with ``reference="rest"`` the few reference frames are decoded now and kept as
 96x96 crops.
 patches: stream the span in chunks of ``batch_size`` frames: crop the usable faces, run the
-generator on the chunk, and place each generated face into a full-frame copy of its frame. The
-shared compositor (``composite.paste``) blends it inside the lower-face matte.
+generator on the chunk (on a thread of its own, one chunk ahead of the rest), and place each
+generated face into a full-frame copy of its frame. The shared compositor (``composite.paste``)
+blends it inside the lower-face matte.
 
 Options (``--backend-option`` / ``RenderRequest.backend_options``):
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import islice
@@ -216,40 +218,59 @@ class Wav2LipBackend:
     def patches(
         self, job: BackendJob, plan: Wav2LipPlan, frames: Iterable[media.VideoFrame]
     ) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
-        first, end = job.span
-        faces = job.source.faces
+        """Chunks of ``batch_size`` frames; the generator works on the next chunk (on its own thread)
+        while this one's faces are placed and handed on, so the generator rarely waits for the
+        compositor or the encoder."""
         frames = iter(frames)
-        done = 0
+        generating = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-wav2lip")
+        try:
+            done, pending = 0, None
+            while True:
+                if job.cancel is not None:
+                    job.cancel.check()
+                chunk = list(islice(frames, plan.runner.batch_size))
+                following = (chunk, generating.submit(_generate, job, plan, chunk, done)) if chunk else None
+                done += len(chunk)
+                if pending is not None:
+                    yield from _placed(job, plan, pending[0], pending[1].result())
+                if following is None:
+                    return
+                pending = following
+        finally:
+            generating.shutdown(wait=True, cancel_futures=True)  # a batch in flight finishes first
 
-        def chunk_progress(offset: int) -> Any:
-            return lambda stage, count, _total: job.progress(stage, offset + count, end - first)
 
-        while True:
-            if job.cancel is not None:
-                job.cancel.check()
-            chunk = list(islice(frames, plan.runner.batch_size))
-            if not chunk:
-                return
-            rendered = [frame for frame in chunk if plan.reference_frames[frame.index - first] >= 0]
-            generated: dict[int, np.ndarray] = {}
-            if rendered:
-                targets = np.stack([crop_face(f.image, plan.crop_boxes[f.index]) for f in rendered])
-                if plan.reference == "same":
-                    references = targets
-                else:
-                    references = np.stack([plan.reference_crops[int(plan.reference_frames[f.index - first])] for f in rendered])
-                windows = plan.mel_windows[[f.index - first for f in rendered]]
-                faces_out = plan.runner.run(targets, references, windows, job.cancel, chunk_progress(done))
-                generated = {frame.index: face for frame, face in zip(rendered, faces_out)}
-            for frame in chunk:
-                face = generated.get(frame.index)
-                if face is None:
-                    reason = str(faces.reason[frame.index]) or "face box outside the frame"
-                    yield frame, MouthPatch(None, None, reason)
-                    continue
-                image = paste_face(frame.image, plan.crop_boxes[frame.index], face)
-                yield frame, MouthPatch(image, faces.landmarks[frame.index].astype(np.float64))
-            done += len(chunk)
+def _generate(job: BackendJob, plan: Wav2LipPlan, chunk: list[media.VideoFrame], offset: int) -> dict[int, np.ndarray]:
+    """Generated 96x96 faces of the chunk's rendered frames, by frame index."""
+    first, end = job.span
+    rendered = [frame for frame in chunk if plan.reference_frames[frame.index - first] >= 0]
+    if not rendered:
+        return {}
+    targets = np.stack([crop_face(f.image, plan.crop_boxes[f.index]) for f in rendered])
+    if plan.reference == "same":
+        references = targets
+    else:
+        references = np.stack([plan.reference_crops[int(plan.reference_frames[f.index - first])] for f in rendered])
+    windows = plan.mel_windows[[f.index - first for f in rendered]]
+
+    def progress(stage: str, count: int, _total: int) -> None:
+        job.progress(stage, offset + count, end - first)
+
+    faces_out = plan.runner.run(targets, references, windows, job.cancel, progress)
+    return {frame.index: face for frame, face in zip(rendered, faces_out)}
+
+
+def _placed(job: BackendJob, plan: Wav2LipPlan, chunk: list[media.VideoFrame],
+            generated: dict[int, np.ndarray]) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
+    faces = job.source.faces
+    for frame in chunk:
+        face = generated.get(frame.index)
+        if face is None:
+            reason = str(faces.reason[frame.index]) or "face box outside the frame"
+            yield frame, MouthPatch(None, None, reason)
+            continue
+        image = paste_face(frame.image, plan.crop_boxes[frame.index], face)
+        yield frame, MouthPatch(image, faces.landmarks[frame.index].astype(np.float64))
 
 
 BACKEND = Wav2LipBackend()
