@@ -126,8 +126,9 @@ def _warp_field(
     limit = max(float(np.abs(displacement).max()), 1e-6)
     field = np.clip(field, -limit, limit).reshape(xs.shape + (2,)).astype(np.float32)
     field = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
-    base_y, base_x = np.mgrid[0:height, 0:width].astype(np.float32)
-    return base_x + field[..., 0], base_y + field[..., 1]
+    # Pixel coordinates plus the field (coordinates broadcast rather than built as two full grids).
+    return (np.arange(width, dtype=np.float32)[None, :] + field[..., 0],
+            np.arange(height, dtype=np.float32)[:, None] + field[..., 1])
 
 
 def transfer_mouth(
