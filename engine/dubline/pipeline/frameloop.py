@@ -122,8 +122,9 @@ class FrameLoop:
 
     def _run(self, name: str, make: Callable[[Iterator[Any]], Iterable[Any]], upstream: Iterable[Any],
              out: queue.Queue) -> None:
+        items = timed_stage(name, self.clock, make, upstream)
         try:
-            for item in timed_stage(name, self.clock, make, upstream):
+            for item in items:
                 self._put(out, item)
             self._put(out, _END)
         except _Stopped:
@@ -133,6 +134,8 @@ class FrameLoop:
                 self._put(out, _Failure(error))
             except _Stopped:
                 pass
+        finally:
+            items.close()  # here, in the stage's own thread (a decoder closes its file)
 
     def _put(self, out: queue.Queue, item: object) -> None:
         while True:
