@@ -27,6 +27,7 @@ cold 512 wav2lip <= 2x the floor + generator.
 
     python benchmarks/bench_throughput.py [--work DIR] [--frames 200] [--repeats 3]
         [--cases 1080:retrieval:warm,512:wav2lip:cold,...] [--batches 16,32,64] [--codec h264]
+    python benchmarks/bench_throughput.py --memory 25,125,250,500   # peak RSS vs span length instead
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from fractions import Fraction
@@ -212,6 +215,37 @@ def print_summary(summary: dict) -> None:
     print(f"    loop {summary['loop_s']:.1f} s: {stages}; load average {summary['load']:.1f}", flush=True)
 
 
+def peak_rss_mib(video: Path, dub: Path, frames: int, backend: str, out: Path, cache: Path) -> int:
+    """Peak RSS (VmHWM) of a fresh process rendering the first ``frames`` frames of ``video``."""
+    options = "{'deterministic': True}" if backend == "wav2lip" else "{}"
+    code = (
+        "from pathlib import Path; from dubline.pipeline import render, RenderRequest;"
+        f"render(RenderRequest(video=Path({str(video)!r}), audio=Path({str(dub)!r}), span='0-{frames}',"
+        f" out=Path({str(out)!r}), codec='h264', backend={backend!r}, backend_options={options}, overwrite=True),"
+        f" cache_root=Path({str(cache)!r}));"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+    )
+    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return int(output.strip().splitlines()[-1]) // 1024
+
+
+def memory(work: Path, spans: list[int]) -> dict:
+    """Peak RSS against span length: 1080p, a 20 s clip (bench_render's), both backends."""
+    from bench_render import make_1080p, make_long_dub
+
+    video = make_1080p(SHARED / "speaker_a.mp4", work / "speaker_a_1080p_20s.mp4", round_trips=2)
+    dub = make_long_dub(DUB, 20.0, work / "dub_20s.wav")
+    cache = work / "cache"
+    render_once(video, "retrieval", cache, work / "warmup.mp4", "h264")  # the analysis, outside the children
+    report: dict = {}
+    for backend in ("retrieval", "wav2lip"):
+        for frames in spans:
+            peak = peak_rss_mib(video, dub, frames, backend, work / f"span{frames}.mp4", cache)
+            report.setdefault(backend, {})[frames] = peak
+            print(f"peak RSS, 1080p {backend}, {frames} frames: {peak} MiB", flush=True)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "dubline" / "bench-throughput")
@@ -220,7 +254,12 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(ALL_CASES), help=f"comma-separated, of {', '.join(ALL_CASES)}")
     parser.add_argument("--batches", default="16,32,64", help="wav2lip generator batch sizes to time")
     parser.add_argument("--codec", default="h264")
+    parser.add_argument("--memory", default="", help="instead: peak RSS for these span lengths (e.g. 25,125,250,500)")
     args = parser.parse_args()
+    if args.memory:
+        args.work.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(memory(args.work, [int(n) for n in args.memory.split(",")])))
+        return
     args.batches = [int(b) for b in args.batches.split(",")]
     args.codec_suffix = media.PATCH_CODECS[args.codec].suffixes[0]
     args.work.mkdir(parents=True, exist_ok=True)
