@@ -7,19 +7,19 @@ its options say which span rows pass through and why (``passthrough="2:no_face,5
 that preflight fails (``fail_preflight="..."``), or that the render pauses once mid-span
 (``pause_once=PATH``: at the span's second frame the first render to get there writes its process
 id to PATH and waits until it is cancelled; later renders, such as Ray's retry after that process
-is killed, find PATH and go on). ``install_fake_backend()`` registers it in a worker process.
+is killed, find PATH and go on), or that ``patches`` raises ``FakeBackendError`` at a span
+row (``fail_at="3"``). ``install_fake_backend()`` registers it in a worker process.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
-
-import os
-import time
 
 import numpy as np
 from dubline.core.errors import InvalidInputError, ModelNotFoundError
@@ -73,17 +73,22 @@ class FakeAnalyses:
         return ClipAnalysis(Path(path), info, faces, luma, None, default_calibration("a fake analysis has no audio"))
 
 
+class FakeBackendError(RuntimeError):
+    """What ``patches`` raises at the row ``fail_at`` names."""
+
+
 class FakeBackend:
     info = BackendInfo(name="fake", description="test backend: paints the lower face", options={
         "passthrough": "ROW:REASON,... span rows passed through", "fail_preflight": "message",
-        "pause_once": "PATH: pause at the second frame until cancelled, once"})
+        "pause_once": "PATH: pause at the second frame until cancelled, once",
+        "fail_at": "span row where patches raises FakeBackendError"})
     #: Hang guard of a pause nobody cancels (tests wait on the pause file, never on this).
     PAUSE_LIMIT_SECONDS = 120
 
     def preflight(self, options: Mapping[str, Any]) -> None:
         if "fail_preflight" in options:
             raise ModelNotFoundError(str(options["fail_preflight"]))
-        unknown = set(options) - {"passthrough", "fail_preflight", "pause_once"}
+        unknown = set(options) - {"passthrough", "fail_preflight", "pause_once", "fail_at"}
         if unknown:
             raise InvalidInputError(f"fake backend has no option {sorted(unknown)}")
 
@@ -98,8 +103,11 @@ class FakeBackend:
     def patches(self, job: BackendJob, plan: dict[int, str], frames: Iterable[media.VideoFrame]) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
         first, _ = job.span
         faces = job.source.faces
+        fail_at = int(job.options["fail_at"]) if "fail_at" in job.options else None
         for frame in frames:
             row = frame.index - first
+            if row == fail_at:
+                raise FakeBackendError(f"fake backend failed at span row {row}")
             if row == 1 and job.options.get("pause_once"):
                 self._pause_once(Path(job.options["pause_once"]), job)
             if row in plan:

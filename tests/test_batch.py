@@ -13,9 +13,6 @@ from pathlib import Path
 import numpy as np
 import opentimelineio as otio
 import pytest
-
-from fakes import FakeAnalyses, register_fake_backend, write_clip
-
 from dubline.apps.batch import BatchOptions, WorkerRecipe, finish, plan_input, run_batch
 from dubline.apps.cli.main import main
 from dubline.core import timing
@@ -27,13 +24,13 @@ from dubline.pipeline.batch import (
     cluster_identities,
     plan_reel,
     read_job_list,
-    reel_timeline,
     shared_libraries,
     sidecar_path,
     summary_table,
 )
 from dubline.pipeline.batch.identity import ShotFace
 from dubline.stages import media
+from fakes import FakeAnalyses, register_fake_backend, write_clip
 
 RATE = Fraction(25)
 

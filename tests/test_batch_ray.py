@@ -97,7 +97,12 @@ def test_a_worker_killed_mid_shot_is_restarted_and_the_shot_rendered_again(local
             break
         threading.Event().wait(0.01)
     killed = int(pause.read_text())
-    # Mid-shot: the paused worker is writing its patch under a temporary name.
+    # Mid-shot: the paused worker is writing its patch under a temporary name (the encoder runs on
+    # its own thread, so the file may appear just after the backend paused).
+    for _ in range(12000):  # hang guard only
+        if any(".part" in p.name for p in (tmp_path / "out").iterdir()):
+            break
+        threading.Event().wait(0.01)
     assert any(".part" in p.name for p in (tmp_path / "out").iterdir())
     os.kill(killed, signal.SIGKILL)
     thread.join(timeout=600)

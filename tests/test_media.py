@@ -318,3 +318,44 @@ def test_seek_landing_after_the_span_start_is_retried_further_back(tmp_path, mon
     monkeypatch.setattr(media_read, "open_input", late_open)
     assert read_indices(path, 31, 40, Fraction(25)) == (list(range(31, 40)),) * 2
     assert len(opened[-1].seeks) >= 2  # the first seek overshot and was retried
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc", "mpeg4", "prores", "mjpeg"])
+def test_read_frames_scattered_indices(tmp_path, codec):
+    path = make_video(tmp_path / f"clip{CONTAINER[codec]}", spec_for(codec, frames=FRAMES))
+    for indices in ([0], [FRAMES - 1], [3, 1, 3, 17, 8, 9, 0], list(range(FRAMES)), [5, 11, 12, 19]):
+        frames = list(media.read_frames(path, indices))
+        expected = sorted(set(indices))
+        assert [f.index for f in frames] == expected, indices
+        assert [decode_index(f.image) for f in frames] == expected, indices
+    assert list(media.read_frames(path, [])) == []
+    with pytest.raises(InvalidRangeError, match=f"has {FRAMES} frames"):
+        media.read_frames(path, [2, FRAMES])
+
+
+def test_read_frames_seeks_only_across_keyframes(tmp_path, monkeypatch):
+    # GOP 6 (keyframes 0, 6, 12, 18): 1, 4 and 5 share a GOP (one pass), 13 and 16 another; a
+    # keyframe-only codec (every frame a keyframe) decodes neighbours through.
+    path = make_video(tmp_path / "clip.mp4", spec_for("h264", frames=FRAMES))
+    seeks: list[int] = []
+    real_seek = av.container.InputContainer.seek
+
+    def counting_seek(self, *args, **kwargs):
+        seeks.append(args[0] if args else kwargs.get("offset"))
+        return real_seek(self, *args, **kwargs)
+
+    monkeypatch.setattr(av.container.InputContainer, "seek", counting_seek)
+
+    def passes(path: Path, indices: list[int]) -> int:
+        """Seeks beyond those of reading one frame (opening, probing, the packet scan, one pass)."""
+        seeks.clear()
+        assert [decode_index(f.image) for f in media.read_frames(path, indices)] == indices
+        reading = len(seeks)
+        seeks.clear()
+        list(media.read_frames(path, indices[:1]))
+        return 1 + reading - len(seeks)
+
+    assert passes(path, [1, 4, 5, 13, 16]) == 2  # 1-5, then 13-16
+    assert passes(path, [1, 7, 8]) == 2  # keyframe 6 lies between 1 and 7: seeking is cheaper
+    intra = make_video(tmp_path / "intra.mov", spec_for("prores", frames=FRAMES))
+    assert passes(intra, [2, 3, 5, 15]) == 2  # 2-5 decoded through, 15 alone

@@ -95,6 +95,27 @@ def test_silent_dub_keeps_the_mouth_closed_or_at_rest(tmp_path, cache, speaker_b
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend,options", [("retrieval", {}),
+                                             ("wav2lip", {"deterministic": True, "device": "cpu", "batch_size": 8})])
+def test_threaded_frame_loop_writes_the_one_thread_loops_frames(tmp_path, cache, speaker_b, shared_media, backend,
+                                                                options) -> None:
+    # Real backends on threads: the retrieval backend reads library frames in its own thread, the
+    # wav2lip generator runs a chunk ahead on another; neither may change a pixel.
+    outputs = {}
+    for pipelined in (True, False):
+        out, matte = tmp_path / f"{pipelined}.mkv", tmp_path / f"{pipelined}_matte.mkv"
+        result = render(RenderRequest(video=speaker_b, audio=shared_media / "dub_en_16k.wav", span="30-56", out=out,
+                                      codec="ffv1", matte=matte, backend=backend, backend_options=options),
+                        cache_root=cache, pipelined=pipelined)
+        assert result.frames_patched > 20
+        outputs[pipelined] = (_frames(out, 0, 26), _frames(matte, 0, 26))
+    for threaded, inline in zip(outputs[True], outputs[False]):
+        for a, b in zip(threaded, inline, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("render-", "writer-"))]
+
+
+@pytest.mark.slow
 def test_cancel_leaves_nothing_behind(tmp_path, cache, speaker_b, shared_media) -> None:
     token = CancelToken()
 
@@ -107,8 +128,8 @@ def test_cancel_leaves_nothing_behind(tmp_path, cache, speaker_b, shared_media) 
         render(RenderRequest(video=speaker_b, audio=shared_media / "dub_en_16k.wav", span="0-100", out=out,
                              codec="prores", matte=matte), progress=progress, cancel=token, cache_root=cache)
     assert list(tmp_path.iterdir()) == []
-    # the matte writer thread is gone too
-    assert not [t for t in threading.enumerate() if t.name == "matte-writer"]
+    # the frame loop's threads and the matte writer's are gone too
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("render-", "writer-"))]
 
 
 @pytest.mark.slow
@@ -119,7 +140,8 @@ def test_cli_json_and_bad_input(tmp_path, speaker_b, shared_media, capsys, monke
     assert cli(["render", "--video", str(speaker_b), "--audio", dub, "--range", "5-15", "--out", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["frames_written"] == 10 and report["backend"] == "retrieval"
-    assert set(report["stage_seconds"]) >= {"analyse_source", "render_and_encode"}
+    assert set(report["stage_seconds"]) >= {"analyse_source", "render_and_encode", "render.decode", "render.encode"}
+    assert set(report["loop_shares"]) == {"decode", "backend", "composite", "matte", "encode"}
     # the same output again without --overwrite: refused, file untouched
     before = out.stat().st_mtime_ns
     assert cli(["render", "--video", str(speaker_b), "--audio", dub, "--range", "5-15", "--out", str(out)]) == 2

@@ -79,6 +79,9 @@ def test_render_through_the_engine_equals_the_pipeline(engine, workspace: Path) 
     done = events[-1].done
     assert (done.frames_written, done.span_first, done.span_end) == (8, 10, 18)
     assert done.start_timecode and "seconds.render_and_encode" in done.qc
+    for stage in ("decode", "backend", "composite", "matte", "encode"):  # the frame loop's stages
+        assert f"seconds.render.{stage}" in done.qc and f"share.render.{stage}" in done.qc
+    assert done.qc["seconds.render.encode"] > 0 and 0 < done.qc["share.render.encode"] <= 1
 
     media_dir = workspace / "media"
     direct = render(

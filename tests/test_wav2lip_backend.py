@@ -136,6 +136,22 @@ def test_options_are_validated_by_name():
             Wav2LipOptions.parse(bad)
 
 
+def test_default_batch_size_per_device_and_frame_size():
+    from dubline.stages.backends.wav2lip.backend import CHUNK_FRAME_BYTES, default_batch_size
+
+    assert Wav2LipOptions.parse({"device": "cpu"}).batch_size is None  # chosen in prepare
+    assert Wav2LipOptions.parse({"device": "cpu", "batch_size": "8"}).batch_size == 8
+    assert default_batch_size("cpu", (512, 512)) == 64
+    assert default_batch_size("cuda:0", (512, 512)) == 128
+    assert default_batch_size("cpu", (1080, 1920)) == 64
+    assert default_batch_size("cuda", (1080, 1920)) == 64  # two chunks of 128 1080p frames: 1.6 GB
+    assert default_batch_size("cpu", (2160, 3840)) == 16
+    for device in ("cpu", "cuda"):
+        for shape in ((96, 96), (1080, 1920), (2160, 3840), (8640, 15360)):
+            batch = default_batch_size(device, shape)
+            assert batch >= 1 and (batch == 1 or batch * shape[0] * shape[1] * 3 <= CHUNK_FRAME_BYTES)
+
+
 def test_missing_weights_name_the_expected_file(tmp_path, monkeypatch):
     monkeypatch.setenv(MODELS_ENV, str(tmp_path))
     with pytest.raises(ModelNotFoundError, match="wav2lip_gan.pth") as caught:

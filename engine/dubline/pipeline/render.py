@@ -5,11 +5,14 @@
     -> OTIO timeline
 
 The CLI, the engine, ``dubline otio`` and batch jobs all call ``render`` with a ``RenderRequest``;
-none holds logic of its own. Every step's wall time is in ``RenderResult.stage_seconds``.
+none holds logic of its own. Every step's wall time is in ``RenderResult.stage_seconds``; the frame
+loop (``render_and_encode``) runs its stages on threads (``frameloop``) and adds each one's busy
+seconds as ``render.<stage>`` (decode, backend, composite, matte, encode; shares in ``loop_shares``).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,11 +30,17 @@ from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.core.progress import CancelToken, ProgressSink, no_progress
 from dubline.interchange.timeline import patch_timeline, write_timeline
 from dubline.pipeline.analysis import AnalysisProvider, DiskAnalyses
+from dubline.pipeline.frameloop import FrameLoop, StageClock, WaitTimer
 from dubline.pipeline.request import RenderRequest
 from dubline.stages import media
 from dubline.stages.backends import get_backend
-from dubline.stages.backends.base import Backend, BackendJob, ClipAnalysis
-from dubline.stages.composite import CompositeParams, TemporalDeflicker, paste
+from dubline.stages.backends.base import Backend, BackendJob, ClipAnalysis, MouthPatch
+from dubline.stages.composite import (
+    CompositeParams,
+    CompositeResult,
+    TemporalDeflicker,
+    paste,
+)
 from dubline.stages.speech import analyse_speech
 from dubline.stages.speech.dub import read_dub
 from dubline.stages.speech.phones import SAMPLE_RATE
@@ -51,6 +60,14 @@ class RenderResult:
     frames_patched: int
     passthrough: dict[str, int]  # reason -> frames passed through untouched
 
+    @property
+    def loop_shares(self) -> dict[str, float]:
+        """Each frame-loop stage's busy seconds over the loop's wall seconds (``render_and_encode``).
+        The stages overlap on threads, so the shares can add up to more than 1."""
+        wall = self.stage_seconds.get("render_and_encode", 0.0)
+        return {name.removeprefix("render."): (seconds / wall if wall > 0 else 0.0)
+                for name, seconds in self.stage_seconds.items() if name.startswith("render.")}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out),
@@ -61,6 +78,7 @@ class RenderResult:
             "start_timecode": self.start_timecode,
             "backend": self.backend,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "loop_shares": {k: round(v, 3) for k, v in self.loop_shares.items()},
             "frames_patched": self.frames_patched,
             "passthrough": self.passthrough,
             "warnings": self.warnings,
@@ -183,20 +201,46 @@ def _span_audio_for_mux(dub: media.AudioClip, frame_count: int, rate: Fraction) 
     return media.AudioClip(np.pad(data, (0, samples - len(data))), SAMPLE_RATE)
 
 
-def _matte_frame(matte: np.ndarray) -> np.ndarray:
-    grey = np.rint(np.clip(matte, 0.0, 1.0) * 255).astype(np.uint8)
-    return np.dstack([grey, grey, grey])
+def _matte_frame(result: CompositeResult) -> np.ndarray:
+    """The matte as an 8-bit grey RGB frame; only the matte's box is converted (the rest is 0)."""
+    grey = np.zeros(result.frame.shape, np.uint8)
+    if result.matte_box is not None:
+        grey[result.matte_box.slices] = np.rint(np.clip(result.box_matte, 0.0, 1.0) * 255)[..., None]
+    return grey
 
 
-def _composited(request: RenderRequest, backend: Backend, job: BackendJob, plan: Any, span: SourceSpan,
-                tally: _Tally, matte: media.BackgroundWriter | None, progress: ProgressSink,
-                cancel: CancelToken | None) -> Iterator[np.ndarray]:
-    """The span's output frames: the backend's patches pasted by the shared compositor."""
+#: Decoded frames the decode stage may run ahead of the backend (bytes; between 4 and 64 frames),
+#: so a backend that works in batches finds its next batch decoded.
+DECODE_AHEAD_BYTES = 192 * 2**20
+#: Items queued between the other stages.
+STAGE_DEPTH = 4
+#: The frame loop's stages, as named in ``stage_seconds`` ("render.<stage>").
+LOOP_STAGES = ("decode", "backend", "composite", "matte", "encode")
+
+
+def _decode_depth(video: media.VideoStreamInfo) -> int:
+    return int(np.clip(DECODE_AHEAD_BYTES // max(1, video.width * video.height * 3), 4, 64))
+
+
+class _SerialProgress:
+    """A progress sink callable from the loop's threads: calls reach the caller's sink one at a time."""
+
+    def __init__(self, sink: ProgressSink) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        with self._lock:
+            self._sink(stage, done, total)
+
+
+def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], tally: _Tally,
+                     matte: media.BackgroundWriter | None, clock: StageClock, keep_alpha: bool,
+                     cancel: CancelToken | None) -> Iterator[np.ndarray]:
+    """The shared compositor over the backend's patches, in frame order (the deflicker has state)."""
     params = CompositeParams()
     deflicker = TemporalDeflicker()
-    keep_alpha = media.PATCH_CODECS[request.codec].alpha
-    source_frames = media.read_span(request.video, span.time_range)
-    for done, (frame, mouth) in enumerate(backend.patches(job, plan, source_frames), start=1):
+    for frame, mouth in patches:
         if cancel is not None:
             cancel.check()
         result = paste(frame.image, mouth.image, mouth.matte_landmarks, params, deflicker)
@@ -205,21 +249,48 @@ def _composited(request: RenderRequest, backend: Backend, job: BackendJob, plan:
         else:
             tally.add(None)
         if matte is not None:
-            matte.put(_matte_frame(result.matte))
-        progress("render", done, span.frame_count)
+            start = time.perf_counter()
+            grey = _matte_frame(result)
+            converted = time.perf_counter()
+            matte.put(grey)
+            clock.add("matte", converted - start)
+            clock.add("composite", start - time.perf_counter())  # neither is the compositor's time
         yield result.frame if frame.alpha is None or not keep_alpha else np.dstack([result.frame, frame.alpha])
 
 
+def _frame_loop(loop: FrameLoop, request: RenderRequest, backend: Backend, job: BackendJob, plan: Any,
+                span: SourceSpan, tally: _Tally, matte: media.BackgroundWriter | None) -> Iterator[np.ndarray]:
+    """The span's output frames: decoded, patched by the backend, pasted by the shared compositor."""
+    decoded = loop.stage("decode", lambda _: media.read_span(request.video, span.time_range), (),
+                         depth=_decode_depth(span.video))
+    patched = loop.stage("backend", lambda frames: backend.patches(job, plan, frames), decoded, depth=STAGE_DEPTH)
+    return loop.stage("composite", lambda patches: _composite_stage(patches, tally, matte, loop.clock,
+                                                                      media.PATCH_CODECS[request.codec].alpha, job.cancel),
+                      patched, depth=STAGE_DEPTH)
+
+
+def _handed_to_encoder(frames: Iterator[np.ndarray], span: SourceSpan, progress: ProgressSink,
+                       cancel: CancelToken | None) -> Iterator[np.ndarray]:
+    for done, frame in enumerate(frames, start=1):
+        if cancel is not None:
+            cancel.check()
+        yield frame
+        progress("render", done, span.frame_count)
+
+
 def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpan, timecode: str,
-           dub_audio: media.AudioClip, matte: media.BackgroundWriter | None) -> None:
+           dub_audio: media.AudioClip, matte: media.BackgroundWriter | None, clock: StageClock) -> None:
     """Encode the patch, with the matte finishing in the same pass; neither is left half-written."""
+    rendered = WaitTimer(frames)
+    start = time.perf_counter()
     try:
         media.write_patch(
-            frames, request.out, request.codec, span.video.rate, start_timecode=timecode,
+            rendered, request.out, request.codec, span.video.rate, start_timecode=timecode,
             colour_tags=span.video.colour,
             audio=_span_audio_for_mux(dub_audio, span.frame_count, span.video.rate) if request.with_audio else None,
             overwrite=request.overwrite, inputs=request.inputs(), layout=span.video.layout,
         )
+        clock.add("encode", time.perf_counter() - start - rendered.waited)
     except BaseException as error:
         if matte is not None:
             matte.close(error)
@@ -230,6 +301,7 @@ def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpa
         except BaseException:
             request.out.unlink(missing_ok=True)  # a patch without its matte is half a result
             raise
+        clock.add("matte", matte.busy_seconds)
 
 
 def _write_timeline(request: RenderRequest, span: SourceSpan) -> Path:
@@ -247,10 +319,15 @@ def render(
     cancel: CancelToken | None = None,
     cache_root: Path | None = None,
     analyses: AnalysisProvider | None = None,
+    *,
+    pipelined: bool = True,
 ) -> RenderResult:
     """Render the patch for one span. ``analyses`` provides the clip analyses (default: computed
-    from the on-disk cache under ``cache_root``; the engine passes its resident ones)."""
+    from the on-disk cache under ``cache_root``; the engine passes its resident ones).
+    ``pipelined=False`` runs the frame loop's stages in this thread, one after the other: the
+    reference the threaded loop is tested against (the frames are the same)."""
     clock = _Stopwatch()
+    progress = _SerialProgress(progress)
     warnings: list[str] = []
     analyses = analyses or DiskAnalyses(cache_root)
     backend = get_backend(request.backend)
@@ -281,13 +358,18 @@ def render(
 
     timecode = span_start_timecode(span.info, span.first)
     tally = _Tally()
+    loop_clock = StageClock()
+    for stage in LOOP_STAGES:
+        loop_clock.add(stage, 0.0)
     matte = None
     if request.matte is not None:
         matte = media.BackgroundWriter(request.matte, request.matte_codec, span.video.rate, timecode,
                                        request.overwrite, request.inputs(), span.video.colour, span.video.layout)
-    with clock.stage("render_and_encode"):
-        frames = _composited(request, backend, job, plan, span, tally, matte, progress, cancel)
-        _write(request, frames, span, timecode, job.dub_audio, matte)
+    with clock.stage("render_and_encode"), FrameLoop(loop_clock, threaded=pipelined) as loop:
+        frames = _frame_loop(loop, request, backend, job, plan, span, tally, matte)
+        _write(request, _handed_to_encoder(frames, span, progress, cancel), span, timecode, job.dub_audio, matte,
+               loop_clock)
+    clock.seconds.update({f"render.{stage}": seconds for stage, seconds in loop_clock.seconds.items()})
 
     otio_written = None
     if request.otio_path is not None:

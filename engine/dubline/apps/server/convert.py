@@ -129,6 +129,7 @@ def _backend_options(spec: pb.RenderSpec, roots: MediaRoots) -> dict[str, str]:
 def render_done(result: Any) -> pb.RenderDone:
     """A pipeline RenderResult as the ``done`` event."""
     qc = {f"seconds.{stage}": float(s) for stage, s in result.stage_seconds.items()}
+    qc.update({f"share.render.{stage}": float(share) for stage, share in result.loop_shares.items()})
     qc.update({f"passthrough.{reason}": float(n) for reason, n in result.passthrough.items()})
     otio_json = Path(result.otio_path).read_text() if result.otio_path else ""
     return pb.RenderDone(

@@ -44,7 +44,7 @@ from dubline.interchange import (
     resolve,
     survey_timeline,
 )
-from dubline.interchange.frames import first_few, frame_at, seconds
+from dubline.interchange.frames import first_few, frame_at
 from dubline.pipeline.batch.jobs import JobDefaults, ShotJob, check_jobs
 from dubline.stages import media
 

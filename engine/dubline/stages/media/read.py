@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Container, Iterable, Iterator
 
 import av
 import numpy as np
 import opentimelineio as otio
+from av.video.reformatter import VideoReformatter
 
 from dubline.core.errors import InvalidRangeError, MediaDecodeError, NoStreamError
 from dubline.core.timing import range_to_frames
@@ -47,6 +49,93 @@ def read_span(path: str | Path, span: otio.opentime.TimeRange) -> Iterator[Video
     # The open container moves into the generator, which closes it when exhausted or
     # closed; an unstarted generator's container is released with it.
     return _decode_span(container, stream, info, selection, path)
+
+
+#: Decoding a frame costs about this many frames' decoding less than seeking to it: frames this
+#: close to the previous wanted one are decoded through even past a keyframe (intra-only codecs).
+SEEK_COST_FRAMES = 2
+
+
+def read_frames(path: str | Path, indices: Iterable[int]) -> Iterator[VideoFrame]:
+    """Yield the frames at ``indices``, in index order, each once.
+
+    One forward pass per group of frames: the reader seeks only where a keyframe lies between one
+    wanted frame and the next (read from the packets, without decoding), so wanted frames anywhere
+    in one long GOP cost one decode of it, not one per frame; frames in between are decoded but
+    never converted to RGB. A variable-rate stream is read as the conform grid's slots from the
+    first wanted one to the last. Errors about the file or the indices are raised here, before the
+    first frame.
+    """
+    path = check_input(path)
+    wanted = sorted({int(index) for index in indices})
+    container = open_input(path)
+    try:
+        stream = video_stream(container, path)
+        info = video_info(container, stream, path)
+        if wanted and (wanted[0] < 0 or wanted[-1] >= info.frame_count):
+            raise InvalidRangeError(
+                f"frames {wanted[0]}-{wanted[-1]} are not all inside {path}, which has {info.frame_count} frames"
+            )
+    except BaseException:
+        container.close()
+        raise
+    return _decode_frames(container, stream, info, wanted, path)
+
+
+def _decode_frames(container, stream, info: VideoStreamInfo, wanted: list[int], path: Path) -> Iterator[VideoFrame]:
+    with container:
+        if not wanted:
+            return
+        stream.thread_type = "AUTO"
+        if info.conform is not None:
+            slots = info.conform.slot_pts[wanted[0]:wanted[-1] + 1]
+            selection = _Selection(wanted[0], wanted[-1] + 1, int(slots[0]), slots)
+            keep = set(wanted)
+            yield from (frame for frame in _conformed(container, stream, info, selection, path) if frame.index in keep)
+            return
+        keyframes = _keyframe_indices(container, stream, info, wanted[0], wanted[-1], path)
+        reformatter = VideoReformatter()
+        for first, end in _passes(wanted, keyframes):
+            if first == 0:  # a pass from the start does not seek; the packet scan moved on
+                container.seek(info.start_pts, backward=True, any_frame=False, stream=stream)
+            selection = _Selection(first, end, _pts_of_index(first, info))
+            yield from _decode_indices(container, stream, info, selection, path, reformatter, set(wanted))
+
+
+def _keyframe_indices(container, stream, info: VideoStreamInfo, first: int, last: int, path: Path) -> list[int]:
+    """Indices of the keyframes from the one at or before ``first`` to ``last`` (packets only)."""
+    last_pts = _pts_of_index(last, info)
+    if first > 0:
+        container.seek(max(_pts_of_index(first, info), info.start_pts), backward=True, any_frame=False, stream=stream)
+    keyframes = []
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.is_keyframe:
+                seconds = Fraction(packet.pts - info.start_pts) * info.time_base
+                keyframes.append(math.floor(seconds * info.rate + Fraction(1, 2)))
+            # Packets come in decode order and dts <= pts: past this one, no frame up to `last` follows.
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if stamp is not None and stamp > last_pts:
+                break
+    except av.error.FFmpegError as error:
+        raise MediaDecodeError(f"{path}: reading failed ({error}); the file looks truncated or corrupt") from error
+    return sorted(keyframes)
+
+
+def _passes(wanted: list[int], keyframes: list[int]) -> list[tuple[int, int]]:
+    """[first, end) ranges to decode through: a new one (a seek) only where a keyframe after the
+    previous wanted frame makes seeking cheaper than decoding on."""
+    passes: list[tuple[int, int]] = []
+    for index in wanted:
+        if passes:
+            at = bisect.bisect_right(keyframes, index) - 1
+            keyframe = keyframes[at] if at >= 0 else -1
+            previous = passes[-1][1] - 1
+            if keyframe <= previous + 1 + SEEK_COST_FRAMES:
+                passes[-1] = (passes[-1][0], index + 1)
+                continue
+        passes.append((index, index + 1))
+    return passes
 
 
 @dataclass(frozen=True)
@@ -93,45 +182,73 @@ def _pts_of_index(index: int, info: VideoStreamInfo) -> int:
 
 def _decode_span(container, stream, info: VideoStreamInfo, selection: _Selection, path: Path) -> Iterator[VideoFrame]:
     with container:
+        stream.thread_type = "AUTO"  # frame threads: the decoder is the cost at 1080p
         if selection.slot_pts is not None:
             yield from _conformed(container, stream, info, selection, path)
             return
+        yield from _decode_indices(container, stream, info, selection, path, VideoReformatter())
 
-        def key_of(frame) -> int:
-            seconds = Fraction(frame.pts - info.start_pts) * info.time_base
-            return math.floor(seconds * info.rate + Fraction(1, 2))
 
-        frames = _seek_and_decode(container, stream, info, selection, selection.first, key_of, path)
-        previous: VideoFrame | None = None
-        for frame in frames:
-            index = key_of(frame)
-            if index < selection.first:
-                continue
-            if index >= selection.end:
-                break
-            if previous is None and index != selection.first:
-                raise MediaDecodeError(
-                    f"{path}: frame {selection.first} cannot be decoded (the first decodable frame"
-                    f" at or after it is {index})"
-                )
-            if previous is not None and index <= previous.index:
-                continue  # a duplicated timestamp; the frame for this index is already out
-            # A constant-rate stream with a hole: repeat the last frame so the span keeps
-            # its exact frame count (the patch must overlay the source frame for frame).
-            while previous is not None and previous.index + 1 < index:
-                missing = previous.index + 1
-                log.warning("%s: frame %d is missing; repeating frame %d", path, missing, previous.index)
-                previous = replace(previous, index=missing, time=_time(missing, info))
-                yield previous
-            image, alpha = to_rgb(frame)
-            previous = VideoFrame(index, frame.pts, _time(index, info), image, alpha)
-            yield previous
-        last = -1 if previous is None else previous.index
-        if last < selection.end - 1:
+def _decode_indices(container, stream, info: VideoStreamInfo, selection: _Selection, path: Path,
+                    reformatter: VideoReformatter, wanted: Container[int] | None = None) -> Iterator[VideoFrame]:
+    """The frames [first, end) of a constant-rate ``selection`` (only those whose index is in
+    ``wanted``, when given: the others are decoded, as they must be, but never converted to RGB)."""
+
+    def key_of(frame) -> int:
+        seconds = Fraction(frame.pts - info.start_pts) * info.time_base
+        return math.floor(seconds * info.rate + Fraction(1, 2))
+
+    def keep(index: int) -> bool:
+        return wanted is None or index in wanted
+
+    frames = _seek_and_decode(container, stream, info, selection, selection.first, key_of, path)
+    previous: _Decoded | None = None
+    for frame in frames:
+        index = key_of(frame)
+        if index < selection.first:
+            continue
+        if index >= selection.end:
+            break
+        if previous is None and index != selection.first:
             raise MediaDecodeError(
-                f"{path} ended after frame {last} while reading frames {selection.first}-{selection.end - 1}"
-                f" of {info.frame_count}; the file looks truncated or corrupt"
+                f"{path}: frame {selection.first} cannot be decoded (the first decodable frame"
+                f" at or after it is {index})"
             )
+        if previous is not None and index <= previous.index:
+            continue  # a duplicated timestamp; the frame for this index is already out
+        # A constant-rate stream with a hole: repeat the last frame so the span keeps
+        # its exact frame count (the patch must overlay the source frame for frame).
+        while previous is not None and previous.index + 1 < index:
+            missing = previous.index + 1
+            log.warning("%s: frame %d is missing; repeating frame %d", path, missing, previous.index)
+            previous = _Decoded(missing, previous.pts, previous.frame, previous.converted)
+            if keep(missing):
+                yield previous.video_frame(info, reformatter)
+        previous = _Decoded(index, frame.pts, frame)
+        if keep(index):
+            yield previous.video_frame(info, reformatter)
+    last = -1 if previous is None else previous.index
+    if last < selection.end - 1:
+        raise MediaDecodeError(
+            f"{path} ended after frame {last} while reading frames {selection.first}-{selection.end - 1}"
+            f" of {info.frame_count}; the file looks truncated or corrupt"
+        )
+
+
+@dataclass
+class _Decoded:
+    """A decoded frame under the index it stands for, converted to RGB once, when first needed."""
+
+    index: int
+    pts: int
+    frame: av.VideoFrame
+    converted: tuple[np.ndarray, np.ndarray | None] | None = None
+
+    def video_frame(self, info: VideoStreamInfo, reformatter: VideoReformatter) -> VideoFrame:
+        if self.converted is None:
+            self.converted = to_rgb(self.frame, reformatter)
+        image, alpha = self.converted
+        return VideoFrame(self.index, self.pts, _time(self.index, info), image, alpha)
 
 
 def _conformed(container, stream, info: VideoStreamInfo, selection: _Selection, path: Path) -> Iterator[VideoFrame]:

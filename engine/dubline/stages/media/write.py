@@ -6,6 +6,7 @@ import math
 import os
 import queue
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -14,6 +15,7 @@ from typing import Iterable, Iterator, Mapping
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from dubline.core.errors import (
     InvalidInputError,
@@ -194,6 +196,7 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
         audio_writer = _AudioWriter(container, audio) if audio is not None else None
         frame_period = Fraction(1) / rate
         in_format = ("rgba64le" if alpha else "rgb48le") if deep else ("rgba" if alpha else "rgb24")
+        reformatter = VideoReformatter()  # one swscale context for every frame
         image, position = first_image, 0
         while True:
             if image.shape != first_image.shape or image.dtype != first_image.dtype:
@@ -203,9 +206,9 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
                 )
             frame = av.VideoFrame.from_ndarray(image, format=in_format)
             if pix_fmt != in_format:
-                frame = frame.reformat(format=pix_fmt, dst_colorspace=None if spec.rgb else matrix,
-                                       dst_color_range=RANGES_CODES[colour_tags.range] if tagged_range else None,
-                                       interpolation=FROM_RGB)
+                frame = reformatter.reformat(frame, format=pix_fmt, dst_colorspace=None if spec.rgb else matrix,
+                                             dst_color_range=RANGES_CODES[colour_tags.range] if tagged_range else None,
+                                             interpolation=FROM_RGB)
             if alpha and not spec.rgb:
                 put_alpha(frame, image[..., 3])
             for attribute, code in frame_colour.items():
@@ -294,10 +297,16 @@ class BackgroundWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
         self.path = path
+        #: Seconds the writer spent encoding (not waiting for frames); final once ``close`` returns.
+        self.busy_seconds = 0.0
+        waited = 0.0
 
         def frames() -> Iterator[np.ndarray]:
+            nonlocal waited
             while True:
+                start = time.perf_counter()
                 item = self._queue.get()
+                waited += time.perf_counter() - start
                 if item is self._END:
                     return
                 if isinstance(item, BaseException):
@@ -305,11 +314,14 @@ class BackgroundWriter:
                 yield item
 
         def run() -> None:
+            start = time.perf_counter()
             try:
                 write_patch(frames(), path, codec, rate, start_timecode, colour_tags, overwrite=overwrite, inputs=inputs,
                             layout=layout)
             except BaseException as error:  # handed to the caller in close()
                 self._error = error
+            finally:
+                self.busy_seconds = time.perf_counter() - start - waited
 
         self._thread = threading.Thread(target=run, name=f"writer-{path.name}", daemon=True)
         self._thread.start()

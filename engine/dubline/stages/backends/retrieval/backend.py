@@ -2,9 +2,10 @@
 
 prepare: build the mouth library from every usable frame of the source (and ``--library``
 files) and select one library frame per output frame (``select.select_frames``).
-patches: stream the span's frames; for each chunk, read just the chosen library frames (by runs,
-keeping only a lower-face crop of each so memory stays flat in span length) and transfer the
-chosen mouth onto the target frame (``transfer.transfer_mouth``).
+patches: stream the span's frames; for each window of output frames whose chosen library mouths fit
+a memory budget, read just those library frames (one forward pass per clip, keeping only a
+lower-face crop of each, so memory stays flat in span length), and transfer each frame's chosen
+mouth onto it (``transfer.transfer_mouth``) as the frame arrives.
 
 The transfer works on upright, square-pixel crops in the face track's coordinates (each clip's
 ``FrameView``: exact for rotations and flips, resampled only for an anamorphic clip), at the
@@ -15,12 +16,10 @@ or an anamorphic one gets the same mouth as an upright one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from dubline.core import timing
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.stages import media
 from dubline.stages.backends.base import BackendInfo, BackendJob, MouthPatch
@@ -38,10 +37,9 @@ from dubline.stages.backends.retrieval.transfer import (
 )
 from dubline.stages.faces import FaceTrack
 
-#: Output frames whose library mouths are gathered together: bounds memory, keeps reads in runs.
-CHUNK_FRAMES = 32
-#: Library frames this close together are decoded through rather than seeked between.
-READ_THROUGH_GAP = 8
+#: Library crops held at once (bytes): the crops of as many coming output frames as fit are read
+#: in one pass over each library clip (a 1080p lower-face crop is about 0.8 MB).
+CROP_BUDGET_BYTES = 256 * 2**20
 _JAW_SIDES = np.arange(2, 15)
 _NOSE_BOTTOM = 33
 
@@ -136,35 +134,29 @@ class RetrievalBackend:
         faces = job.source.faces
         view = job.source.view
         _, transfer_params = _params(job.options)
-        frames = iter(frames)
-        while True:
+        library = _LibraryCrops(job, plan, transfer_params)
+        for frame in frames:
             if job.cancel is not None:
                 job.cancel.check()
-            chunk = list(islice(frames, CHUNK_FRAMES))
-            if not chunk:
-                return
-            wanted = {int(plan.selection[f.index - first]) for f in chunk} - {KEEP_OWN}
-            crops = _gather_crops(job, plan, sorted(wanted), transfer_params, chunk[0].image.dtype)
-            for frame in chunk:
-                t = frame.index - first
-                row = int(plan.selection[t])
-                reason = str(faces.reason[frame.index])
-                if reason:
-                    yield frame, MouthPatch(None, None, reason)
-                    continue
-                if row == KEEP_OWN:
-                    yield frame, MouthPatch(None, None, "dub silent, own mouth at rest")
-                    continue
-                crop, offset, points = crops[row]
-                target_points = faces.landmarks[frame.index].astype(np.float64)
-                result = transfer_mouth(
-                    crop, points - offset, view.display_shape, target_points,
-                    float(job.target_aperture[t]), transfer_params,
-                )
-                stored_crop, (x0, y0, x1, y1) = view.stored_region(result.crop, result.roi, frame.image.shape)
-                image = frame.image.copy()
-                image[y0:y1, x0:x1] = stored_crop
-                yield frame, MouthPatch(image, view.to_stored(matte_landmarks(target_points, result.landmarks)))
+            t = frame.index - first
+            row = int(plan.selection[t])
+            reason = str(faces.reason[frame.index])
+            if reason:
+                yield frame, MouthPatch(None, None, reason)
+                continue
+            if row == KEEP_OWN:
+                yield frame, MouthPatch(None, None, "dub silent, own mouth at rest")
+                continue
+            crop, offset, points = library.crop(t, row, frame.image.dtype)
+            target_points = faces.landmarks[frame.index].astype(np.float64)
+            result = transfer_mouth(
+                crop, points - offset, view.display_shape, target_points,
+                float(job.target_aperture[t]), transfer_params,
+            )
+            stored_crop, (x0, y0, x1, y1) = view.stored_region(result.crop, result.roi, frame.image.shape)
+            image = frame.image.copy()
+            image[y0:y1, x0:x1] = stored_crop
+            yield frame, MouthPatch(image, view.to_stored(matte_landmarks(target_points, result.landmarks)))
 
 
 def matte_landmarks(target: np.ndarray, transferred: np.ndarray) -> np.ndarray:
@@ -177,42 +169,75 @@ def matte_landmarks(target: np.ndarray, transferred: np.ndarray) -> np.ndarray:
     return points
 
 
-def _runs(indices: list[int]) -> list[tuple[int, int]]:
-    """[first, end) ranges covering sorted ``indices``, merging gaps up to READ_THROUGH_GAP."""
-    runs: list[tuple[int, int]] = []
-    for index in indices:
-        if runs and index - runs[-1][1] < READ_THROUGH_GAP:
-            runs[-1] = (runs[-1][0], index + 1)
-        else:
-            runs.append((index, index + 1))
-    return runs
+class _LibraryCrops:
+    """The lower-face crops of the library frames the span's output frames were given.
 
+    The span is cut into windows of consecutive output frames whose distinct library frames' crops
+    fit in CROP_BUDGET_BYTES; entering a window, its missing crops are read in one forward pass per
+    library clip (``media.read_frames``: a long GOP is decoded once, not once per frame), and
+    crops no longer needed are dropped. Memory stays flat in span length.
+    """
 
-def _gather_crops(
-    job: BackendJob, plan: RetrievalPlan, rows: list[int], params: TransferParams, dtype: np.dtype
-) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Lower-face crops of the chosen library rows, upright and square-pixel in ``dtype`` (the
-    target's depth): row -> (crop, crop origin xy, landmarks), in the clip's analysis view."""
-    by_clip: dict[int, dict[int, int]] = {}
-    for row in rows:
-        by_clip.setdefault(int(plan.rows_clip[row]), {})[int(plan.rows_frame[row])] = row
-    crops: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for clip_number, frame_rows in by_clip.items():
-        clip = job.library[clip_number]
-        rate = clip.info.video.rate
-        view = clip.view
-        for run_first, run_end in _runs(sorted(frame_rows)):
-            for frame in media.read_span(clip.path, timing.frames_to_range(run_first, run_end, rate)):
-                row = frame_rows.get(frame.index)
-                if row is None:
-                    continue
-                points = clip.faces.landmarks[frame.index].astype(np.float64)
-                iod = float(clip.faces.inter_ocular[frame.index])
-                # Margin beyond the warp's own ROI so rotation/scale never samples past the crop.
-                x0, y0, x1, y1 = lower_face_roi(points, view.display_shape, (params.roi_margin + 0.5) * iod)
-                crop = media.convert_depth(view.display_region(frame.image, (x0, y0, x1, y1)), dtype)
+    def __init__(self, job: BackendJob, plan: RetrievalPlan, params: TransferParams) -> None:
+        self._job, self._plan, self._params = job, plan, params
+        self._crops: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._windows = _windows(plan.selection, [self._crop_bytes(int(row)) for row in range(len(plan.rows_frame))]
+                                 if len(plan.rows_frame) else [])
+        self._window_end = 0
+
+    def crop(self, t: int, row: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(crop, crop origin xy, landmarks) of library ``row`` for output frame ``t``: upright and
+        square-pixel in the clip's analysis view, in ``dtype`` (the target's depth)."""
+        if t >= self._window_end:
+            start, self._window_end = next((w for w in self._windows if w[0] <= t < w[1]))
+            rows = {int(r) for r in self._plan.selection[start : self._window_end]} - {KEEP_OWN}
+            self._crops = {r: crop for r, crop in self._crops.items() if r in rows}
+            self._crops.update(self._read(sorted(rows - set(self._crops)), dtype))
+        return self._crops[row]
+
+    def _roi(self, row: int, shape: tuple[int, ...]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        clip = self._job.library[int(self._plan.rows_clip[row])]
+        index = int(self._plan.rows_frame[row])
+        points = clip.faces.landmarks[index].astype(np.float64)
+        iod = float(clip.faces.inter_ocular[index])
+        # Margin beyond the warp's own ROI so rotation/scale never samples past the crop.
+        return lower_face_roi(points, shape, (self._params.roi_margin + 0.5) * iod), points
+
+    def _crop_bytes(self, row: int) -> int:
+        view = self._job.library[int(self._plan.rows_clip[row])].view
+        (x0, y0, x1, y1), _ = self._roi(row, view.display_shape)
+        return max(0, x1 - x0) * max(0, y1 - y0) * 3
+
+    def _read(self, rows: list[int], dtype: np.dtype) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        by_clip: dict[int, dict[int, int]] = {}
+        for row in rows:
+            by_clip.setdefault(int(self._plan.rows_clip[row]), {})[int(self._plan.rows_frame[row])] = row
+        crops = {}
+        for clip_number, frame_rows in by_clip.items():
+            clip = self._job.library[clip_number]
+            for frame in media.read_frames(clip.path, frame_rows):
+                row = frame_rows[frame.index]
+                (x0, y0, x1, y1), points = self._roi(row, clip.view.display_shape)
+                crop = media.convert_depth(clip.view.display_region(frame.image, (x0, y0, x1, y1)), dtype)
                 crops[row] = (np.array(crop, copy=True, order="C"), np.array([x0, y0], np.float64), points)
-    return crops
+        return crops
+
+
+def _windows(selection: np.ndarray, row_bytes: list[int]) -> list[tuple[int, int]]:
+    """[start, end) runs of output frames whose distinct library rows fit in CROP_BUDGET_BYTES
+    (a window holds at least one frame)."""
+    windows: list[tuple[int, int]] = []
+    start, rows, total = 0, set(), 0
+    for t, row in enumerate(int(r) for r in selection):
+        if row == KEEP_OWN or row in rows:
+            continue
+        if total + row_bytes[row] > CROP_BUDGET_BYTES and rows:
+            windows.append((start, t))
+            start, rows, total = t, set(), 0
+        rows.add(row)
+        total += row_bytes[row]
+    windows.append((start, len(selection)))
+    return windows
 
 
 BACKEND = RetrievalBackend()

@@ -91,6 +91,24 @@ def open_mouth_to(points: np.ndarray, target_aperture: float, params: TransferPa
     return moved
 
 
+def _rbf(xs: np.ndarray, ys: np.ndarray, controls: np.ndarray, sigma: float) -> np.ndarray:
+    """exp(-(|p - c| / sigma)^2) for points (xs, ys) x controls, float64 (G, C).
+
+    The same operations as ``np.linalg.norm`` over the (G, C, 2) differences, in place on (G, C)
+    arrays: the same numbers at a fraction of the cost (the warp's largest cost before).
+    """
+    dx = xs[:, None] - controls[None, :, 0]
+    dy = ys[:, None] - controls[None, :, 1]
+    np.multiply(dx, dx, out=dx)
+    np.multiply(dy, dy, out=dy)
+    np.add(dx, dy, out=dx)
+    np.sqrt(dx, out=dx)
+    np.divide(dx, sigma, out=dx)
+    np.square(dx, out=dx)
+    np.negative(dx, out=dx)
+    return np.exp(dx, out=dx)
+
+
 def _warp_field(
     shape: tuple[int, int], moved_from: np.ndarray, moved_to: np.ndarray, fixed: np.ndarray, sigma: float, step: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -103,14 +121,14 @@ def _warp_field(
     weights = np.linalg.solve(kernel, displacement)
     height, width = shape
     ys, xs = np.mgrid[0:height:step, 0:width:step].astype(np.float64)
-    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    field = np.exp(-((np.linalg.norm(grid[:, None] - controls[None], axis=2) / sigma) ** 2)) @ weights
+    field = _rbf(xs.ravel(), ys.ravel(), controls, sigma) @ weights
     # Never move a pixel further than the largest landmark displacement.
     limit = max(float(np.abs(displacement).max()), 1e-6)
     field = np.clip(field, -limit, limit).reshape(xs.shape + (2,)).astype(np.float32)
     field = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
-    base_y, base_x = np.mgrid[0:height, 0:width].astype(np.float32)
-    return base_x + field[..., 0], base_y + field[..., 1]
+    # Pixel coordinates plus the field (coordinates broadcast rather than built as two full grids).
+    return (np.arange(width, dtype=np.float32)[None, :] + field[..., 0],
+            np.arange(height, dtype=np.float32)[:, None] + field[..., 1])
 
 
 def transfer_mouth(
