@@ -58,6 +58,14 @@ class MatteParams:
     lip_margin: float = 0.12
     #: Matte values below this become exactly 0 (the Gaussian's far tail), so "outside" is crisp.
     zero_below: float = 1.0 / 512.0
+    #: The lips grown by this are always fully inside the matte (weight 1), and the blend shows the
+    #: patch there exactly (no band of the source's mouth under it). The jaw polygon alone is not
+    #: enough: on a short upper lip its eroded, feathered top edge runs through the lip, and a
+    #: mouth half one image and half the other reads as a doubled, paler lip line.
+    lip_cover: float = 0.05
+    #: Feather (standard deviation) of the lips' part of the matte: tighter than ``feather`` so the
+    #: transition fits between the upper lip and the nose.
+    lip_feather: float = 0.025
 
 
 @dataclass(frozen=True)
@@ -150,9 +158,12 @@ def _matte_in_box(
     polygon = _matte_polygon(landmarks, params)
     radius = params.erode * iod
     feather_radius = _stack_blur_radius(params.feather * iod)
+    lip_feather_radius = _stack_blur_radius(params.lip_feather * iod)
+    lip_grow = params.lip_cover * iod + lip_feather_radius  # full weight lip_cover beyond the lips
     margin = feather_radius + 2  # the blur never reaches further than its radius
-    low = np.floor(polygon.min(axis=0)).astype(int)
-    high = np.ceil(polygon.max(axis=0)).astype(int) + 1
+    lips = landmarks[OUTER_LIP]
+    low = np.floor(np.minimum(polygon.min(axis=0), lips.min(axis=0) - lip_grow)).astype(int)
+    high = np.ceil(np.maximum(polygon.max(axis=0), lips.max(axis=0) + lip_grow)).astype(int) + 1
     box = Box(int(low[1]), int(high[1]), int(low[0]), int(high[0])).grow(margin, shape)
     if box.height <= 0 or box.width <= 0:
         return None
@@ -165,11 +176,22 @@ def _matte_in_box(
     distance = cv2.distanceTransform(filled, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     eroded = (distance > radius).astype(np.float32)
     matte = cv2.stackBlur(eroded, (2 * feather_radius + 1, 2 * feather_radius + 1))
+    lip_matte = _lip_matte(lips - (box.x0, box.y0), (box.height, box.width), lip_grow, lip_feather_radius)
+    np.maximum(matte, lip_matte, out=matte)
     matte[matte < params.zero_below] = 0.0
     np.minimum(matte, 1.0, out=matte)
     if not matte.any():
         return None
     return matte, box
+
+
+def _lip_matte(lips: np.ndarray, shape: tuple[int, int], grow: float, feather_radius: int) -> np.ndarray:
+    """1 over the outer-lip polygon grown by ``grow - feather_radius`` px, feathered by a stack blur."""
+    filled = np.ones(shape, np.uint8)
+    cv2.fillPoly(filled, [np.round(lips * 16).astype(np.int32)], 0, lineType=cv2.LINE_8, shift=4)
+    distance = cv2.distanceTransform(filled, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    grown = (distance <= grow).astype(np.float32)
+    return cv2.stackBlur(grown, (2 * feather_radius + 1, 2 * feather_radius + 1))
 
 
 def lower_face_matte(
@@ -270,8 +292,15 @@ def _blend_region(box: Box, levels: int, shape: tuple[int, int]) -> Box:
     return box.grow(2**levels, shape)
 
 
-def _blend_crop(bg_crop: np.ndarray, fg_crop: np.ndarray, matte_crop: np.ndarray, levels: int) -> np.ndarray:
-    """Multi-band blend of two same-size uint8 crops; uint8 result, == ``bg_crop`` where matte is 0."""
+def _blend_crop(
+    bg_crop: np.ndarray, fg_crop: np.ndarray, matte_crop: np.ndarray, levels: int, core: np.ndarray | None = None
+) -> np.ndarray:
+    """Multi-band blend of two same-size uint8 crops; uint8 result, == ``bg_crop`` where matte is 0.
+
+    ``core`` (float32, 0..1, zero wherever the matte is below 1): where it is 1 the result is the
+    foreground exactly. A pyramid's coarse bands take their weights from the matte blurred at their
+    own scale, so without it the low frequencies of the background's mouth show through a mouth
+    that sits near the matte's edge (a dark smudge of an open mouth under a closed one)."""
     if levels < 1:
         raise InvalidInputError(f"multiband_blend: levels must be >= 1, got {levels}")
     height, width = matte_crop.shape
@@ -305,9 +334,19 @@ def _blend_crop(bg_crop: np.ndarray, fg_crop: np.ndarray, matte_crop: np.ndarray
             delta = cv2.add(cv2.pyrUp(delta, dstsize=size), cv2.multiply(laplacian, weight3))
 
     delta = delta[:height, :width]
+    if core is not None:
+        missing = cv2.subtract(gaussians[0][:height, :width], delta)
+        delta = cv2.add(delta, cv2.multiply(missing, cv2.merge([core] * 3)))
     blended = cv2.add(bg_crop, delta, dtype=cv2.CV_8U)  # rounds and saturates
     _restore_outside(blended, bg_crop, matte_crop)
     return blended
+
+
+def _exact_core(matte: np.ndarray, ramp_px: float) -> np.ndarray:
+    """0 where ``matte < 1``, rising linearly to 1 at ``ramp_px`` inside the region where it is 1."""
+    full = (matte >= 1.0).astype(np.uint8)
+    distance = cv2.distanceTransform(full, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return np.minimum(distance * np.float32(1.0 / max(ramp_px, 1.0)), np.float32(1.0))
 
 
 def _restore_outside(out: np.ndarray, source: np.ndarray, matte: np.ndarray) -> None:
@@ -448,7 +487,8 @@ def paste(
         patch_crop = match_colour(patch_crop, frame_crop, matte_crop, usable=~lips)
 
     out = frame.copy()
-    out[rows, cols] = _blend_crop(frame_crop, patch_crop, matte_crop, levels)
+    core = _exact_core(matte_crop, params.matte.lip_cover * inter_ocular_distance(landmarks68))
+    out[rows, cols] = _blend_crop(frame_crop, patch_crop, matte_crop, levels, core)
     if deflicker is not None:
         out[box.slices] = deflicker._apply_in_box(out, frame, full_matte, box)
     return CompositeResult(out, full_matte)

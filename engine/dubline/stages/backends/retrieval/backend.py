@@ -39,6 +39,7 @@ CHUNK_FRAMES = 32
 READ_THROUGH_GAP = 8
 _JAW_SIDES = np.arange(2, 15)
 _NOSE_BOTTOM = 33
+_OUTER_LIP = np.arange(48, 60)
 
 
 @dataclass(frozen=True)
@@ -162,12 +163,16 @@ class RetrievalBackend:
 
 
 def matte_landmarks(target: np.ndarray, transferred: np.ndarray) -> np.ndarray:
-    """Target landmarks whose jaw line reaches as far as either face's, so a lower library chin
-    is not cut off and a lower target chin is not left showing beneath the new one."""
+    """Target landmarks whose jaw line and outer lips reach as far as either face's, so a lower
+    library chin is not cut off, a lower target chin is not left showing beneath the new one, and
+    the matte's full-weight lips cover both mouths (neither shows through the other)."""
     points = target.copy()
     nose = target[_NOSE_BOTTOM]
     far = np.linalg.norm(transferred[_JAW_SIDES] - nose, axis=1) > np.linalg.norm(target[_JAW_SIDES] - nose, axis=1)
     points[_JAW_SIDES[far]] = transferred[_JAW_SIDES[far]]
+    centre = target[_OUTER_LIP].mean(axis=0)
+    wider = np.linalg.norm(transferred[_OUTER_LIP] - centre, axis=1) > np.linalg.norm(target[_OUTER_LIP] - centre, axis=1)
+    points[_OUTER_LIP[wider]] = transferred[_OUTER_LIP[wider]]
     return points
 
 
