@@ -19,6 +19,7 @@ from dubline.core import timing
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.stages import media
 from dubline.stages.backends.base import BackendInfo, BackendJob, MouthPatch
+from dubline.stages.backends.retrieval import transition
 from dubline.stages.backends.retrieval.select import (
     KEEP_OWN,
     LibraryFeatures,
@@ -29,6 +30,8 @@ from dubline.stages.backends.retrieval.select import (
 from dubline.stages.backends.retrieval.transfer import (
     TransferParams,
     lower_face_roi,
+    mouth_detail,
+    sharpen_to,
     transfer_mouth,
 )
 from dubline.stages.faces import FaceTrack
@@ -47,6 +50,11 @@ class RetrievalPlan:
     rows_clip: np.ndarray  # (N,) which library clip each library row comes from
     rows_frame: np.ndarray  # (N,) frame index within that clip
     selection: np.ndarray  # (T,) library row per output frame, or KEEP_OWN
+    #: (T,) the row eased towards around a run boundary (KEEP_OWN: the frame's own mouth), or
+    #: NO_PARTNER; and how far (0..1) the frame moves towards it (``transition.schedule``)
+    partner: np.ndarray
+    partner_weight: np.ndarray
+    run_starts: np.ndarray  # (T,) bool: the frame starts a new run of material (a cut)
 
 
 def pose_features(faces: FaceTrack) -> np.ndarray:
@@ -71,6 +79,7 @@ def _library_features(job: BackendJob) -> tuple[LibraryFeatures, np.ndarray, np.
                 poses[usable],
                 clip.lower_face_luma[usable],
                 np.r_[False, np.diff(usable) == 1],
+                clip.faces.lip_shape[usable].reshape(len(usable), -1),
             )
         )
         clips.append(np.full(len(usable), clip_number))
@@ -121,9 +130,11 @@ class RetrievalBackend:
             luma=np.nan_to_num(span_luma, nan=float(np.nanmean(library.luma))),
             own_aperture=faces.aperture[first:end].astype(np.float64),
         )
-        params, _ = _params(job.options)
+        params, transfer_params = _params(job.options)
         selection = select_frames(library, targets, params, job.expression)
-        return RetrievalPlan(rows_clip, rows_frame, selection)
+        partner, weight = transition.schedule(selection, library.consecutive, transfer_params.transition_frames)
+        starts = transition.run_starts(selection, library.consecutive)
+        return RetrievalPlan(rows_clip, rows_frame, selection, partner, weight, starts)
 
     def patches(
         self, job: BackendJob, plan: RetrievalPlan, frames: Iterable[media.VideoFrame]
@@ -138,28 +149,86 @@ class RetrievalBackend:
             chunk = list(islice(frames, CHUNK_FRAMES))
             if not chunk:
                 return
-            wanted = {int(plan.selection[f.index - first]) for f in chunk} - {KEEP_OWN}
-            crops = _gather_crops(job, plan, sorted(wanted), transfer_params)
+            rows = [int(plan.selection[f.index - first]) for f in chunk]
+            rows += [int(plan.partner[f.index - first]) for f in chunk]
+            crops = _gather_crops(job, plan, sorted(set(rows) - {KEEP_OWN, transition.NO_PARTNER}), transfer_params)
             for frame in chunk:
                 t = frame.index - first
-                row = int(plan.selection[t])
+                row, partner = int(plan.selection[t]), int(plan.partner[t])
                 reason = str(faces.reason[frame.index])
                 if reason:
-                    yield frame, MouthPatch(None, None, reason)
+                    yield frame, MouthPatch(None, None, reason, bool(plan.run_starts[t]))
                     continue
-                if row == KEEP_OWN:
-                    yield frame, MouthPatch(None, None, "dub silent, own mouth at rest")
+                if row == KEEP_OWN and partner == transition.NO_PARTNER:
+                    yield frame, MouthPatch(None, None, "dub silent, own mouth at rest", bool(plan.run_starts[t]))
                     continue
-                crop, offset, points = crops[row]
                 target_points = faces.landmarks[frame.index].astype(np.float64)
-                result = transfer_mouth(
-                    crop, points - offset, frame.image.shape, target_points,
-                    float(job.target_aperture[t]), transfer_params,
-                )
-                image = frame.image.copy()
-                x0, y0, x1, y1 = result.roi
-                image[y0:y1, x0:x1] = result.crop
-                yield frame, MouthPatch(image, matte_landmarks(target_points, result.landmarks))
+                aperture = float(job.target_aperture[t])
+                image, landmarks, roi = _aligned(frame, row, crops, target_points, aperture, transfer_params)
+                points = matte_landmarks(target_points, landmarks)
+                if partner != transition.NO_PARTNER:
+                    other, other_landmarks, other_roi = _aligned(
+                        frame, partner, crops, target_points, aperture, transfer_params
+                    )
+                    image = _morphed(
+                        (image, landmarks, roi), (other, other_landmarks, other_roi),
+                        float(plan.partner_weight[t]), float(faces.inter_ocular[frame.index]), transfer_params,
+                    )
+                    points = matte_landmarks(points, other_landmarks)
+                yield frame, MouthPatch(image, points, "", bool(plan.run_starts[t]))
+
+
+def _aligned(
+    frame: media.VideoFrame,
+    row: int,
+    crops: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    target_points: np.ndarray,
+    aperture: float,
+    params: TransferParams,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int] | None]:
+    """The frame with library ``row``'s mouth transferred onto it (or the frame itself for
+    ``KEEP_OWN``), the landmarks of the mouth it shows, and the region that changed."""
+    if row == KEEP_OWN:
+        return frame.image.copy(), target_points, None
+    crop, offset, points = crops[row]
+    result = transfer_mouth(crop, points - offset, frame.image.shape, target_points, aperture, params)
+    image = frame.image.copy()
+    x0, y0, x1, y1 = result.roi
+    image[y0:y1, x0:x1] = result.crop
+    return image, result.landmarks, result.roi
+
+
+def _morphed(
+    first: tuple[np.ndarray, np.ndarray, tuple[int, int, int, int] | None],
+    second: tuple[np.ndarray, np.ndarray, tuple[int, int, int, int] | None],
+    amount: float,
+    iod: float,
+    params: TransferParams,
+) -> np.ndarray:
+    """``first``'s image moved ``amount`` of the way to ``second``'s (each: image, mouth landmarks,
+    changed region) inside the regions they changed, with the mouth's detail brought back to the
+    two mouths' own, in the proportion the dissolve shows them (warps and a dissolve soften)."""
+    (image, points, roi), (other, other_points, other_roi) = first, second
+    x0, y0, x1, y1 = _union(roi, other_roi)
+    out = image.copy()
+    out[y0:y1, x0:x1] = transition.morph(image[y0:y1, x0:x1], other[y0:y1, x0:x1], amount)
+    details = mouth_detail(image, points, iod), mouth_detail(other, other_points, iod)
+    if None in details:
+        return out
+    share = transition.dissolve_weight(amount)
+    wanted = (1.0 - share) * details[0] + share * details[1]
+    between = (1.0 - amount) * points + amount * other_points - (x0, y0)
+    out[y0:y1, x0:x1] = sharpen_to(out[y0:y1, x0:x1], between, wanted, iod, params)
+    return out
+
+
+def _union(
+    first: tuple[int, int, int, int] | None, second: tuple[int, int, int, int] | None
+) -> tuple[int, int, int, int]:
+    boxes = [box for box in (first, second) if box is not None]
+    return (
+        min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+    )
 
 
 def matte_landmarks(target: np.ndarray, transferred: np.ndarray) -> np.ndarray:

@@ -48,6 +48,8 @@ class TransferParams:
     grid_step: int = 4  # the warp field is solved on a grid this many pixels apart
     detail_sigma: float = 1.0  # pixels: the band the unsharp mask restores
     max_detail_gain: float = 2.0  # a bound on the unsharp mask's amount
+    #: frames each side of a cut between runs over which one mouth morphs into the other (0: cut)
+    transition_frames: int = 1
 
 
 @dataclass(frozen=True)
@@ -186,12 +188,27 @@ def restore_detail(
     The Laplacian is linear, so for ``out = crop + k * (crop - blur(crop))`` the variance is a
     quadratic in ``k``; its root gives the amount exactly, bounded by ``max_detail_gain``.
     """
-    margin = 0.15 * iod
-    reference = _mouth_laplacian(library_image, library_points, margin)
-    current = _mouth_laplacian(crop, crop_points, margin)
-    if reference is None or current is None:
+    reference = mouth_detail(library_image, library_points, iod)
+    if reference is None:
         return crop
-    wanted = float(reference.var())
+    return sharpen_to(crop, crop_points, reference, iod, params)
+
+
+def mouth_detail(image: np.ndarray, points: np.ndarray, iod: float) -> float | None:
+    """Variance of the Laplacian (grey) over the mouth's box: its fine detail (None: no mouth)."""
+    laplacian = _mouth_laplacian(image, points, 0.15 * iod)
+    return None if laplacian is None else float(laplacian.var())
+
+
+def sharpen_to(
+    crop: np.ndarray, crop_points: np.ndarray, wanted: float, iod: float, params: TransferParams = TransferParams()
+) -> np.ndarray:
+    """``crop`` unsharp-masked so its mouth's detail (``mouth_detail``) reaches ``wanted``, never
+    above it, within ``max_detail_gain``."""
+    margin = 0.15 * iod
+    current = _mouth_laplacian(crop, crop_points, margin)
+    if current is None:
+        return crop
     blurred = cv2.GaussianBlur(crop, (0, 0), params.detail_sigma)
     detail = crop.astype(np.float32) - blurred.astype(np.float32)
     detail_laplacian = _mouth_laplacian(detail, crop_points, margin)
