@@ -12,6 +12,7 @@ can reach a lower library chin, so the source's own matte alone would be too tig
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from dubline.core import timing
 from dubline.core.progress import ProgressSink, no_progress
 from dubline.pipeline.analysis import analyse_clip
 from dubline.pipeline.render import resolve_span, span_start_timecode
+from dubline.qc.lips import Spread, circular_median_offset, lip_colour, mouth_expression
 from dubline.qc.metrics import (
     FlickerMeter,
     QcReport,
@@ -33,6 +35,7 @@ from dubline.qc.metrics import (
     seam_score,
     sharpness_ratio,
 )
+from dubline.qc.temporal import MotionResidualMeter, local_pac, matched_detail, mouth_detail
 from dubline.stages import media
 from dubline.stages.composite import lower_face_matte
 from dubline.stages.faces import FaceTrackParams, detect_frame
@@ -62,6 +65,99 @@ class _Tally:
         return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
+def _differs(out: np.ndarray, src: np.ndarray, mouth: np.ndarray) -> bool:
+    """Without a matte clip: a frame counts as patched when its mouth region changed visibly."""
+    return bool(mouth.any()) and float(np.abs(out[mouth].astype(np.int16) - src[mouth]).mean()) > 1.0
+
+
+def _ratio_or_nan(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else float("nan")
+
+
+class _PerFrame:
+    """The per-frame measurements of one qc run and the summaries drawn from them."""
+
+    def __init__(self, count: int) -> None:
+        nan = lambda: np.full(count, np.nan)  # noqa: E731
+        self.patched = np.zeros(count, bool)
+        self.change = nan()  # mouth-region change from the previous frame, output / source
+        self.sharpness = nan()  # plain sharpness ratio
+        self.out_detail, self.src_detail = nan(), nan()
+        self.out_saturation, self.out_hue, self.src_saturation, self.src_hue = nan(), nan(), nan(), nan()
+        self.out_width, self.out_lift, self.src_width, self.src_lift = nan(), nan(), nan(), nan()
+        self.series: dict[str, np.ndarray] = {}
+
+    def measure_output(self, row: int, image: np.ndarray, landmarks: np.ndarray) -> None:
+        self.out_saturation[row], self.out_hue[row] = lip_colour(image, landmarks)
+        self.out_width[row], self.out_lift[row] = mouth_expression(landmarks)
+        self.out_detail[row] = mouth_detail(image, mouth_mask(landmarks, image.shape[:2]))
+
+    def measure_source(self, row: int, image: np.ndarray, landmarks: np.ndarray) -> None:
+        if not np.all(np.isfinite(landmarks)):
+            return
+        self.src_saturation[row], self.src_hue[row] = lip_colour(image, landmarks)
+        self.src_width[row], self.src_lift[row] = mouth_expression(landmarks)
+        self.src_detail[row] = mouth_detail(image, mouth_mask(landmarks, image.shape[:2]))
+
+    def summarise(self, report: QcReport, source_aperture: np.ndarray) -> None:
+        patched, untouched = self.patched, ~self.patched
+        finite = self.sharpness[patched | untouched]
+        report.sharpness_ratio = float(np.nanmedian(finite)) if np.isfinite(finite).any() else None
+        if np.isfinite(self.sharpness[untouched]).any():
+            report.sharpness_ratio_untouched = float(np.nanmedian(self.sharpness[untouched]))
+        out_aperture = self.series["aperture"]
+        matched = matched_detail(self.out_detail, out_aperture, self.src_detail, source_aperture)
+        if np.isfinite(matched[patched]).any():
+            report.sharpness_ratio_matched = float(np.nanmedian(matched[patched]))
+        report.lip_colour = self._lip_colour()
+        report.expression = self._expression()
+        hue_reference = float(np.nanmedian(self.src_hue)) if np.isfinite(self.src_hue).any() else 0.0
+        self.series.update({
+            "patched": self.patched.astype(float),
+            "change_ratio": self.change,
+            "sharpness_ratio": self.sharpness,
+            "sharpness_ratio_matched": matched,
+            "lip_saturation": self.out_saturation,
+            "lip_hue": circular_median_offset(self.out_hue, hue_reference),
+            "mouth_width": self.out_width,
+            "corner_lift": self.out_lift,
+        })
+
+    def _lip_colour(self) -> dict | None:
+        saturation = Spread.of(self.src_saturation)
+        hues = self.src_hue[np.isfinite(self.src_hue)]
+        patched = self.patched & np.isfinite(self.out_saturation)
+        if saturation is None or len(hues) < 5 or not patched.any():
+            return None
+        reference = float(np.degrees(np.arctan2(np.sin(np.radians(hues)).mean(), np.cos(np.radians(hues)).mean())))
+        hue = Spread.of(circular_median_offset(hues, reference))
+        out_hue = circular_median_offset(self.out_hue[patched], reference)
+        mean_hue = float(np.degrees(np.arctan2(np.sin(np.radians(out_hue)).mean(), np.cos(np.radians(out_hue)).mean())))
+        mean_saturation = float(self.out_saturation[patched].mean())
+        return {
+            "frames": int(patched.sum()),
+            "saturation": mean_saturation, "saturation_median": saturation.median,
+            "saturation_low": saturation.low, "saturation_high": saturation.high,
+            "hue": mean_hue, "hue_median": hue.median, "hue_low": hue.low, "hue_high": hue.high,
+            "within": saturation.contains(mean_saturation) and hue.contains(mean_hue),
+        }
+
+    def _expression(self) -> dict | None:
+        width, lift = Spread.of(self.src_width), Spread.of(self.src_lift)
+        patched = self.patched & np.isfinite(self.out_width)
+        if width is None or lift is None or not patched.any():
+            return None
+        out_width, out_lift = float(np.median(self.out_width[patched])), float(np.median(self.out_lift[patched]))
+        return {
+            "frames": int(patched.sum()),
+            "mouth_width": out_width, "width_median": width.median, "width_low": width.low, "width_high": width.high,
+            "corner_lift": out_lift, "lift_median": lift.median, "lift_low": lift.low, "lift_high": lift.high,
+            # Mean of the two, each in units of half the speaker's own 5..95 % range: > 0 wider and
+            # more lifted than the speaker's median (smiling), 0 at it.
+            "score": (width.standardised(out_width) + lift.standardised(out_lift)) / 2,
+        }
+
+
 def _speaker_face(detections, reference_box: np.ndarray | None):
     """The detection of the speaker: nearest to the source's box, else the largest."""
     if not detections:
@@ -81,9 +177,12 @@ def run_qc(
     audio_offset: otio.opentime.RationalTime | None = None,
     cache_root: Path | None = None,
     progress: ProgressSink = no_progress,
+    run_starts: Sequence[int] | None = None,
 ) -> QcReport:
     """Measure ``patch`` against the dub (sync) and, given ``source`` and ``span``, against the
-    source frames it replaces (identity, untouched pixels, seam, flicker, sharpness, exactness)."""
+    source frames it replaces (identity, untouched pixels, seam, flicker, sharpness, exactness,
+    lip colour and expression against the untouched frames). ``run_starts``: the patch frames where
+    the render cut to another run of material (``RenderResult.run_starts``), counted and marked."""
     info = media.probe(patch)
     video = info.video
     assert video is not None
@@ -114,8 +213,9 @@ def run_qc(
     aperture = np.full(frame_count, np.nan)
     out_descriptors = np.full((frame_count, 128), np.nan)
     out_boxes = np.full((frame_count, 4), np.nan)
-    tally, flicker = _Tally(), FlickerMeter()
-    seams, sharpness = [], []
+    tally, flicker, residual = _Tally(), FlickerMeter(), MotionResidualMeter()
+    seams = []
+    frames = _PerFrame(frame_count)
     for row, frame in enumerate(media.read_span(patch, timing.frames_to_range(0, frame_count, video.rate))):
         box = None if source_faces is None else source_faces.boxes[first + row]
         face = _speaker_face(detect_frame(frame.image, params), box)
@@ -123,6 +223,7 @@ def run_qc(
             aperture[row] = lm.inner_lip_aperture(face.landmarks)
             out_descriptors[row] = face.descriptor
             out_boxes[row] = face.box
+            frames.measure_output(row, frame.image, face.landmarks)
         if source_frames is not None:
             src = next(source_frames).image
             points = source_faces.landmarks[first + row]
@@ -134,15 +235,34 @@ def run_qc(
             else:
                 inside = np.zeros(src.shape[:2], bool)
             tally.add(frame.image, src, ~inside)
+            if np.all(np.isfinite(points)):
+                mouth = mouth_mask(points, src.shape[:2])
+                # Raw detections, as on the patch (the track's smoothed points are steadier).
+                frames.measure_source(row, src, source_faces.landmarks_raw[first + row])
+                frames.patched[row] = bool(inside.any()) if matte_frames is not None else _differs(frame.image, src, mouth)
             if np.all(np.isfinite(points)) and inside.any():
                 soft = lower_face_matte(points, src.shape[:2])
                 seams.append(seam_score(frame.image, src, soft))
-                mouth = mouth_mask(points, src.shape[:2])
                 flicker.add(frame.image, src, mouth)
-                sharpness.append(sharpness_ratio(frame.image, src, mouth))
+                residual.add(frame.image, src, mouth)
+                frames.change[row] = _ratio_or_nan(*flicker.last_change)
+                frames.sharpness[row] = sharpness_ratio(frame.image, src, mouth)
+            else:
+                residual.skip()
         progress("qc", row + 1, frame_count)
 
     report.pac_sync, report.pac_lag = pac_sync(aperture, openness)
+    window = max(8, int(round(2 * float(video.rate))))
+    local = local_pac(aperture, openness, window, report.pac_lag or 0)
+    report.local_pac_window = window
+    report.local_pac_min = float(np.nanmin(local)) if np.isfinite(local).any() else None
+    frames.series["aperture"] = aperture
+    frames.series["local_pac"] = local
+    if run_starts is not None:
+        report.run_boundaries = len(run_starts)
+        marks = np.zeros(frame_count)
+        marks[[r for r in run_starts if 0 <= r < frame_count]] = 1.0
+        frames.series["run_start"] = marks
     if source_faces is not None and source_frames is not None:
         report.identity_distance = identity_distance(out_descriptors, source_faces.descriptors[first : first + frame_count])
         report.outside_diff_pixels = tally.diff_pixels
@@ -151,14 +271,17 @@ def run_qc(
         finite = [s for s in seams if np.isfinite(s)]
         report.seam = float(np.mean(finite)) if finite else None
         report.flicker_ratio = flicker.ratio()
-        finite = [s for s in sharpness if np.isfinite(s)]
-        report.sharpness_ratio = float(np.median(finite)) if finite else None
+        report.flicker_ratio_motion = residual.ratio()
+        frames.series["motion_residual"] = np.array(residual.output)
+        frames.series["motion_residual_source"] = np.array(residual.source)
+        frames.summarise(report, source_faces.aperture[first : first + frame_count].astype(np.float64))
     from dubline.stages.backends.wav2lip.sync_qc import wav2lip_sync_report
 
     whole = timing.frames_to_range(0, frame_count, video.rate)
     report.expert_sync = wav2lip_sync_report(
         (f.image for f in media.read_span(patch, whole)), out_boxes, dub, video.rate
     )
+    report.per_frame = {name: values.tolist() for name, values in frames.series.items()}
     missing = int(np.isnan(aperture).sum())
     if missing:
         report.warnings.append(f"no face found in {missing} of {frame_count} patch frames")
