@@ -175,7 +175,9 @@ def test_deflicker_damps_a_flickering_patch_and_leaves_a_steady_one_alone() -> N
     plain = [paste(frame, p, LANDMARKS, params).frame for p in flickering]
     deflicker = TemporalDeflicker()
     smoothed = [paste(frame, p, LANDMARKS, params, deflicker=deflicker).frame for p in flickering]
-    assert flicker(smoothed, core) < 0.7 * flicker(plain, core)
+    # (the mouth's own core takes only the mean shift of the skin around it, so a little less than
+    # the skin ring alone)
+    assert flicker(smoothed, core) < 0.75 * flicker(plain, core)
     for out in smoothed:
         assert outside_matte_exact(out, frame, matte) == (True, 0)
 
@@ -183,6 +185,25 @@ def test_deflicker_damps_a_flickering_patch_and_leaves_a_steady_one_alone() -> N
     steady_plain = paste(frame, base_patch, LANDMARKS, params).frame
     for _ in range(4):
         assert np.array_equal(paste(frame, base_patch, LANDMARKS, params, deflicker=deflicker).frame, steady_plain)
+
+
+def test_deflicker_never_lays_the_last_mouth_under_this_one() -> None:
+    # The patch's mouth jumps by a few code values only (under the motion gate): the residual's
+    # low-pass would be averaged with the last frame's; on the mouth only one uniform shift is.
+    frame = skin_frame()
+    params = CompositeParams(colour_match=False)
+    closed = face_template_68((WIDTH / 2, HEIGHT / 2), 150.0, mouth_open=0.0)
+    opened = face_template_68((WIDTH / 2, HEIGHT / 2), 150.0, mouth_open=0.07)
+    skin = skin_frame(seed=2)
+    first = with_mouth(skin, opened, (165, 120, 100))
+    second = with_mouth(skin, closed, (165, 120, 100))
+    deflicker = TemporalDeflicker()
+    paste(frame, first, opened, params, deflicker=deflicker)
+    smoothed = paste(frame, second, opened, params, deflicker=deflicker).frame
+    plain = paste(frame, second, opened, params).frame
+    mouth = with_mouth(np.zeros_like(frame), opened, (1, 1, 1))[..., 0] > 0
+    difference = smoothed[mouth].astype(float) - plain[mouth]
+    assert difference.std() < 0.25  # a uniform shift at most, no shape of the open mouth (0.57 before)
 
 
 def test_deflicker_does_not_smear_a_mouth_that_opens() -> None:

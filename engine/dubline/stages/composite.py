@@ -391,8 +391,10 @@ class TemporalDeflicker:
     average whose per-pixel weight ``strength * exp(-(|r - r_prev| / motion_scale)^2)`` falls to 0
     where the residual changes a lot (the mouth opening, real motion), so only small frame-to-frame
     jitter (colour-match and exposure flicker) is damped. The correction is applied times the matte,
-    so pixels with ``matte == 0`` stay the source. State is kept in frame coordinates, so a moving
-    face is followed; call ``reset()`` at a cut or after a passed-through frame.
+    so pixels with ``matte == 0`` stay the source, and ``paste`` leaves the mouth itself out (the
+    exact core), where a low-pass of the previous frame's mouth would show as a ghost. State is kept
+    in frame coordinates, so a moving face is followed; call ``reset()`` at a cut or after a
+    passed-through frame.
     """
 
     def __init__(self, strength: float = 0.6, motion_scale: float = 6.0, low_sigma: float = 0.03) -> None:
@@ -417,7 +419,11 @@ class TemporalDeflicker:
         out[box.slices] = self._apply_in_box(composite, source, matte, box)
         return out
 
-    def _apply_in_box(self, composite: np.ndarray, source: np.ndarray, matte: np.ndarray, box: Box) -> np.ndarray:
+    def _apply_in_box(
+        self, composite: np.ndarray, source: np.ndarray, matte: np.ndarray, box: Box, keep: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The deflickered box. ``keep`` (0..1 on the box) is where only the correction's mean over
+        the rest of the matte is applied (one exposure shift, which cannot move a shape)."""
         rows, cols = box.slices
         current = composite[rows, cols]
         radius = _stack_blur_radius(self.low_sigma * max(box.height, box.width))
@@ -439,7 +445,14 @@ class TemporalDeflicker:
         self._previous = (smoothed, box)
 
         weight = matte[rows, cols]
-        result = cv2.add(current.astype(np.float32), (smoothed - residual) * weight[..., None], dtype=cv2.CV_8U)
+        correction = smoothed - residual
+        if keep is not None and keep.any():
+            around = weight * (np.float32(1.0) - keep)
+            total = float(around.sum())
+            shift = (correction * around[..., None]).reshape(-1, 3).sum(axis=0) / total if total > 0 else np.zeros(3)
+            keep3 = keep[..., None]
+            correction = correction * (np.float32(1.0) - keep3) + shift.astype(np.float32) * keep3
+        result = cv2.add(current.astype(np.float32), correction * weight[..., None], dtype=cv2.CV_8U)
         _restore_outside(result, current, weight)
         return result
 
@@ -490,5 +503,8 @@ def paste(
     core = _exact_core(matte_crop, params.matte.lip_cover * inter_ocular_distance(landmarks68))
     out[rows, cols] = _blend_crop(frame_crop, patch_crop, matte_crop, levels, core)
     if deflicker is not None:
-        out[box.slices] = deflicker._apply_in_box(out, frame, full_matte, box)
+        # Not on the mouth: smoothing its residual over time would lay the last frame's mouth
+        # under this one's (a ghost); colour and exposure jitter is smoothed on the skin around it.
+        keep = core[box.y0 - region.y0 : box.y1 - region.y0, box.x0 - region.x0 : box.x1 - region.x0]
+        out[box.slices] = deflicker._apply_in_box(out, frame, full_matte, box, keep)
     return CompositeResult(out, full_matte)
