@@ -141,6 +141,28 @@ def test_paste_matches_exposure_and_keeps_the_outside_exact() -> None:
     assert result.frame[mouth].mean() < result.frame[skin].mean() - 60
 
 
+def test_colour_match_shifts_exposure_without_paling_the_lips() -> None:
+    # The patch is 12 levels darker and its skin band more contrasted (a shadow across it): an
+    # exposure difference to correct, and a spread difference that says nothing about the lips.
+    frame = skin_frame()
+    y = np.mgrid[0:HEIGHT, 0:WIDTH][0].astype(np.float32)
+    shadow = 14.0 * np.sin(y / 9.0)[..., None]
+    patch = np.clip(skin_frame(seed=2).astype(np.float32) - 12 + shadow, 0, 255).astype(np.uint8)
+    cv2.fillPoly(patch, [np.round(LANDMARKS[48:60]).astype(np.int32)], (150, 30, 45))
+    cv2.fillPoly(patch, [np.round(LANDMARKS[60:68]).astype(np.int32)], (40, 15, 15))
+    result = paste(frame, patch, LANDMARKS).frame
+    ring = np.zeros((HEIGHT, WIDTH), np.uint8)
+    cv2.fillPoly(ring, [np.round(LANDMARKS[48:60]).astype(np.int32)], 1)
+    cv2.fillPoly(ring, [np.round(LANDMARKS[60:68]).astype(np.int32)], 0)
+    ring = cv2.erode(ring, np.ones((3, 3), np.uint8)).astype(bool)
+    shift = result[ring].astype(float).mean(axis=0) - patch[ring].mean(axis=0)
+    assert np.all(np.abs(shift - shift.mean()) < 3)  # the same shift on every channel: hue kept
+    assert 3 < shift.mean() < 18  # the exposure difference, not a contrast squeeze
+    # with the luma gain free, the fitted spread compresses the lips toward the skin
+    free = paste(frame, patch, LANDMARKS, CompositeParams(max_luma_gain=1.5)).frame
+    assert abs(float(free[ring].astype(float).mean() - result[ring].mean())) > 3
+
+
 def test_match_colour_moves_band_statistics_to_the_target() -> None:
     target = skin_frame()
     patch = np.clip(skin_frame(seed=9).astype(np.int16) + (20, -10, 15), 0, 255).astype(np.uint8)

@@ -73,6 +73,12 @@ class CompositeParams:
     matte: MatteParams = field(default_factory=MatteParams)
     #: Match the patch's colour and exposure to the frame before blending.
     colour_match: bool = True
+    #: Bound on the colour match's luma contrast gain (1: offsets only). The skin band's spread
+    #: differs between two frames by what the band happens to cover (shading, chin, a shadow) more
+    #: than by any real change of contrast: on speaker_b the fitted gain swung 0.64..1.30 from frame
+    #: to frame, paling the lips and flickering the whole patch; fixed at 1 the flicker ratio went
+    #: 1.36 -> 1.25 there, sharpness 0.98 -> 1.00, lip saturation onto the speaker's median.
+    max_luma_gain: float = 1.0
     #: Laplacian pyramid levels; None picks them from the matte's size.
     levels: int | None = None
 
@@ -222,7 +228,11 @@ _YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC)
 
 
 def match_colour(
-    patch: np.ndarray, target: np.ndarray, mask: np.ndarray, usable: np.ndarray | None = None
+    patch: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray,
+    usable: np.ndarray | None = None,
+    max_luma_gain: float = 1.5,
 ) -> np.ndarray:
     """Patch with its colour and exposure matched to ``target`` where ``mask`` will blend them.
 
@@ -231,8 +241,9 @@ def match_colour(
     does not bias them; when the band is too small, all of ``mask > 0`` is used. ``usable`` (bool,
     optional) limits them further: ``paste`` leaves out the lips and pixels a warp could not fill.
     Robust statistics in YCbCr: each channel's median is moved to the target's and the luma spread
-    (interquartile range) is scaled to the target's, the gain clamped to [0.67, 1.5]. One affine map
-    for every pixel keeps the inner mouth's contrast relative to the skin. Returns an array of the
+    (interquartile range) is scaled to the target's, the gain clamped to [1 / max_luma_gain,
+    max_luma_gain] (1: medians only). One affine map for every pixel keeps the inner mouth's
+    contrast relative to the skin. Returns an array of the
     patch's shape and dtype (uint8 values are rounded and saturated).
     """
     if patch.shape != target.shape or patch.shape[:2] != mask.shape:
@@ -256,7 +267,7 @@ def match_colour(
     gain = np.ones(3)
     patch_spread, target_spread = patch_q[2, 0] - patch_q[0, 0], target_q[2, 0] - target_q[0, 0]
     if patch_spread > 1e-3 and target_spread > 1e-3:
-        gain[0] = np.clip(target_spread / patch_spread, 0.67, 1.5)
+        gain[0] = np.clip(target_spread / patch_spread, 1.0 / max_luma_gain, max_luma_gain)
     # ycc' = gain * (ycc - patch_median) + target_median, written as rgb' = A rgb + b.
     linear = _YCC_TO_RGB @ np.diag(gain) @ _RGB_TO_YCC
     offset = _YCC_TO_RGB @ (target_q[1] - gain * patch_q[1])
@@ -497,7 +508,7 @@ def paste(
     frame_crop, patch_crop, matte_crop = frame[rows, cols], patch[rows, cols], full_matte[rows, cols]
     if params.colour_match:
         lips = mouth_region(landmarks68, params.matte.lip_margin, region)
-        patch_crop = match_colour(patch_crop, frame_crop, matte_crop, usable=~lips)
+        patch_crop = match_colour(patch_crop, frame_crop, matte_crop, usable=~lips, max_luma_gain=params.max_luma_gain)
 
     out = frame.copy()
     core = _exact_core(matte_crop, params.matte.lip_cover * inter_ocular_distance(landmarks68))

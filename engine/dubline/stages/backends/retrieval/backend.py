@@ -9,7 +9,7 @@ chosen mouth onto the target frame (``transfer.transfer_mouth``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -33,6 +33,7 @@ from dubline.stages.backends.retrieval.transfer import (
     mouth_detail,
     sharpen_to,
     transfer_mouth,
+    transferred_landmarks,
 )
 from dubline.stages.faces import FaceTrack
 
@@ -55,6 +56,8 @@ class RetrievalPlan:
     partner: np.ndarray
     partner_weight: np.ndarray
     run_starts: np.ndarray  # (T,) bool: the frame starts a new run of material (a cut)
+    #: (T, 68, 2) the landmarks each frame's matte is cut from, steadied over time (NaN: no patch)
+    matte_points: np.ndarray
 
 
 def pose_features(faces: FaceTrack) -> np.ndarray:
@@ -134,7 +137,8 @@ class RetrievalBackend:
         selection = select_frames(library, targets, params, job.expression)
         partner, weight = transition.schedule(selection, library.consecutive, transfer_params.transition_frames)
         starts = transition.run_starts(selection, library.consecutive)
-        return RetrievalPlan(rows_clip, rows_frame, selection, partner, weight, starts)
+        plan = RetrievalPlan(rows_clip, rows_frame, selection, partner, weight, starts, np.empty((0, 68, 2)))
+        return replace(plan, matte_points=_steady_matte_points(job, plan, transfer_params))
 
     def patches(
         self, job: BackendJob, plan: RetrievalPlan, frames: Iterable[media.VideoFrame]
@@ -165,7 +169,6 @@ class RetrievalBackend:
                 target_points = faces.landmarks[frame.index].astype(np.float64)
                 aperture = float(job.target_aperture[t])
                 image, landmarks, roi = _aligned(frame, row, crops, target_points, aperture, transfer_params)
-                points = matte_landmarks(target_points, landmarks)
                 if partner != transition.NO_PARTNER:
                     other, other_landmarks, other_roi = _aligned(
                         frame, partner, crops, target_points, aperture, transfer_params
@@ -174,8 +177,46 @@ class RetrievalBackend:
                         (image, landmarks, roi), (other, other_landmarks, other_roi),
                         float(plan.partner_weight[t]), float(faces.inter_ocular[frame.index]), transfer_params,
                     )
-                    points = matte_landmarks(points, other_landmarks)
-                yield frame, MouthPatch(image, points, "", bool(plan.run_starts[t]))
+                yield frame, MouthPatch(image, plan.matte_points[t], "", bool(plan.run_starts[t]))
+
+
+#: Frames each side over which the matte's reach is steadied (its border must not breathe).
+MATTE_STEADY_FRAMES = 2
+
+
+def _steady_matte_points(job: BackendJob, plan: RetrievalPlan, params: TransferParams) -> np.ndarray:
+    """Per output frame, the target's landmarks with jaw and lips reaching as far as the mouths it
+    shows (``matte_landmarks``), steadied over time: how far each point reaches beyond the target's
+    own (in inter-ocular distances) is the furthest over the frames around, then averaged over
+    them. Cut to cut the library faces' jaws differ, and a matte following each frame's would
+    breathe; the furthest reach nearby keeps every frame's mouths covered."""
+    first, _ = job.span
+    faces = job.source.faces
+    count = len(plan.selection)
+    target = faces.landmarks[first : first + count].astype(np.float64)
+    iod = faces.inter_ocular[first : first + count].astype(np.float64)
+    reach = np.full((count, 68, 2), np.nan)
+    for t in range(count):
+        rows = [int(r) for r in (plan.selection[t], plan.partner[t]) if r >= 0]
+        if faces.reason[first + t] or not rows or not np.isfinite(iod[t]):
+            continue
+        points = target[t]
+        for row in rows:
+            clip = job.library[int(plan.rows_clip[row])]
+            library_points = clip.faces.landmarks[int(plan.rows_frame[row])].astype(np.float64)
+            points = matte_landmarks(points, transferred_landmarks(library_points, target[t], float(job.target_aperture[t]), params))
+        reach[t] = (points - target[t]) / iod[t]
+    furthest = np.full_like(reach, np.nan)
+    steady = np.full_like(reach, np.nan)
+    for t in np.flatnonzero(np.isfinite(reach[:, 0, 0])):
+        near = reach[max(0, t - MATTE_STEADY_FRAMES) : t + MATTE_STEADY_FRAMES + 1]
+        near = near[np.isfinite(near[:, 0, 0])]
+        pick = np.argmax(np.linalg.norm(near, axis=2), axis=0)  # per point, the frame reaching furthest
+        furthest[t] = near[pick, np.arange(68)]
+    for t in np.flatnonzero(np.isfinite(reach[:, 0, 0])):
+        near = furthest[max(0, t - MATTE_STEADY_FRAMES) : t + MATTE_STEADY_FRAMES + 1]
+        steady[t] = np.nanmean(near, axis=0)
+    return target + steady * iod[:, None, None]
 
 
 def _aligned(

@@ -115,6 +115,14 @@ def _warp_field(
     return base_x + field[..., 0], base_y + field[..., 1]
 
 
+def transferred_landmarks(
+    library_points: np.ndarray, target_points: np.ndarray, target_aperture: float, params: TransferParams = TransferParams()
+) -> np.ndarray:
+    """Where ``transfer_mouth`` puts the library face's landmarks in the target frame (no pixels)."""
+    matrix = similarity_transform(library_points[ANCHORS], target_points[ANCHORS])
+    return open_mouth_to(apply_transform(matrix, library_points), target_aperture, params)
+
+
 def transfer_mouth(
     library_image: np.ndarray,
     library_points: np.ndarray,
