@@ -85,6 +85,7 @@ class _PerFrame:
         self.out_detail, self.src_detail = nan(), nan()
         self.out_saturation, self.out_hue, self.src_saturation, self.src_hue = nan(), nan(), nan(), nan()
         self.out_width, self.out_lift, self.src_width, self.src_lift = nan(), nan(), nan(), nan()
+        self.src_aperture = nan()  # from the same raw detections as width and lift
         self.series: dict[str, np.ndarray] = {}
 
     def measure_output(self, row: int, image: np.ndarray, landmarks: np.ndarray) -> None:
@@ -97,6 +98,7 @@ class _PerFrame:
             return
         self.src_saturation[row], self.src_hue[row] = lip_colour(image, landmarks)
         self.src_width[row], self.src_lift[row] = mouth_expression(landmarks)
+        self.src_aperture[row] = lm.inner_lip_aperture(landmarks)
         self.src_detail[row] = mouth_detail(image, mouth_mask(landmarks, image.shape[:2]))
 
     def summarise(self, report: QcReport, source_aperture: np.ndarray) -> None:
@@ -143,19 +145,32 @@ class _PerFrame:
         }
 
     def _expression(self) -> dict | None:
-        width, lift = Spread.of(self.src_width), Spread.of(self.src_lift)
-        patched = self.patched & np.isfinite(self.out_width)
-        if width is None or lift is None or not patched.any():
+        """Width and corner lift of the patched frames against the speaker's untouched ones, both
+        as measured and less what the mouth's opening explains (a line fitted on the untouched
+        frames: an open mouth is narrower and its corners lower, whatever the expression)."""
+        patched = self.patched & np.isfinite(self.out_width) & np.isfinite(self.series["aperture"])
+        known = np.isfinite(self.src_width) & np.isfinite(self.src_aperture)
+        if np.count_nonzero(known) < 5 or not patched.any():
             return None
-        out_width, out_lift = float(np.median(self.out_width[patched])), float(np.median(self.out_lift[patched]))
-        return {
-            "frames": int(patched.sum()),
-            "mouth_width": out_width, "width_median": width.median, "width_low": width.low, "width_high": width.high,
-            "corner_lift": out_lift, "lift_median": lift.median, "lift_low": lift.low, "lift_high": lift.high,
-            # Mean of the two, each in units of half the speaker's own 5..95 % range: > 0 wider and
-            # more lifted than the speaker's median (smiling), 0 at it.
-            "score": (width.standardised(out_width) + lift.standardised(out_lift)) / 2,
-        }
+        result: dict = {"frames": int(patched.sum())}
+        scores = []
+        for name, source, output in (("width", self.src_width, self.out_width), ("lift", self.src_lift, self.out_lift)):
+            line = np.polyfit(self.src_aperture[known], source[known], 1)
+            spread = Spread.of(source[known] - np.polyval(line, self.src_aperture[known]))
+            raw = Spread.of(source[known])
+            assert spread is not None and raw is not None
+            residual = float(np.median(output[patched] - np.polyval(line, self.series["aperture"][patched])))
+            scores.append(spread.standardised(residual))
+            result.update({
+                name: float(np.median(output[patched])), f"{name}_median": raw.median,
+                f"{name}_low": raw.low, f"{name}_high": raw.high,
+                f"{name}_for_opening": residual, f"{name}_for_opening_low": spread.low,
+                f"{name}_for_opening_high": spread.high,
+            })
+        # Mean of the two opening-adjusted medians, each in units of half the speaker's own 5..95 %
+        # range: > 0 wider and more lifted than the speaker usually is for that opening (smiling).
+        result["score"] = float(np.mean(scores))
+        return result
 
 
 def _speaker_face(detections, reference_box: np.ndarray | None):
