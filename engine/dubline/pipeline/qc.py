@@ -80,6 +80,7 @@ class _PerFrame:
     def __init__(self, count: int) -> None:
         nan = lambda: np.full(count, np.nan)  # noqa: E731
         self.patched = np.zeros(count, bool)
+        self.measured = np.zeros(count, bool)  # inside the render's region: the plain ratios' frames
         self.change = nan()  # mouth-region change from the previous frame, output / source
         self.sharpness = nan()  # plain sharpness ratio
         self.out_detail, self.src_detail = nan(), nan()
@@ -103,8 +104,8 @@ class _PerFrame:
 
     def summarise(self, report: QcReport, source_aperture: np.ndarray) -> None:
         patched, untouched = self.patched, ~self.patched
-        finite = self.sharpness[patched | untouched]
-        report.sharpness_ratio = float(np.nanmedian(finite)) if np.isfinite(finite).any() else None
+        measured = self.sharpness[self.measured]
+        report.sharpness_ratio = float(np.nanmedian(measured)) if np.isfinite(measured).any() else None
         if np.isfinite(self.sharpness[untouched]).any():
             report.sharpness_ratio_untouched = float(np.nanmedian(self.sharpness[untouched]))
         out_aperture = self.series["aperture"]
@@ -136,8 +137,19 @@ class _PerFrame:
         out_hue = circular_median_offset(self.out_hue[patched], reference)
         mean_hue = float(np.degrees(np.arctan2(np.sin(np.radians(out_hue)).mean(), np.cos(np.radians(out_hue)).mean())))
         mean_saturation = float(self.out_saturation[patched].mean())
+        outside = ~((self.out_saturation[patched] >= saturation.low) & (self.out_saturation[patched] <= saturation.high)
+                    & (out_hue >= hue.low) & (out_hue <= hue.high))
+        source_hue = circular_median_offset(hues, reference)
+        source_saturation = self.src_saturation[np.isfinite(self.src_hue)]
+        source_outside = ~((source_saturation >= saturation.low) & (source_saturation <= saturation.high)
+                           & (source_hue >= hue.low) & (source_hue <= hue.high))
         return {
             "frames": int(patched.sum()),
+            # patched frames outside the ranges on their own, and the share of untouched ones that are
+            # (by the ranges' definition about 10-20 %), to compare like with like
+            "frames_outside": int(outside.sum()),
+            "share_outside": float(outside.mean()),
+            "source_share_outside": float(source_outside.mean()),
             "saturation": mean_saturation, "saturation_median": saturation.median,
             "saturation_low": saturation.low, "saturation_high": saturation.high,
             "hue": mean_hue, "hue_median": hue.median, "hue_low": hue.low, "hue_high": hue.high,
@@ -255,13 +267,14 @@ def run_qc(
                 # Raw detections, as on the patch (the track's smoothed points are steadier).
                 frames.measure_source(row, src, source_faces.landmarks_raw[first + row])
                 frames.patched[row] = bool(inside.any()) if matte_frames is not None else _differs(frame.image, src, mouth)
+                frames.sharpness[row] = sharpness_ratio(frame.image, src, mouth)
             if np.all(np.isfinite(points)) and inside.any():
                 soft = lower_face_matte(points, src.shape[:2])
                 seams.append(seam_score(frame.image, src, soft))
                 flicker.add(frame.image, src, mouth)
                 residual.add(frame.image, src, mouth)
                 frames.change[row] = _ratio_or_nan(*flicker.last_change)
-                frames.sharpness[row] = sharpness_ratio(frame.image, src, mouth)
+                frames.measured[row] = True
             else:
                 residual.skip()
         progress("qc", row + 1, frame_count)
