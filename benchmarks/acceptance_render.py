@@ -1,9 +1,12 @@
-"""Issue-4 acceptance on ../shared/media: both speakers x three dubs, retrieval backend.
+"""Render acceptance on ../shared/media (issues 4 and 19): both speakers x three dubs, retrieval backend.
 
-For each pair: render the whole clip (prores + matte), run qc, write a contact sheet (source row,
-patch row, enlarged mouths, matte). Prints one table and writes results.json next to the sheets.
+For each pair: render the whole clip (prores + matte), run qc (with the render's run boundaries),
+write a contact sheet (source row, patch row, enlarged mouths, matte) and a boundary sheet (the
+mouths around the three run boundaries with the largest change not explained by motion). Prints one
+table and writes results.json (qc numbers, per-frame arrays, run boundaries) next to the sheets.
 
-    python benchmarks/acceptance_render.py [--out DIR] [--codec prores]
+    python benchmarks/acceptance_render.py [--out DIR] [--codec prores] [--only NAME]
+        [--expression as-source|neutral|smile] [--options JSON] [--no-sheets]
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from dubline.pipeline import RenderRequest, analyse_clip, render
 from dubline.pipeline.qc import run_qc
-from dubline.qc.sheets import sheet_for_render
+from dubline.qc.sheets import boundary_sheet, sheet_for_render
 from dubline.stages import media
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "media"
@@ -24,11 +27,24 @@ SPEAKERS = ("speaker_a.mp4", "speaker_b.mp4")
 DUBS = ("dub_en_48k_stereo.wav", "dub_en_16k.wav", "dub_ja_24bit.wav")
 
 
+def largest_boundaries(run_starts: list[int], residual: list[float | None], count: int = 3) -> list[int]:
+    """The ``count`` run boundaries whose frame changed most beyond what motion explains."""
+    scored = [(residual[t] if t < len(residual) and residual[t] is not None else -1.0, t) for t in run_starts]
+    return sorted(t for _, t in sorted(scored, reverse=True)[:count])
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "  -  " if value is None else f"{value:.{digits}f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/acceptance"))
     parser.add_argument("--codec", default="prores")
     parser.add_argument("--only", default="", help="run only pairs whose name contains this")
+    parser.add_argument("--expression", default="as-source")
+    parser.add_argument("--options", default="{}", help="retrieval backend options as JSON")
+    parser.add_argument("--no-sheets", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.out / "cache"
@@ -44,19 +60,34 @@ def main() -> None:
             start = time.perf_counter()
             result = render(
                 RenderRequest(video=video, audio=SHARED / dub, span=f"0-{frames}", out=patch, codec=args.codec,
-                              matte=matte, overwrite=True),
+                              matte=matte, overwrite=True, expression=args.expression,
+                              backend_options=json.loads(args.options)),
                 cache_root=cache,
             )
             seconds = time.perf_counter() - start
-            qc = run_qc(patch, SHARED / dub, source=video, span=f"0-{frames}", matte=matte, cache_root=cache)
-            faces = analyse_clip(video, cache_root=cache).faces
-            sheet_for_render(video, 0, patch, faces, args.out / f"{name}.png", matte)
-            row = {"pair": name, "render_s": round(seconds, 2), **qc.to_dict(), "failures": qc.failures(),
-                   "warnings_render": result.warnings}
+            qc = run_qc(patch, SHARED / dub, source=video, span=f"0-{frames}", matte=matte, cache_root=cache,
+                        run_starts=result.run_starts)
+            data = qc.to_dict()
+            largest = largest_boundaries(result.run_starts, data["per_frame"].get("motion_residual", []))
+            if not args.no_sheets:
+                faces = analyse_clip(video, cache_root=cache).faces
+                sheet_for_render(video, 0, patch, faces, args.out / f"{name}.png", matte)
+                if largest:
+                    boundary_sheet(video, 0, patch, faces, largest, args.out / f"{name}_boundaries.png")
+            row = {"pair": name, "render_s": round(seconds, 2), **data, "failures": qc.failures(),
+                   "warnings_render": result.warnings, "run_starts": result.run_starts,
+                   "largest_boundaries": largest}
             rows.append(row)
-            print(f"{name:38s} PAC {qc.pac_sync:5.2f} id {qc.identity_distance:5.3f} psnr {qc.psnr_outside_db:5.1f} "
-                  f"seam {qc.seam:4.2f} flicker {qc.flicker_ratio:4.2f} sharp {qc.sharpness_ratio:4.2f} "
-                  f"frames {qc.frames}/{qc.expected_frames} tc {qc.timecode_ok} render {seconds:5.1f}s", flush=True)
+            lips, expression = qc.lip_colour or {}, qc.expression or {}
+            print(f"{name:30s} PAC {qc.pac_sync:5.2f} id {qc.identity_distance:5.3f} psnr {qc.psnr_outside_db:5.1f} "
+                  f"seam {qc.seam:4.2f} flicker {qc.flicker_ratio:4.2f} (motion {_fmt(qc.flicker_ratio_motion)}) "
+                  f"sharp {qc.sharpness_ratio:4.2f} (matched {_fmt(qc.sharpness_ratio_matched)}, untouched "
+                  f"{_fmt(qc.sharpness_ratio_untouched)}) cuts {qc.run_boundaries} localPAC min "
+                  f"{_fmt(qc.local_pac_min)} lips sat {_fmt(lips.get('saturation'), 3)} "
+                  f"[{_fmt(lips.get('saturation_low'), 3)}..{_fmt(lips.get('saturation_high'), 3)}] "
+                  f"hue {_fmt(lips.get('hue'), 1)} [{_fmt(lips.get('hue_low'), 1)}..{_fmt(lips.get('hue_high'), 1)}] "
+                  f"expr {_fmt(expression.get('score'))} frames {qc.frames}/{qc.expected_frames} "
+                  f"tc {qc.timecode_ok} render {seconds:5.1f}s", flush=True)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1, default=str))
     pacs = [r["pac_sync"] for r in rows]
     ids = [r["identity_distance"] for r in rows]

@@ -9,6 +9,7 @@ from dubline.stages.backends.retrieval.select import (
     LibraryFeatures,
     SelectionParams,
     SelectionTargets,
+    corner_lift,
     select_frames,
     viterbi,
 )
@@ -99,3 +100,25 @@ def test_empty_library_is_a_clear_error() -> None:
     empty = LibraryFeatures(np.zeros(0), np.zeros(0), np.zeros((0, 3)), np.zeros(0), np.zeros(0, bool))
     with pytest.raises(ValueError, match="library is empty"):
         select_frames(empty, _targets(np.zeros(3)))
+
+
+def _lips(lift: float) -> np.ndarray:
+    """Canonical lip points 48..67 (flattened) with the corners ``lift`` above the centre line."""
+    points = np.zeros((20, 2))
+    points[:, 0] = np.linspace(0.35, 0.65, 20)
+    points[:, 1] = 0.76
+    points[[0, 6], 1] -= lift
+    return points.ravel()
+
+
+def test_smile_prefers_lifted_corners_and_neutral_the_usual_lift() -> None:
+    n = 60
+    lifts = np.tile([-0.01, 0.0, 0.02], n // 3)  # same opening and width: only the corners differ
+    library = LibraryFeatures(np.full(n, 0.1), np.full(n, 0.95), np.zeros((n, 3)), np.full(n, 100.0),
+                              np.zeros(n, bool), np.array([_lips(lift) for lift in lifts]))
+    targets = _targets(np.full(12, 0.1))
+    targets = SelectionTargets(**{**targets.__dict__, "width": np.full(12, 0.95)})
+    assert np.all(lifts[select_frames(library, targets, expression="smile")] == 0.02)
+    neutral = lifts[select_frames(library, targets, expression="neutral")]
+    assert np.mean(neutral == 0.0) > 0.9
+    assert np.allclose(corner_lift(library.lips[:3]), [-0.01, 0.0, 0.02])

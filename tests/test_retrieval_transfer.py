@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from dubline.core import landmarks as lm
 from dubline.stages.backends.retrieval.transfer import (
     TransferParams,
@@ -14,7 +15,7 @@ from dubline.stages.backends.retrieval.transfer import (
 )
 
 
-def _face_image(points: np.ndarray, shape=(240, 240)) -> np.ndarray:
+def _face_image(points: np.ndarray, shape=(240, 240), textured: bool = False) -> np.ndarray:
     """A textured frame with the face drawn from its landmarks (skin, eyes, dark inner mouth)."""
     rng = np.random.default_rng(0)
     image = (rng.integers(0, 40, shape + (3,)) + 80).astype(np.uint8)
@@ -23,7 +24,11 @@ def _face_image(points: np.ndarray, shape=(240, 240)) -> np.ndarray:
         cv2.fillPoly(image, [points[eye].astype(np.int32)], (30, 30, 30))
     cv2.fillPoly(image, [points[48:60].astype(np.int32)], (170, 60, 60))
     cv2.fillPoly(image, [points[60:68].astype(np.int32)], (20, 10, 10))
-    return image
+    if not textured:
+        return image
+    # Skin and lips have fine texture too (pores, lip lines), which resampling is first to lose.
+    texture = rng.integers(-15, 16, shape + (1,))
+    return np.clip(image.astype(np.int16) + texture, 0, 255).astype(np.uint8)
 
 
 def test_similarity_transform_recovers_a_known_transform() -> None:
@@ -87,11 +92,12 @@ def _mouth_detail(image: np.ndarray, points: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_32F, ksize=3).var())
 
 
-def test_half_pixel_alignment_keeps_the_library_mouths_detail() -> None:
+@pytest.mark.parametrize("frame, face", [((240, 240), 100.0), ((1080, 1920), 620.0)], ids=["small", "1080p"])
+def test_half_pixel_alignment_keeps_the_library_mouths_detail(frame, face) -> None:
     # A half-pixel shift is bicubic resampling's worst case: it halves the finest detail.
-    library_points = lm.face_template_68((120, 120), 100, mouth_open=0.05)
+    library_points = lm.face_template_68((frame[1] / 2, frame[0] / 2), face, mouth_open=0.05)
     target_points = library_points + 0.5
-    library = _face_image(library_points)
+    library = _face_image(library_points, frame, textured=True)
     library_detail = _mouth_detail(library, library_points)
 
     plain = transfer_mouth(library, library_points, library.shape, target_points, 0.05,

@@ -17,6 +17,7 @@ flicker, sharpness) at 8 bits, the scale they were calibrated at.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from dubline.core import timing
 from dubline.core.progress import ProgressSink, no_progress
 from dubline.pipeline.analysis import analyse_clip
 from dubline.pipeline.render import resolve_span, span_start_timecode
+from dubline.qc.lips import Spread, circular_median_offset, lip_colour, mouth_expression
 from dubline.qc.metrics import (
     FlickerMeter,
     QcReport,
@@ -37,6 +39,12 @@ from dubline.qc.metrics import (
     pac_sync,
     seam_score,
     sharpness_ratio,
+)
+from dubline.qc.temporal import (
+    MotionResidualMeter,
+    local_pac,
+    matched_detail,
+    mouth_detail,
 )
 from dubline.stages import media
 from dubline.stages.composite import lower_face_matte
@@ -70,6 +78,126 @@ class _Tally:
         return float("inf") if mse == 0 else float(10 * np.log10(self.peak**2 / mse))
 
 
+def _differs(out: np.ndarray, src: np.ndarray, mouth: np.ndarray) -> bool:
+    """Without a matte clip: a frame counts as patched when its mouth region changed visibly."""
+    return bool(mouth.any()) and float(np.abs(out[mouth].astype(np.int16) - src[mouth]).mean()) > 1.0
+
+
+def _ratio_or_nan(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else float("nan")
+
+
+class _PerFrame:
+    """The per-frame measurements of one qc run and the summaries drawn from them."""
+
+    def __init__(self, count: int) -> None:
+        nan = lambda: np.full(count, np.nan)  # noqa: E731
+        self.patched = np.zeros(count, bool)
+        self.measured = np.zeros(count, bool)  # inside the render's region: the plain ratios' frames
+        self.change = nan()  # mouth-region change from the previous frame, output / source
+        self.sharpness = nan()  # plain sharpness ratio
+        self.out_detail, self.src_detail = nan(), nan()
+        self.out_saturation, self.out_hue, self.src_saturation, self.src_hue = nan(), nan(), nan(), nan()
+        self.out_width, self.out_lift, self.src_width, self.src_lift = nan(), nan(), nan(), nan()
+        self.src_aperture = nan()  # from the same raw detections as width and lift
+        self.series: dict[str, np.ndarray] = {}
+
+    def measure_output(self, row: int, image: np.ndarray, landmarks: np.ndarray) -> None:
+        self.out_saturation[row], self.out_hue[row] = lip_colour(image, landmarks)
+        self.out_width[row], self.out_lift[row] = mouth_expression(landmarks)
+        self.out_detail[row] = mouth_detail(image, mouth_mask(landmarks, image.shape[:2]))
+
+    def measure_source(self, row: int, image: np.ndarray, landmarks: np.ndarray) -> None:
+        if not np.all(np.isfinite(landmarks)):
+            return
+        self.src_saturation[row], self.src_hue[row] = lip_colour(image, landmarks)
+        self.src_width[row], self.src_lift[row] = mouth_expression(landmarks)
+        self.src_aperture[row] = lm.inner_lip_aperture(landmarks)
+        self.src_detail[row] = mouth_detail(image, mouth_mask(landmarks, image.shape[:2]))
+
+    def summarise(self, report: QcReport, source_aperture: np.ndarray) -> None:
+        patched, untouched = self.patched, ~self.patched
+        measured = self.sharpness[self.measured]
+        report.sharpness_ratio = float(np.nanmedian(measured)) if np.isfinite(measured).any() else None
+        if np.isfinite(self.sharpness[untouched]).any():
+            report.sharpness_ratio_untouched = float(np.nanmedian(self.sharpness[untouched]))
+        out_aperture = self.series["aperture"]
+        matched = matched_detail(self.out_detail, out_aperture, self.src_detail, source_aperture)
+        if np.isfinite(matched[patched]).any():
+            report.sharpness_ratio_matched = float(np.nanmedian(matched[patched]))
+        report.lip_colour = self._lip_colour()
+        report.expression = self._expression()
+        hue_reference = float(np.nanmedian(self.src_hue)) if np.isfinite(self.src_hue).any() else 0.0
+        self.series.update({
+            "patched": self.patched.astype(float),
+            "change_ratio": self.change,
+            "sharpness_ratio": self.sharpness,
+            "sharpness_ratio_matched": matched,
+            "lip_saturation": self.out_saturation,
+            "lip_hue": circular_median_offset(self.out_hue, hue_reference),
+            "mouth_width": self.out_width,
+            "corner_lift": self.out_lift,
+        })
+
+    def _lip_colour(self) -> dict | None:
+        saturation = Spread.of(self.src_saturation)
+        hues = self.src_hue[np.isfinite(self.src_hue)]
+        patched = self.patched & np.isfinite(self.out_saturation)
+        if saturation is None or len(hues) < 5 or not patched.any():
+            return None
+        reference = float(np.degrees(np.arctan2(np.sin(np.radians(hues)).mean(), np.cos(np.radians(hues)).mean())))
+        hue = Spread.of(circular_median_offset(hues, reference))
+        out_hue = circular_median_offset(self.out_hue[patched], reference)
+        mean_hue = float(np.degrees(np.arctan2(np.sin(np.radians(out_hue)).mean(), np.cos(np.radians(out_hue)).mean())))
+        mean_saturation = float(self.out_saturation[patched].mean())
+        outside = ~((self.out_saturation[patched] >= saturation.low) & (self.out_saturation[patched] <= saturation.high)
+                    & (out_hue >= hue.low) & (out_hue <= hue.high))
+        source_hue = circular_median_offset(hues, reference)
+        source_saturation = self.src_saturation[np.isfinite(self.src_hue)]
+        source_outside = ~((source_saturation >= saturation.low) & (source_saturation <= saturation.high)
+                           & (source_hue >= hue.low) & (source_hue <= hue.high))
+        return {
+            "frames": int(patched.sum()),
+            # patched frames outside the ranges on their own, and the share of untouched ones that are
+            # (by the ranges' definition about 10-20 %), to compare like with like
+            "frames_outside": int(outside.sum()),
+            "share_outside": float(outside.mean()),
+            "source_share_outside": float(source_outside.mean()),
+            "saturation": mean_saturation, "saturation_median": saturation.median,
+            "saturation_low": saturation.low, "saturation_high": saturation.high,
+            "hue": mean_hue, "hue_median": hue.median, "hue_low": hue.low, "hue_high": hue.high,
+            "within": saturation.contains(mean_saturation) and hue.contains(mean_hue),
+        }
+
+    def _expression(self) -> dict | None:
+        """Width and corner lift of the patched frames against the speaker's untouched ones, both
+        as measured and less what the mouth's opening explains (a line fitted on the untouched
+        frames: an open mouth is narrower and its corners lower, whatever the expression)."""
+        patched = self.patched & np.isfinite(self.out_width) & np.isfinite(self.series["aperture"])
+        known = np.isfinite(self.src_width) & np.isfinite(self.src_aperture)
+        if np.count_nonzero(known) < 5 or not patched.any():
+            return None
+        result: dict = {"frames": int(patched.sum())}
+        scores = []
+        for name, source, output in (("width", self.src_width, self.out_width), ("lift", self.src_lift, self.out_lift)):
+            line = np.polyfit(self.src_aperture[known], source[known], 1)
+            spread = Spread.of(source[known] - np.polyval(line, self.src_aperture[known]))
+            raw = Spread.of(source[known])
+            assert spread is not None and raw is not None
+            residual = float(np.median(output[patched] - np.polyval(line, self.series["aperture"][patched])))
+            scores.append(spread.standardised(residual))
+            result.update({
+                name: float(np.median(output[patched])), f"{name}_median": raw.median,
+                f"{name}_low": raw.low, f"{name}_high": raw.high,
+                f"{name}_for_opening": residual, f"{name}_for_opening_low": spread.low,
+                f"{name}_for_opening_high": spread.high,
+            })
+        # Mean of the two opening-adjusted medians, each in units of half the speaker's own 5..95 %
+        # range: > 0 wider and more lifted than the speaker usually is for that opening (smiling).
+        result["score"] = float(np.mean(scores))
+        return result
+
+
 def _speaker_face(detections, reference_box: np.ndarray | None):
     """The detection of the speaker: nearest to the source's box, else the largest."""
     if not detections:
@@ -89,9 +217,12 @@ def run_qc(
     audio_offset: otio.opentime.RationalTime | None = None,
     cache_root: Path | None = None,
     progress: ProgressSink = no_progress,
+    run_starts: Sequence[int] | None = None,
 ) -> QcReport:
     """Measure ``patch`` against the dub (sync) and, given ``source`` and ``span``, against the
-    source frames it replaces (identity, untouched pixels, seam, flicker, sharpness, exactness)."""
+    source frames it replaces (identity, untouched pixels, seam, flicker, sharpness, exactness,
+    lip colour and expression against the untouched frames). ``run_starts``: the patch frames where
+    the render cut to another run of material (``RenderResult.run_starts``), counted and marked."""
     info = media.probe(patch)
     video = info.video
     assert video is not None
@@ -125,15 +256,18 @@ def run_qc(
     aperture = np.full(frame_count, np.nan)
     out_descriptors = np.full((frame_count, 128), np.nan)
     out_boxes = np.full((frame_count, 4), np.nan)
-    tally, flicker = _Tally(), FlickerMeter()
-    seams, sharpness = [], []
+    tally, flicker, residual = _Tally(), FlickerMeter(), MotionResidualMeter()
+    seams = []
+    frames = _PerFrame(frame_count)
     for row, frame in enumerate(media.read_span(patch, timing.frames_to_range(0, frame_count, video.rate))):
         box = None if source_faces is None else source_faces.boxes[first + row]
-        face = _speaker_face(detect_frame(patch_view.analysis_image(frame.image), params), box)
+        analysis = patch_view.analysis_image(frame.image)
+        face = _speaker_face(detect_frame(analysis, params), box)
         if face is not None:
             aperture[row] = lm.inner_lip_aperture(face.landmarks)
             out_descriptors[row] = face.descriptor
             out_boxes[row] = face.box
+            frames.measure_output(row, analysis, face.landmarks)
         if source_frames is not None:
             src = next(source_frames).image
             out = media.convert_depth(frame.image, src.dtype)  # a 10-bit patch of an 8-bit source
@@ -146,16 +280,37 @@ def run_qc(
             else:
                 inside = np.zeros(src.shape[:2], bool)
             tally.add(out, src, ~inside)
+            out8, src8 = media.to_8bit(out), media.to_8bit(src)
+            if np.all(np.isfinite(points)):
+                mouth = mouth_mask(points, src.shape[:2])
+                # Raw detections, as on the patch (the track's smoothed points are steadier).
+                frames.measure_source(row, source_view.analysis_image(src), source_faces.landmarks_raw[first + row])
+                frames.patched[row] = bool(inside.any()) if matte_frames is not None else _differs(out8, src8, mouth)
+                frames.sharpness[row] = sharpness_ratio(out8, src8, mouth)
             if np.all(np.isfinite(points)) and inside.any():
                 out8, src8 = media.to_8bit(out), media.to_8bit(src)
                 soft = lower_face_matte(points, src.shape[:2])
                 seams.append(seam_score(out8, src8, soft))
-                mouth = mouth_mask(points, src.shape[:2])
                 flicker.add(out8, src8, mouth)
-                sharpness.append(sharpness_ratio(out8, src8, mouth))
+                residual.add(out8, src8, mouth)
+                frames.change[row] = _ratio_or_nan(*flicker.last_change)
+                frames.measured[row] = True
+            else:
+                residual.skip()
         progress("qc", row + 1, frame_count)
 
     report.pac_sync, report.pac_lag = pac_sync(aperture, openness)
+    window = max(8, int(round(2 * float(video.rate))))
+    local = local_pac(aperture, openness, window, report.pac_lag or 0)
+    report.local_pac_window = window
+    report.local_pac_min = float(np.nanmin(local)) if np.isfinite(local).any() else None
+    frames.series["aperture"] = aperture
+    frames.series["local_pac"] = local
+    if run_starts is not None:
+        report.run_boundaries = len(run_starts)
+        marks = np.zeros(frame_count)
+        marks[[r for r in run_starts if 0 <= r < frame_count]] = 1.0
+        frames.series["run_start"] = marks
     if source_faces is not None and source_frames is not None:
         report.identity_distance = identity_distance(out_descriptors, source_faces.descriptors[first : first + frame_count])
         report.outside_diff_pixels = tally.diff_pixels
@@ -164,14 +319,17 @@ def run_qc(
         finite = [s for s in seams if np.isfinite(s)]
         report.seam = float(np.mean(finite)) if finite else None
         report.flicker_ratio = flicker.ratio()
-        finite = [s for s in sharpness if np.isfinite(s)]
-        report.sharpness_ratio = float(np.median(finite)) if finite else None
+        report.flicker_ratio_motion = residual.ratio()
+        frames.series["motion_residual"] = np.array(residual.output)
+        frames.series["motion_residual_source"] = np.array(residual.source)
+        frames.summarise(report, source_faces.aperture[first : first + frame_count].astype(np.float64))
     from dubline.stages.backends.wav2lip.sync_qc import wav2lip_sync_report
 
     whole = timing.frames_to_range(0, frame_count, video.rate)
     report.expert_sync = wav2lip_sync_report(
         (patch_view.analysis_image(f.image) for f in media.read_span(patch, whole)), out_boxes, dub, video.rate
     )
+    report.per_frame = {name: values.tolist() for name, values in frames.series.items()}
     missing = int(np.isnan(aperture).sum())
     if missing:
         report.warnings.append(f"no face found in {missing} of {frame_count} patch frames")

@@ -59,6 +59,8 @@ class RenderResult:
     warnings: list[str]
     frames_patched: int
     passthrough: dict[str, int]  # reason -> frames passed through untouched
+    #: span rows (0 = the span's first frame) where the backend cut to another run of material
+    run_starts: list[int] = field(default_factory=list)
 
     @property
     def loop_shares(self) -> dict[str, float]:
@@ -81,6 +83,7 @@ class RenderResult:
             "loop_shares": {k: round(v, 3) for k, v in self.loop_shares.items()},
             "frames_patched": self.frames_patched,
             "passthrough": self.passthrough,
+            "run_starts": self.run_starts,
             "warnings": self.warnings,
         }
 
@@ -104,6 +107,7 @@ class _Tally:
 
     patched: int = 0
     passthrough: dict[str, int] = field(default_factory=dict)
+    run_starts: list[int] = field(default_factory=list)
 
     def add(self, reason: str | None) -> None:
         if reason is None:
@@ -244,6 +248,8 @@ def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], tal
         if cancel is not None:
             cancel.check()
         result = paste(frame.image, mouth.image, mouth.matte_landmarks, params, deflicker)
+        if mouth.run_start:
+            tally.run_starts.append(done - 1)
         if mouth.image is None or result.passthrough_reason:
             tally.add(mouth.reason or result.passthrough_reason or "passthrough")
         else:
@@ -383,4 +389,5 @@ def render(
         out=request.out, matte=request.matte, otio_path=otio_written, frames_written=span.frame_count,
         span=(span.first, span.end), start_timecode=timecode, backend=request.backend,
         stage_seconds=clock.seconds, warnings=warnings, frames_patched=tally.patched, passthrough=tally.passthrough,
+        run_starts=tally.run_starts,
     )

@@ -190,18 +190,25 @@ class FlickerMeter:
         self._out_change = 0.0
         self._src_change = 0.0
         self.pairs = 0
+        #: (output, source) change of the last pair added (0, 0 before the first pair)
+        self.last_change: tuple[float, float] = (0.0, 0.0)
 
     def add(self, out: np.ndarray, src: np.ndarray, mouth_mask: np.ndarray) -> None:
         _check_pair(out, src, "flicker_ratio")
         mask = np.asarray(mouth_mask, dtype=bool)
         if mask.shape != out.shape[:2]:
             raise InvalidInputError(f"flicker_ratio: mouth mask {mask.shape} does not match frame {out.shape[:2]}")
+        self.last_change = (0.0, 0.0)
         if self._previous is not None:
             previous_out, previous_src, previous_mask = self._previous
             region = mask | previous_mask
             if np.any(region):
-                self._out_change += float(np.abs(out[region].astype(np.int16) - previous_out[region]).mean())
-                self._src_change += float(np.abs(src[region].astype(np.int16) - previous_src[region]).mean())
+                self.last_change = (
+                    float(np.abs(out[region].astype(np.int16) - previous_out[region]).mean()),
+                    float(np.abs(src[region].astype(np.int16) - previous_src[region]).mean()),
+                )
+                self._out_change += self.last_change[0]
+                self._src_change += self.last_change[1]
                 self.pairs += 1
         self._previous = (out, src, mask)
 
@@ -305,6 +312,23 @@ class QcReport:
     sharpness_ratio: float | None = None
     #: LSE-style numbers from Wav2Lip's expert discriminator, when lipsync_expert.pth is installed.
     expert_sync: dict | None = None
+    #: The fairer comparisons of ``qc.temporal`` beside the plain ratios: change not explained by
+    #: motion; detail against source frames with the mouth as open; detail of frames left untouched
+    #: (what the codec alone costs).
+    flicker_ratio_motion: float | None = None
+    sharpness_ratio_matched: float | None = None
+    sharpness_ratio_untouched: float | None = None
+    #: Sliding-window PAC: its window (frames) and lowest value.
+    local_pac_window: int | None = None
+    local_pac_min: float | None = None
+    #: Cuts between runs of material, when the render said where they are.
+    run_boundaries: int | None = None
+    #: Lip colour and expression of the patched frames against the speaker's untouched frames
+    #: (``qc.lips``): the patched frames' mean and the untouched frames' median and 5..95 % range.
+    lip_colour: dict | None = None
+    expression: dict | None = None
+    #: Per-frame arrays (one value per patch frame, None where not measured) for timeline markers.
+    per_frame: dict[str, list] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -344,17 +368,31 @@ class QcReport:
         above("seam", self.seam, thresholds.max_seam)
         above("flicker ratio", self.flicker_ratio, thresholds.max_flicker_ratio)
         below("sharpness ratio", self.sharpness_ratio, thresholds.min_sharpness_ratio)
+        if self.lip_colour is not None and self.lip_colour.get("within") is False:
+            problems.append(
+                "lip colour outside the speaker's untouched frames: saturation "
+                f"{self.lip_colour['saturation']:.3f} (range {self.lip_colour['saturation_low']:.3f}.."
+                f"{self.lip_colour['saturation_high']:.3f}), hue offset {self.lip_colour['hue']:+.1f} deg "
+                f"(range {self.lip_colour['hue_low']:+.1f}..{self.lip_colour['hue_high']:+.1f})"
+            )
         return problems
 
     def to_dict(self) -> dict:
         """JSON-ready: NaN becomes None, infinities become the strings "inf" / "-inf"."""
 
         def clean(value: object) -> object:
-            if isinstance(value, float):
+            if isinstance(value, (float, np.floating)):
+                value = float(value)
                 if math.isnan(value):
                     return None
                 if math.isinf(value):
                     return "inf" if value > 0 else "-inf"
+            if isinstance(value, dict):
+                return {key: clean(item) for key, item in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [clean(item) for item in value]
+            if isinstance(value, np.bool_):
+                return bool(value)
             return value
 
         data = {key: clean(value) for key, value in asdict(self).items()}

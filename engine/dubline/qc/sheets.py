@@ -1,7 +1,9 @@
 """Contact sheets: a picture of a render for a person to look at.
 
-Rows: source frames, patch frames, then the mouth region of each enlarged (source above patch),
-and optionally the matte. Columns: evenly spaced frames of the span, labelled with their index.
+``sheet_for_render``: rows of source frames, patch frames, then the mouth region of each enlarged
+(source above patch), and optionally the matte; columns are evenly spaced frames of the span,
+labelled with their index. ``boundary_sheet``: the frames around chosen run boundaries (cuts between
+runs of library frames), mouths enlarged, source above patch, so a step there can be seen.
 """
 
 from __future__ import annotations
@@ -109,3 +111,50 @@ def sheet_for_render(
     mattes = [image[..., 0] / 255.0 for image in pictures(matte, 0)] if matte else None
     boxes = [mouth_box(faces.landmarks[first + i], float(faces.inter_ocular[first + i])) for i in picks]
     return save_png(contact_sheet([first + i for i in picks], source_images, patch_images, boxes, mattes), out)
+
+
+def _read_frames(path: Path, first: int, count: int, wanted: set[int]) -> dict[int, np.ndarray]:
+    """Frames ``first + i`` for i in ``wanted`` (indices relative to ``first``) of a clip."""
+    rate = media.probe(path).video.rate
+    return {
+        f.index - first: f.image
+        for f in media.read_span(path, timing.frames_to_range(first, first + count, rate))
+        if f.index - first in wanted
+    }
+
+
+def boundary_sheet(
+    source: Path,
+    first: int,
+    patch: Path,
+    faces,  # dubline.stages.faces.FaceTrack over every frame of the source
+    boundaries: Sequence[int],
+    out: Path,
+    before: int = 2,
+    after: int = 2,
+    tile_width: int = 200,
+) -> Path:
+    """For each boundary (a patch row where a new run starts): the mouths of frames
+    ``boundary - before .. boundary + after - 1``, source above patch, one band per boundary."""
+    count = media.probe(patch).video.frame_count
+    rows_per_band = [
+        [t for t in range(b - before, b + after) if 0 <= t < count] for b in boundaries
+    ]
+    wanted = {t for band in rows_per_band for t in band}
+    source_images = _read_frames(source, first, count, wanted)
+    patch_images = _read_frames(patch, 0, count, wanted)
+    bands = []
+    for boundary, band in zip(boundaries, rows_per_band):
+        columns = []
+        for t in band:
+            box = mouth_box(faces.landmarks[first + t], float(faces.inter_ocular[first + t]))
+            mark = " cut" if t == boundary else ""
+            columns.append(np.vstack([
+                _label(_crop(source_images[t], box, tile_width), f"src {first + t}"),
+                _label(_crop(patch_images[t], box, tile_width), f"patch {first + t}{mark}"),
+            ]))
+        band_image = np.hstack([np.pad(c, ((0, 0), (0, 4), (0, 0))) for c in columns])
+        bands.append(np.pad(band_image, ((0, 8), (0, 0), (0, 0))))
+    width = max(b.shape[1] for b in bands)
+    bands = [np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0))) for b in bands]
+    return save_png(np.vstack(bands), out)

@@ -60,6 +60,14 @@ class MatteParams:
     lip_margin: float = 0.12
     #: Matte values below this become exactly 0 (the Gaussian's far tail), so "outside" is crisp.
     zero_below: float = 1.0 / 512.0
+    #: The lips grown by this are always fully inside the matte (weight 1), and the blend shows the
+    #: patch there exactly (no band of the source's mouth under it). The jaw polygon alone is not
+    #: enough: on a short upper lip its eroded, feathered top edge runs through the lip, and a
+    #: mouth half one image and half the other reads as a doubled, paler lip line.
+    lip_cover: float = 0.05
+    #: Feather (standard deviation) of the lips' part of the matte: tighter than ``feather`` so the
+    #: transition fits between the upper lip and the nose.
+    lip_feather: float = 0.025
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,12 @@ class CompositeParams:
     matte: MatteParams = field(default_factory=MatteParams)
     #: Match the patch's colour and exposure to the frame before blending.
     colour_match: bool = True
+    #: Bound on the colour match's luma contrast gain (1: offsets only). The skin band's spread
+    #: differs between two frames by what the band happens to cover (shading, chin, a shadow) more
+    #: than by any real change of contrast: on speaker_b the fitted gain swung 0.64..1.30 from frame
+    #: to frame, paling the lips and flickering the whole patch; fixed at 1 the flicker ratio went
+    #: 1.36 -> 1.25 there, sharpness 0.98 -> 1.00, lip saturation onto the speaker's median.
+    max_luma_gain: float = 1.0
     #: Laplacian pyramid levels; None picks them from the matte's size.
     levels: int | None = None
 
@@ -170,9 +184,12 @@ def _matte_in_box(
     polygon = _matte_polygon(landmarks, params)
     radius = params.erode * iod
     feather_radius = _stack_blur_radius(params.feather * iod)
+    lip_feather_radius = _stack_blur_radius(params.lip_feather * iod)
+    lip_grow = params.lip_cover * iod + lip_feather_radius  # full weight lip_cover beyond the lips
     margin = feather_radius + 2  # the blur never reaches further than its radius
-    low = np.floor(polygon.min(axis=0)).astype(int)
-    high = np.ceil(polygon.max(axis=0)).astype(int) + 1
+    lips = landmarks[OUTER_LIP]
+    low = np.floor(np.minimum(polygon.min(axis=0), lips.min(axis=0) - lip_grow)).astype(int)
+    high = np.ceil(np.maximum(polygon.max(axis=0), lips.max(axis=0) + lip_grow)).astype(int) + 1
     box = Box(int(low[1]), int(high[1]), int(low[0]), int(high[0])).grow(margin, shape)
     if box.height <= 0 or box.width <= 0:
         return None
@@ -185,11 +202,22 @@ def _matte_in_box(
     distance = cv2.distanceTransform(filled, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     eroded = (distance > radius).astype(np.float32)
     matte = cv2.stackBlur(eroded, (2 * feather_radius + 1, 2 * feather_radius + 1))
+    lip_matte = _lip_matte(lips - (box.x0, box.y0), (box.height, box.width), lip_grow, lip_feather_radius)
+    np.maximum(matte, lip_matte, out=matte)
     matte[matte < params.zero_below] = 0.0
     np.minimum(matte, 1.0, out=matte)
     if not matte.any():
         return None
     return matte, box
+
+
+def _lip_matte(lips: np.ndarray, shape: tuple[int, int], grow: float, feather_radius: int) -> np.ndarray:
+    """1 over the outer-lip polygon grown by ``grow - feather_radius`` px, feathered by a stack blur."""
+    filled = np.ones(shape, np.uint8)
+    cv2.fillPoly(filled, [np.round(lips * 16).astype(np.int32)], 0, lineType=cv2.LINE_8, shift=4)
+    distance = cv2.distanceTransform(filled, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    grown = (distance <= grow).astype(np.float32)
+    return cv2.stackBlur(grown, (2 * feather_radius + 1, 2 * feather_radius + 1))
 
 
 def lower_face_matte(
@@ -220,7 +248,11 @@ _YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC)
 
 
 def match_colour(
-    patch: np.ndarray, target: np.ndarray, mask: np.ndarray, usable: np.ndarray | None = None
+    patch: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray,
+    usable: np.ndarray | None = None,
+    max_luma_gain: float = 1.5,
 ) -> np.ndarray:
     """Patch with its colour and exposure matched to ``target`` where ``mask`` will blend them.
 
@@ -229,8 +261,9 @@ def match_colour(
     does not bias them; when the band is too small, all of ``mask > 0`` is used. ``usable`` (bool,
     optional) limits them further: ``paste`` leaves out the lips and pixels a warp could not fill.
     Robust statistics in YCbCr: each channel's median is moved to the target's and the luma spread
-    (interquartile range) is scaled to the target's, the gain clamped to [0.67, 1.5]. One affine map
-    for every pixel keeps the inner mouth's contrast relative to the skin. Returns an array of the
+    (interquartile range) is scaled to the target's, the gain clamped to [1 / max_luma_gain,
+    max_luma_gain] (1: medians only). One affine map for every pixel keeps the inner mouth's
+    contrast relative to the skin. Returns an array of the
     patch's shape and dtype (uint8 values are rounded and saturated).
     """
     if patch.shape != target.shape or patch.shape[:2] != mask.shape:
@@ -254,7 +287,7 @@ def match_colour(
     gain = np.ones(3)
     patch_spread, target_spread = patch_q[2, 0] - patch_q[0, 0], target_q[2, 0] - target_q[0, 0]
     if patch_spread > 1e-3 and target_spread > 1e-3:
-        gain[0] = np.clip(target_spread / patch_spread, 0.67, 1.5)
+        gain[0] = np.clip(target_spread / patch_spread, 1.0 / max_luma_gain, max_luma_gain)
     # ycc' = gain * (ycc - patch_median) + target_median, written as rgb' = A rgb + b.
     linear = _YCC_TO_RGB @ np.diag(gain) @ _RGB_TO_YCC
     offset = _YCC_TO_RGB @ (target_q[1] - gain * patch_q[1])
@@ -299,9 +332,16 @@ def _blend_region(box: Box, levels: int, shape: tuple[int, int]) -> Box:
     return box.grow(2**levels, shape)
 
 
-def _blend_crop(bg_crop: np.ndarray, fg_crop: np.ndarray, matte_crop: np.ndarray, levels: int) -> np.ndarray:
+def _blend_crop(
+    bg_crop: np.ndarray, fg_crop: np.ndarray, matte_crop: np.ndarray, levels: int, core: np.ndarray | None = None
+) -> np.ndarray:
     """Multi-band blend of two same-size crops (uint8 or uint16); result in their dtype, ==
-    ``bg_crop`` where matte is 0."""
+    ``bg_crop`` where matte is 0.
+
+    ``core`` (float32, 0..1, zero wherever the matte is below 1): where it is 1 the result is the
+    foreground exactly. A pyramid's coarse bands take their weights from the matte blurred at their
+    own scale, so without it the low frequencies of the background's mouth show through a mouth
+    that sits near the matte's edge (a dark smudge of an open mouth under a closed one)."""
     if levels < 1:
         raise InvalidInputError(f"multiband_blend: levels must be >= 1, got {levels}")
     height, width = matte_crop.shape
@@ -335,9 +375,19 @@ def _blend_crop(bg_crop: np.ndarray, fg_crop: np.ndarray, matte_crop: np.ndarray
             delta = cv2.add(cv2.pyrUp(delta, dstsize=size), cv2.multiply(laplacian, weight3))
 
     delta = delta[:height, :width]
+    if core is not None:
+        missing = cv2.subtract(gaussians[0][:height, :width], delta)
+        delta = cv2.add(delta, cv2.multiply(missing, cv2.merge([core] * 3)))
     blended = cv2.add(bg_crop, delta, dtype=_CV_DEPTH[bg_crop.dtype])  # rounds and saturates
     _restore_outside(blended, bg_crop, matte_crop)
     return blended
+
+
+def _exact_core(matte: np.ndarray, ramp_px: float) -> np.ndarray:
+    """0 where ``matte < 1``, rising linearly to 1 at ``ramp_px`` inside the region where it is 1."""
+    full = (matte >= 1.0).astype(np.uint8)
+    distance = cv2.distanceTransform(full, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return np.minimum(distance * np.float32(1.0 / max(ramp_px, 1.0)), np.float32(1.0))
 
 
 def _restore_outside(out: np.ndarray, source: np.ndarray, matte: np.ndarray) -> None:
@@ -386,8 +436,10 @@ class TemporalDeflicker:
     average whose per-pixel weight ``strength * exp(-(|r - r_prev| / motion_scale)^2)`` falls to 0
     where the residual changes a lot (the mouth opening, real motion), so only small frame-to-frame
     jitter (colour-match and exposure flicker) is damped. The correction is applied times the matte,
-    so pixels with ``matte == 0`` stay the source. State is kept in frame coordinates, so a moving
-    face is followed; call ``reset()`` at a cut or after a passed-through frame.
+    so pixels with ``matte == 0`` stay the source, and ``paste`` leaves the mouth itself out (the
+    exact core), where a low-pass of the previous frame's mouth would show as a ghost. State is kept
+    in frame coordinates, so a moving face is followed; call ``reset()`` at a cut or after a
+    passed-through frame.
     """
 
     def __init__(self, strength: float = 0.6, motion_scale: float = 6.0, low_sigma: float = 0.03) -> None:
@@ -412,8 +464,11 @@ class TemporalDeflicker:
         out[box.slices] = self._apply_in_box(composite, source, matte[box.slices], box)
         return out
 
-    def _apply_in_box(self, composite: np.ndarray, source: np.ndarray, weight: np.ndarray, box: Box) -> np.ndarray:
-        """The deflickered ``box`` of ``composite``; ``weight`` is the matte on the box."""
+    def _apply_in_box(
+        self, composite: np.ndarray, source: np.ndarray, weight: np.ndarray, box: Box, keep: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The deflickered box; ``weight`` is the matte on the box. ``keep`` (0..1 on the box) is where only the correction's mean over
+        the rest of the matte is applied (one exposure shift, which cannot move a shape)."""
         rows, cols = box.slices
         current = composite[rows, cols]
         radius = _stack_blur_radius(self.low_sigma * max(box.height, box.width))
@@ -437,7 +492,14 @@ class TemporalDeflicker:
         smoothed = residual + alpha[..., None] * (previous - residual)
         self._previous = (smoothed, box)
 
-        result = cv2.add(current.astype(np.float32), (smoothed - residual) * weight[..., None],
+        correction = smoothed - residual
+        if keep is not None and keep.any():
+            around = weight * (np.float32(1.0) - keep)
+            total = float(around.sum())
+            shift = (correction * around[..., None]).reshape(-1, 3).sum(axis=0) / total if total > 0 else np.zeros(3)
+            keep3 = keep[..., None]
+            correction = correction * (np.float32(1.0) - keep3) + shift.astype(np.float32) * keep3
+        result = cv2.add(current.astype(np.float32), correction * weight[..., None],
                          dtype=_CV_DEPTH[composite.dtype])
         _restore_outside(result, current, weight)
         return result
@@ -483,10 +545,14 @@ def paste(
     frame_crop, patch_crop = frame[rows, cols], patch[rows, cols]
     if params.colour_match:
         lips = mouth_region(landmarks68, params.matte.lip_margin, region)
-        patch_crop = match_colour(patch_crop, frame_crop, matte_crop, usable=~lips)
+        patch_crop = match_colour(patch_crop, frame_crop, matte_crop, usable=~lips, max_luma_gain=params.max_luma_gain)
 
     out = frame.copy()
-    out[rows, cols] = _blend_crop(frame_crop, patch_crop, matte_crop, levels)
+    core = _exact_core(matte_crop, params.matte.lip_cover * inter_ocular_distance(landmarks68))
+    out[rows, cols] = _blend_crop(frame_crop, patch_crop, matte_crop, levels, core)
     if deflicker is not None:
-        out[box.slices] = deflicker._apply_in_box(out, frame, box_matte, box)
+        # Not on the mouth: smoothing its residual over time would lay the last frame's mouth
+        # under this one's (a ghost); colour and exposure jitter is smoothed on the skin around it.
+        keep = core[box.y0 - region.y0 : box.y1 - region.y0, box.x0 - region.x0 : box.x1 - region.x0]
+        out[box.slices] = deflicker._apply_in_box(out, frame, box_matte, box, keep)
     return CompositeResult(out, matte_box=box, box_matte=box_matte)

@@ -81,6 +81,9 @@ class MouthPatch:
     image: np.ndarray | None
     matte_landmarks: np.ndarray | None
     reason: str = ""
+    #: the frame shows a different run of material than the frame before (a cut between runs of
+    #: library frames, or to or from the frame's own mouth): qc and the editor mark these
+    run_start: bool = False
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ or an anamorphic one gets the same mouth as an upright one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -23,6 +23,7 @@ import numpy as np
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.stages import media
 from dubline.stages.backends.base import BackendInfo, BackendJob, MouthPatch
+from dubline.stages.backends.retrieval import transition
 from dubline.stages.backends.retrieval.select import (
     KEEP_OWN,
     LibraryFeatures,
@@ -33,7 +34,10 @@ from dubline.stages.backends.retrieval.select import (
 from dubline.stages.backends.retrieval.transfer import (
     TransferParams,
     lower_face_roi,
+    mouth_detail,
+    sharpen_to,
     transfer_mouth,
+    transferred_landmarks,
 )
 from dubline.stages.faces import FaceTrack
 
@@ -42,6 +46,7 @@ from dubline.stages.faces import FaceTrack
 CROP_BUDGET_BYTES = 256 * 2**20
 _JAW_SIDES = np.arange(2, 15)
 _NOSE_BOTTOM = 33
+_OUTER_LIP = np.arange(48, 60)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,13 @@ class RetrievalPlan:
     rows_clip: np.ndarray  # (N,) which library clip each library row comes from
     rows_frame: np.ndarray  # (N,) frame index within that clip
     selection: np.ndarray  # (T,) library row per output frame, or KEEP_OWN
+    #: (T,) the row eased towards around a run boundary (KEEP_OWN: the frame's own mouth), or
+    #: NO_PARTNER; and how far (0..1) the frame moves towards it (``transition.schedule``)
+    partner: np.ndarray
+    partner_weight: np.ndarray
+    run_starts: np.ndarray  # (T,) bool: the frame starts a new run of material (a cut)
+    #: (T, 68, 2) the landmarks each frame's matte is cut from, steadied over time (NaN: no patch)
+    matte_points: np.ndarray
 
 
 def pose_features(faces: FaceTrack) -> np.ndarray:
@@ -73,6 +85,7 @@ def _library_features(job: BackendJob) -> tuple[LibraryFeatures, np.ndarray, np.
                 poses[usable],
                 clip.lower_face_luma[usable],
                 np.r_[False, np.diff(usable) == 1],
+                clip.faces.lip_shape[usable].reshape(len(usable), -1),
             )
         )
         clips.append(np.full(len(usable), clip_number))
@@ -123,9 +136,12 @@ class RetrievalBackend:
             luma=np.nan_to_num(span_luma, nan=float(np.nanmean(library.luma))),
             own_aperture=faces.aperture[first:end].astype(np.float64),
         )
-        params, _ = _params(job.options)
+        params, transfer_params = _params(job.options)
         selection = select_frames(library, targets, params, job.expression)
-        return RetrievalPlan(rows_clip, rows_frame, selection)
+        partner, weight = transition.schedule(selection, library.consecutive, transfer_params.transition_frames)
+        starts = transition.run_starts(selection, library.consecutive)
+        plan = RetrievalPlan(rows_clip, rows_frame, selection, partner, weight, starts, np.empty((0, 68, 2)))
+        return replace(plan, matte_points=_steady_matte_points(job, plan, transfer_params))
 
     def patches(
         self, job: BackendJob, plan: RetrievalPlan, frames: Iterable[media.VideoFrame]
@@ -139,33 +155,88 @@ class RetrievalBackend:
             if job.cancel is not None:
                 job.cancel.check()
             t = frame.index - first
-            row = int(plan.selection[t])
+            row, partner = int(plan.selection[t]), int(plan.partner[t])
+            starts = bool(plan.run_starts[t])
             reason = str(faces.reason[frame.index])
             if reason:
-                yield frame, MouthPatch(None, None, reason)
+                yield frame, MouthPatch(None, None, reason, starts)
                 continue
-            if row == KEEP_OWN:
-                yield frame, MouthPatch(None, None, "dub silent, own mouth at rest")
+            if row == KEEP_OWN and partner == transition.NO_PARTNER:
+                yield frame, MouthPatch(None, None, "dub silent, own mouth at rest", starts)
                 continue
-            crop, offset, points = library.crop(t, row, frame.image.dtype)
             target_points = faces.landmarks[frame.index].astype(np.float64)
-            result = transfer_mouth(
-                crop, points - offset, view.display_shape, target_points,
-                float(job.target_aperture[t]), transfer_params,
-            )
-            stored_crop, (x0, y0, x1, y1) = view.stored_region(result.crop, result.roi, frame.image.shape)
+            aperture = float(job.target_aperture[t])
+            dtype = frame.image.dtype
+            shown = _aligned(library, t, row, target_points, aperture, transfer_params, view.display_shape, dtype)
+            if partner != transition.NO_PARTNER:
+                other = _aligned(library, t, partner, target_points, aperture, transfer_params, view.display_shape,
+                                 dtype)
+                roi = _union(shown.roi, other.roi)
+                crop = None if roi is None else _morphed(
+                    view, frame.image, shown, other, roi, float(plan.partner_weight[t]),
+                    float(faces.inter_ocular[frame.index]), transfer_params,
+                )
+            else:
+                roi, crop = shown.roi, shown.crop
+            if roi is None or crop is None:
+                yield frame, MouthPatch(None, None, "dub silent, own mouth at rest", starts)
+                continue
+            stored_crop, (x0, y0, x1, y1) = view.stored_region(crop, roi, frame.image.shape)
             image = frame.image.copy()
             image[y0:y1, x0:x1] = stored_crop
-            yield frame, MouthPatch(image, view.to_stored(matte_landmarks(target_points, result.landmarks)))
+            yield frame, MouthPatch(image, view.to_stored(plan.matte_points[t]), "", starts)
+
+
+#: Frames each side over which the matte's reach is steadied (its border must not breathe).
+MATTE_STEADY_FRAMES = 2
+
+
+def _steady_matte_points(job: BackendJob, plan: RetrievalPlan, params: TransferParams) -> np.ndarray:
+    """Per output frame, the target's landmarks with jaw and lips reaching as far as the mouths it
+    shows (``matte_landmarks``), steadied over time: how far each point reaches beyond the target's
+    own (in inter-ocular distances) is the furthest over the frames around, then averaged over
+    them. Cut to cut the library faces' jaws differ, and a matte following each frame's would
+    breathe; the furthest reach nearby keeps every frame's mouths covered."""
+    first, _ = job.span
+    faces = job.source.faces
+    count = len(plan.selection)
+    target = faces.landmarks[first : first + count].astype(np.float64)
+    iod = faces.inter_ocular[first : first + count].astype(np.float64)
+    reach = np.full((count, 68, 2), np.nan)
+    for t in range(count):
+        rows = [int(r) for r in (plan.selection[t], plan.partner[t]) if r >= 0]
+        if faces.reason[first + t] or not rows or not np.isfinite(iod[t]):
+            continue
+        points = target[t]
+        for row in rows:
+            clip = job.library[int(plan.rows_clip[row])]
+            library_points = clip.faces.landmarks[int(plan.rows_frame[row])].astype(np.float64)
+            points = matte_landmarks(points, transferred_landmarks(library_points, target[t], float(job.target_aperture[t]), params))
+        reach[t] = (points - target[t]) / iod[t]
+    furthest = np.full_like(reach, np.nan)
+    steady = np.full_like(reach, np.nan)
+    for t in np.flatnonzero(np.isfinite(reach[:, 0, 0])):
+        near = reach[max(0, t - MATTE_STEADY_FRAMES) : t + MATTE_STEADY_FRAMES + 1]
+        near = near[np.isfinite(near[:, 0, 0])]
+        pick = np.argmax(np.linalg.norm(near, axis=2), axis=0)  # per point, the frame reaching furthest
+        furthest[t] = near[pick, np.arange(68)]
+    for t in np.flatnonzero(np.isfinite(reach[:, 0, 0])):
+        near = furthest[max(0, t - MATTE_STEADY_FRAMES) : t + MATTE_STEADY_FRAMES + 1]
+        steady[t] = np.nanmean(near, axis=0)
+    return target + steady * iod[:, None, None]
 
 
 def matte_landmarks(target: np.ndarray, transferred: np.ndarray) -> np.ndarray:
-    """Target landmarks whose jaw line reaches as far as either face's, so a lower library chin
-    is not cut off and a lower target chin is not left showing beneath the new one."""
+    """Target landmarks whose jaw line and outer lips reach as far as either face's, so a lower
+    library chin is not cut off, a lower target chin is not left showing beneath the new one, and
+    the matte's full-weight lips cover both mouths (neither shows through the other)."""
     points = target.copy()
     nose = target[_NOSE_BOTTOM]
     far = np.linalg.norm(transferred[_JAW_SIDES] - nose, axis=1) > np.linalg.norm(target[_JAW_SIDES] - nose, axis=1)
     points[_JAW_SIDES[far]] = transferred[_JAW_SIDES[far]]
+    centre = target[_OUTER_LIP].mean(axis=0)
+    wider = np.linalg.norm(transferred[_OUTER_LIP] - centre, axis=1) > np.linalg.norm(target[_OUTER_LIP] - centre, axis=1)
+    points[_OUTER_LIP[wider]] = transferred[_OUTER_LIP[wider]]
     return points
 
 
@@ -181,8 +252,10 @@ class _LibraryCrops:
     def __init__(self, job: BackendJob, plan: RetrievalPlan, params: TransferParams) -> None:
         self._job, self._plan, self._params = job, plan, params
         self._crops: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._windows = _windows(plan.selection, [self._crop_bytes(int(row)) for row in range(len(plan.rows_frame))]
-                                 if len(plan.rows_frame) else [])
+        self._frame_rows = [
+            {int(r) for r in rows if r >= 0} for rows in zip(plan.selection, plan.partner)  # shown and eased towards
+        ]
+        self._windows = _windows(self._frame_rows, [self._crop_bytes(row) for row in range(len(plan.rows_frame))])
         self._window_end = 0
 
     def crop(self, t: int, row: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,7 +263,7 @@ class _LibraryCrops:
         square-pixel in the clip's analysis view, in ``dtype`` (the target's depth)."""
         if t >= self._window_end:
             start, self._window_end = next((w for w in self._windows if w[0] <= t < w[1]))
-            rows = {int(r) for r in self._plan.selection[start : self._window_end]} - {KEEP_OWN}
+            rows = set().union(*self._frame_rows[start : self._window_end])
             self._crops = {r: crop for r, crop in self._crops.items() if r in rows}
             self._crops.update(self._read(sorted(rows - set(self._crops)), dtype))
         return self._crops[row]
@@ -223,21 +296,82 @@ class _LibraryCrops:
         return crops
 
 
-def _windows(selection: np.ndarray, row_bytes: list[int]) -> list[tuple[int, int]]:
-    """[start, end) runs of output frames whose distinct library rows fit in CROP_BUDGET_BYTES
-    (a window holds at least one frame)."""
+def _windows(frame_rows: list[set[int]], row_bytes: list[int]) -> list[tuple[int, int]]:
+    """[start, end) runs of output frames whose distinct library rows (``frame_rows``: each
+    frame's) fit in CROP_BUDGET_BYTES (a window holds at least one frame)."""
     windows: list[tuple[int, int]] = []
     start, rows, total = 0, set(), 0
-    for t, row in enumerate(int(r) for r in selection):
-        if row == KEEP_OWN or row in rows:
-            continue
-        if total + row_bytes[row] > CROP_BUDGET_BYTES and rows:
+    for t, wanted in enumerate(frame_rows):
+        new = wanted - rows
+        cost = sum(row_bytes[row] for row in new)
+        if new and rows and total + cost > CROP_BUDGET_BYTES:
             windows.append((start, t))
             start, rows, total = t, set(), 0
-        rows.add(row)
-        total += row_bytes[row]
-    windows.append((start, len(selection)))
+            new, cost = set(wanted), sum(row_bytes[row] for row in wanted)
+        rows |= new
+        total += cost
+    windows.append((start, len(frame_rows)))
     return windows
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """A mouth laid on the frame in display space: ``crop`` at ``roi`` (None: the frame's own
+    mouth, nothing laid) and the landmarks of the mouth it shows."""
+
+    crop: np.ndarray | None
+    landmarks: np.ndarray
+    roi: tuple[int, int, int, int] | None
+
+
+def _aligned(library: _LibraryCrops, t: int, row: int, target_points: np.ndarray, aperture: float,
+             params: TransferParams, shape: tuple[int, int], dtype: np.dtype) -> _Shown:
+    """Library ``row``'s mouth transferred onto output frame ``t`` (display space), or the frame's
+    own mouth for ``KEEP_OWN``; ``shape`` is the target's display size."""
+    if row == KEEP_OWN:
+        return _Shown(None, target_points, None)
+    crop, offset, points = library.crop(t, row, dtype)
+    result = transfer_mouth(crop, points - offset, shape, target_points, aperture, params)
+    return _Shown(result.crop, result.landmarks, result.roi)
+
+
+def _in_region(view: media.FrameView, image: np.ndarray, shown: _Shown, region: tuple[int, int, int, int]) -> np.ndarray:
+    """The display-space ``region`` of the frame with ``shown``'s mouth laid in."""
+    x0, y0 = region[0], region[1]
+    out = np.array(view.display_region(image, region), copy=True)
+    if shown.crop is not None and shown.roi is not None:
+        a0, b0, a1, b1 = shown.roi
+        out[b0 - y0 : b1 - y0, a0 - x0 : a1 - x0] = shown.crop
+    return out
+
+
+def _morphed(view: media.FrameView, image: np.ndarray, first: _Shown, second: _Shown,
+             region: tuple[int, int, int, int], amount: float, iod: float, params: TransferParams) -> np.ndarray:
+    """The display-space ``region`` showing ``first``'s mouth moved ``amount`` of the way to
+    ``second``'s, with the mouth's detail brought back to the two mouths' own, in the proportion
+    the dissolve shows them (warps and a dissolve soften)."""
+    a, b = _in_region(view, image, first, region), _in_region(view, image, second, region)
+    out = transition.morph(a, b, amount)
+    origin = np.array(region[:2], np.float64)
+    points_a, points_b = first.landmarks - origin, second.landmarks - origin
+    details = mouth_detail(a, points_a, iod), mouth_detail(b, points_b, iod)
+    if None in details:
+        return out
+    share = transition.dissolve_weight(amount)
+    wanted = (1.0 - share) * details[0] + share * details[1]
+    between = (1.0 - amount) * points_a + amount * points_b
+    return sharpen_to(out, between, wanted, iod, params)
+
+
+def _union(
+    first: tuple[int, int, int, int] | None, second: tuple[int, int, int, int] | None
+) -> tuple[int, int, int, int] | None:
+    boxes = [box for box in (first, second) if box is not None]
+    if not boxes:
+        return None
+    return (
+        min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+    )
 
 
 BACKEND = RetrievalBackend()
