@@ -244,12 +244,12 @@ def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], tal
     """The shared compositor over the backend's patches, in frame order (the deflicker has state)."""
     params = CompositeParams()
     deflicker = TemporalDeflicker()
-    for frame, mouth in patches:
+    for row, (frame, mouth) in enumerate(patches):
         if cancel is not None:
             cancel.check()
         result = paste(frame.image, mouth.image, mouth.matte_landmarks, params, deflicker)
         if mouth.run_start:
-            tally.run_starts.append(done - 1)
+            tally.run_starts.append(row)
         if mouth.image is None or result.passthrough_reason:
             tally.add(mouth.reason or result.passthrough_reason or "passthrough")
         else:
