@@ -3,6 +3,7 @@
     probe(path) -> MediaInfo
     read_span(path, span: TimeRange) -> Iterator[VideoFrame]          # exact frames, streamed
     read_audio(path, span: TimeRange | tuple[float, float] | None, rate: int, mono: bool) -> AudioClip
+    keyframes_before(path, indices) -> list[int]                      # where reads start cheaply
     write_patch(frames: Iterable[np.ndarray | VideoFrame], path, codec, rate: Fraction,
                 start_timecode: str | None, colour_tags: ColourTags | None,
                 audio: AudioClip | None = None, overwrite: bool = False) -> Path
@@ -17,6 +18,7 @@ audio is read on that same clock so a span's audio lines up with its frames.
 
 from dubline.stages.media.audio import read_audio, write_audio
 from dubline.stages.media.fingerprint import media_fingerprint
+from dubline.stages.media.keyframes import keyframes_before
 from dubline.stages.media.probe import probe
 from dubline.stages.media.read import read_image, read_span
 from dubline.stages.media.types import (
@@ -37,6 +39,6 @@ from dubline.stages.media.write import (
 
 __all__ = [
     "DEFAULT_PATCH_CODEC", "PATCH_CODECS", "AudioClip", "AudioStreamInfo", "BackgroundWriter", "ColourTags", "MediaInfo",
-    "VideoFrame", "VideoStreamInfo", "check_output", "media_fingerprint", "probe", "read_audio", "read_image",
+    "VideoFrame", "VideoStreamInfo", "check_output", "keyframes_before", "media_fingerprint", "probe", "read_audio", "read_image",
     "read_span", "write_audio", "write_patch",
 ]

@@ -45,6 +45,12 @@ def to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.reformat(format="rgb24", interpolation=TO_RGB).to_ndarray()
 
 
+def to_rgb_fast(frame: av.VideoFrame) -> np.ndarray:
+    """swscale's default conversion: up to ~2 levels off (see TO_RGB) but 5-7x faster at 1080p.
+    For analysis (finding faces, lighting thumbnails), never for pixels that end up in a patch."""
+    return frame.reformat(format="rgb24").to_ndarray()
+
+
 
 def apply_colour(context, tags: ColourTags | None, rgb: bool) -> None:
     if tags is None:
