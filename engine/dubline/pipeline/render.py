@@ -1,11 +1,13 @@
 """``render``: the stages of DESIGN.md composed into one span job.
 
-    probe -> analyse the source (faces, own speech, calibration) -> analyse the dub -> backend.prepare
+    probe -> analyse the source (faces, own speech, calibration: the span, a window around it and a
+    sampled library, see pipeline.budget) -> analyse the dub -> backend.prepare
     -> stream: media.read_span -> backend.patches -> composite.paste -> media.write_patch (+ matte)
     -> OTIO timeline
 
 The CLI, the engine, ``dubline otio`` and batch jobs all call ``render`` with a ``RenderRequest``;
-none holds logic of its own. Every step's wall time is in ``RenderResult.stage_seconds``.
+none holds logic of its own. Every step's wall time is in ``RenderResult.stage_seconds`` (the source
+analysis's parts as ``analyse_source.*``), and what the analysis did in ``RenderResult.analysis``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class RenderResult:
     warnings: list[str]
     frames_patched: int
     passthrough: dict[str, int]  # reason -> frames passed through untouched
+    #: the source analysis: seconds per part and frame counts (frames_analysed: new now; frames_known: in the library)
+    analysis: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +66,7 @@ class RenderResult:
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "frames_patched": self.frames_patched,
             "passthrough": self.passthrough,
+            "analysis": {k: round(v, 3) for k, v in self.analysis.items()},
             "warnings": self.warnings,
         }
 
@@ -261,9 +266,12 @@ def render(
 
     with clock.stage("probe"):
         span = probe_span(request)
+    analysis: dict[str, float] = {}
     with clock.stage("analyse_source"):
-        source = analyses.analyse(request.video, request.speaker, progress, cancel)
+        source = analyses.analyse(request.video, request.speaker, progress, cancel, span=(span.first, span.end),
+                                  timings=analysis)
         library = [source] + [analyses.analyse(path, None, progress, cancel) for path in request.library]
+    clock.seconds.update({f"analyse_source.{k}": v for k, v in analysis.items() if not k.startswith("frames_")})
     _check_speaker_visible(source, span, request.video)
     with clock.stage("analyse_dub"):
         job = _dub_job(request, span, source, library, progress, cancel, cache_root, warnings)
@@ -292,4 +300,5 @@ def render(
         out=request.out, matte=request.matte, otio_path=otio_written, frames_written=span.frame_count,
         span=(span.first, span.end), start_timecode=timecode, backend=request.backend,
         stage_seconds=clock.seconds, warnings=warnings, frames_patched=tally.patched, passthrough=tally.passthrough,
+        analysis=analysis,
     )

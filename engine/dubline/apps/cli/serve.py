@@ -8,6 +8,8 @@ import signal
 import threading
 from pathlib import Path
 
+from dubline.apps.cli.render import add_budget_argument, budget_from_args
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:50917"
@@ -26,7 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frame-socket", metavar="ADDRESS",
                         help="also serve frames to the OpenFX plug-in on unix:PATH or a loopback HOST:PORT (docs/OFX.md)")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds running jobs get to finish on shutdown")
+    add_budget_argument(parser)
+    parser.add_argument("--no-idle-analysis", dest="idle_analysis", action="store_false",
+                        help="do not analyse the rest of rendered clips while the engine is idle")
     parser.set_defaults(func=run)
+
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     server, port = create_server(
         args.listen, media_roots=args.media_root, token=token, max_workers=args.workers,
         max_queued=args.max_queued, cache_root=args.cache, frame_socket=args.frame_socket,
+        analysis_budget=budget_from_args(args), idle_analysis=args.idle_analysis,
     )
     server.start()
     shown = args.listen if port == 0 or not args.listen.endswith(":0") else f"{args.listen[:-2]}:{port}"

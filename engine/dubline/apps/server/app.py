@@ -15,6 +15,7 @@ from dubline_client._generated.dubline.v1 import engine_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from dubline.apps.server.extend import IdleExtender
 from dubline.apps.server.frame_socket import FrameSocketServer
 from dubline.apps.server.jobs import JobQueue
 from dubline.apps.server.security import (
@@ -25,6 +26,7 @@ from dubline.apps.server.security import (
 )
 from dubline.apps.server.servicer import EngineConfig, EngineServicer
 from dubline.core.errors import InvalidInputError
+from dubline.pipeline import AnalysisBudget
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +39,14 @@ class EngineServer:
     """A started-or-not engine: ``start()``, ``stop(grace)`` (drains running jobs), ``wait()``."""
 
     def __init__(self, grpc_server: grpc.Server, servicer: EngineServicer, health_servicer: health.HealthServicer,
-                 unix_path: Path | None, frame_socket: FrameSocketServer | None = None) -> None:
+                 unix_path: Path | None, frame_socket: FrameSocketServer | None = None,
+                 idle: IdleExtender | None = None) -> None:
         self.grpc_server = grpc_server
         self.servicer = servicer
         self._health = health_servicer
         self._unix_path = unix_path
         self.frame_socket = frame_socket  # the OpenFX bridge's listener (docs/OFX.md), when asked for
+        self.idle = idle  # analyses the rest of rendered clips while no job runs
 
     @property
     def jobs(self) -> JobQueue:
@@ -52,6 +56,8 @@ class EngineServer:
         self.grpc_server.start()
         if self.frame_socket is not None:
             self.frame_socket.start()
+        if self.idle is not None:
+            self.idle.start()
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
@@ -60,6 +66,8 @@ class EngineServer:
         self._health.enter_graceful_shutdown()
         if self.frame_socket is not None:
             self.frame_socket.stop()
+        if self.idle is not None:
+            self.idle.stop()
         stopped = self.grpc_server.stop(grace)
         self.jobs.shutdown(grace)
         stopped.wait()
@@ -83,6 +91,8 @@ def create_server(
     max_analyses: int = 8,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     frame_socket: str | None = None,
+    analysis_budget: AnalysisBudget = AnalysisBudget(),
+    idle_analysis: bool = True,
 ) -> tuple[EngineServer, int]:
     """An engine bound to ``address`` (``HOST:PORT``, port 0 picks one, or ``unix:PATH``), not yet
     started. Returns it and the bound TCP port (0 for a unix socket).
@@ -90,6 +100,8 @@ def create_server(
     A non-loopback address needs ``token``; without TLS that token crosses the network in clear,
     which is logged as a warning. ``frame_socket`` (``unix:PATH`` or a loopback ``HOST:PORT``) also
     serves the one-frame RPC to the OpenFX plug-in over the protocol of docs/OFX.md.
+    ``analysis_budget`` is what a render analyses of its source before it starts; with
+    ``idle_analysis`` the engine analyses the rest of rendered clips while no job runs.
     """
     listen = parse_listen(address)
     if not listen.local and not token:
@@ -106,7 +118,7 @@ def create_server(
         work_dir = Path(tempfile.gettempdir()) / f"dubline-engine-{os.getuid()}"
     config = EngineConfig(
         media_roots=roots, cache_root=cache_root, work_dir=work_dir, max_analyses=max_analyses,
-        max_message_bytes=max_message_bytes,
+        max_message_bytes=max_message_bytes, analysis_budget=analysis_budget,
     )
     servicer = EngineServicer(config, JobQueue(max_workers=max_workers, max_queued=max_queued))
     server = grpc.server(
@@ -132,5 +144,6 @@ def create_server(
     if listen.unix_path is None and port == 0:
         raise InvalidInputError(f"cannot listen on {address} (address in use or not available)")
     frames_listener = FrameSocketServer(frame_socket, servicer) if frame_socket else None
-    engine = EngineServer(server, servicer, health_servicer, listen.unix_path, frames_listener)
+    idle = IdleExtender(servicer.analyses, servicer.jobs) if idle_analysis else None
+    engine = EngineServer(server, servicer, health_servicer, listen.unix_path, frames_listener, idle)
     return engine, (port if listen.unix_path is None else 0)

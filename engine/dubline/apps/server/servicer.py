@@ -27,7 +27,7 @@ from dubline.apps.server.status import status_for
 from dubline.core.errors import DublineError, FrameUnavailableError, InvalidInputError
 from dubline.core.models import model_dir, registry
 from dubline.core.progress import CancelToken, ProgressSink
-from dubline.pipeline import RenderRequest, ResidentAnalyses, render
+from dubline.pipeline import AnalysisBudget, RenderRequest, ResidentAnalyses, render
 from dubline.stages import media
 from dubline.stages.backends import DEFAULT_BACKEND, get_backend, names
 
@@ -67,6 +67,7 @@ class EngineConfig:
     max_analyses: int = 8
     span_budget_bytes: int = 2 * 1024**3
     max_message_bytes: int = 0
+    analysis_budget: AnalysisBudget = AnalysisBudget()  # what a render analyses of its source first
 
 
 def _device_for(backend: str) -> str | None:
@@ -87,7 +88,7 @@ class EngineServicer(pb_grpc.EngineServicer):
     def __init__(self, config: EngineConfig, jobs: JobQueue) -> None:
         self.config = config
         self.jobs = jobs
-        self.analyses = ResidentAnalyses(config.max_analyses, config.cache_root)
+        self.analyses = ResidentAnalyses(config.max_analyses, config.cache_root, budget=config.analysis_budget)
         self.spans = frames.SpanStore(config.span_budget_bytes)
         self._frame_jobs: dict[str, str] = {}  # clip key -> job id
         self._frame_lock = threading.Lock()

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from dubline.core.errors import InvalidInputError
-from dubline.stages.faces import models
+from dubline.stages.faces import geometry, models
 from dubline.stages.faces.types import FaceDetection, FaceTrackParams
 
 Box = tuple[float, float, float, float]
@@ -183,10 +183,25 @@ def _find_again(image: np.ndarray, previous: FaceDetection, params: FaceTrackPar
     return best[1], best[2], window
 
 
+def carried_box(box: Box, before: np.ndarray, after: np.ndarray) -> Box:
+    """``box`` drawn around a face with landmarks ``before``, carried to the same face with
+    landmarks ``after``: the same place and size relative to the eyes and nose. Each step goes
+    through the canonical face, so along a chain the box stays where the anchor's whole-frame
+    search put it relative to the face (no drift, none of the window search's coarse box steps)."""
+    into = geometry.pose_to_canonical(np.asarray(before, np.float64))
+    out_of = geometry.invert_affine(geometry.pose_to_canonical(np.asarray(after, np.float64)))
+    scale = np.hypot(into[0, 0], into[1, 0]) * np.hypot(out_of[0, 0], out_of[1, 0])
+    centre = geometry.apply_affine(out_of, geometry.apply_affine(into, np.array([[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]])))[0]
+    half_w, half_h = (box[2] - box[0]) * scale / 2, (box[3] - box[1]) * scale / 2
+    return (float(centre[0] - half_w), float(centre[1] - half_h), float(centre[0] + half_w), float(centre[1] + half_h))
+
+
 def track_frame(image: np.ndarray, previous: list[FaceDetection],
                 params: FaceTrackParams = FaceTrackParams()) -> list[FaceDetection] | None:
     """``previous`` (the last frame's faces) found again in ``image``, in the same order, each with
-    ``tracked_from`` set and no descriptor; None when any of them is not found near where it was."""
+    ``tracked_from`` set and no descriptor; None when any of them is not found near where it was.
+    The window search's box only seeds the landmark fit; the box reported is the previous one
+    carried along with the landmarks (``carried_box``)."""
     image = _check_image(image)
     found = []
     for face in previous:
@@ -196,7 +211,7 @@ def track_frame(image: np.ndarray, previous: list[FaceDetection],
         found.append(again)
     _, landmark_sets = _shapes(image, [box for box, _, _ in found], params)
     return [
-        FaceDetection(box=box, score=score, landmarks=points, descriptor=None, tracked_from=position,
-                      search_window=window)
-        for position, ((box, score, window), points) in enumerate(zip(found, landmark_sets))
+        FaceDetection(box=carried_box(face.box, face.landmarks, points), score=score, landmarks=points,
+                      descriptor=None, tracked_from=position, search_window=window)
+        for position, (face, (_, score, window), points) in enumerate(zip(previous, found, landmark_sets))
     ]

@@ -35,7 +35,9 @@ BATCH = 16
 
 
 def detection_cache(fingerprint: str, params: FaceTrackParams = FaceTrackParams(), root: Path | None = None) -> FrameCache:
-    """The per-frame cache of detect_frame results for one media file (``media.media_fingerprint``)."""
+    """The per-frame cache of detect_frames' results for one media file (``media.media_fingerprint``).
+    Whoever fills it decodes frames one way for it: the pipeline's analysis reads with
+    ``media.read_span(..., exact_colour=False)``."""
     return FrameCache(STAGE, fingerprint, params.detection_key(), root)
 
 
