@@ -187,12 +187,12 @@ def _analyse_chunk(path: Path, info: media.MediaInfo, plan: AnalysisPlan, blocks
     try:
         detect_frames(frames, frame_count=end - first, params=params, cache=caches.detections, progress=report,
                       cancel=cancel, timings=face_timings)
-    finally:
+    finally:  # a cancelled chunk keeps what it computed
         frames.close()
+        caches.thumbs.put_many(thumbs)
     tally.add("faces", time.perf_counter() - started)
     for name, value in face_timings.items():
         tally.add(name, value)
-    caches.thumbs.put_many(thumbs)
     if info.audio:
         started = time.perf_counter()
         caches.speech.put_many(_own_speech(path, info, plan, blocks))

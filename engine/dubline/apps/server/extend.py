@@ -80,6 +80,7 @@ class IdleExtender:
 
     def _on_jobs_changed(self) -> None:
         if self.jobs.busy():
+            self.finished.clear()
             self._cancel_batch()
         self._wake.set()
 

@@ -89,25 +89,27 @@ def _detect_batch(
     found = cache.get_many(f.index for f in batch) if cache is not None else {}
     fresh: dict[int, list[FaceDetection]] = {}
     results = []
-    for frame in batch:
-        if frame.index in found:
-            faces, anchored = found[frame.index], True  # only anchored results are ever stored
-        else:
-            if cancel is not None:
-                cancel.check()
-            started = time.perf_counter()
-            faces, anchored = _analyse_frame(frame, chain, params)
-            if timings is not None:
-                kind = "tracked" if faces and faces[0].tracked_from is not None else "detected"
-                timings[f"faces.{kind}"] = timings.get(f"faces.{kind}", 0.0) + time.perf_counter() - started
-                timings[f"faces.{kind}.frames"] = timings.get(f"faces.{kind}.frames", 0.0) + 1
-            if anchored:
-                fresh[frame.index] = faces
-        chain.index, chain.faces, chain.anchored = frame.index, faces, anchored
-        chain.image = frame.image
-        results.append(faces)
-    if cache is not None and fresh:
-        cache.put_many(fresh)
+    try:
+        for frame in batch:
+            if frame.index in found:
+                faces, anchored = found[frame.index], True  # only anchored results are ever stored
+            else:
+                if cancel is not None:
+                    cancel.check()
+                started = time.perf_counter()
+                faces, anchored = _analyse_frame(frame, chain, params)
+                if timings is not None:
+                    kind = "tracked" if faces and faces[0].tracked_from is not None else "detected"
+                    timings[f"faces.{kind}"] = timings.get(f"faces.{kind}", 0.0) + time.perf_counter() - started
+                    timings[f"faces.{kind}.frames"] = timings.get(f"faces.{kind}.frames", 0.0) + 1
+                if anchored:
+                    fresh[frame.index] = faces
+            chain.index, chain.faces, chain.anchored = frame.index, faces, anchored
+            chain.image = frame.image
+            results.append(faces)
+    finally:  # a cancelled batch keeps what it computed
+        if cache is not None and fresh:
+            cache.put_many(fresh)
     return results
 
 
