@@ -71,7 +71,7 @@ class RenderResult:
         }
 
 
-class _Stopwatch:
+class Stopwatch:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
@@ -85,7 +85,7 @@ class _Stopwatch:
 
 
 @dataclass
-class _Tally:
+class Tally:
     """What happened to each frame of the span."""
 
     patched: int = 0
@@ -189,13 +189,13 @@ def _span_audio_for_mux(dub: media.AudioClip, frame_count: int, rate: Fraction) 
     return media.AudioClip(np.pad(data, (0, samples - len(data))), SAMPLE_RATE)
 
 
-def _matte_frame(matte: np.ndarray) -> np.ndarray:
+def matte_frame(matte: np.ndarray) -> np.ndarray:
     grey = np.rint(np.clip(matte, 0.0, 1.0) * 255).astype(np.uint8)
     return np.dstack([grey, grey, grey])
 
 
 def _composited(request: RenderRequest, backend: Backend, job: BackendJob, plan: Any, span: SourceSpan,
-                tally: _Tally, matte: media.BackgroundWriter | None, progress: ProgressSink,
+                tally: Tally, matte: media.BackgroundWriter | None, progress: ProgressSink,
                 cancel: CancelToken | None) -> Iterator[np.ndarray]:
     """The span's output frames: the backend's patches pasted by the shared compositor."""
     params = CompositeParams()
@@ -210,7 +210,7 @@ def _composited(request: RenderRequest, backend: Backend, job: BackendJob, plan:
         else:
             tally.add(None)
         if matte is not None:
-            matte.put(_matte_frame(result.matte))
+            matte.put(matte_frame(result.matte))
         progress("render", done, span.frame_count)
         yield result.frame
 
@@ -246,16 +246,29 @@ def _write_timeline(request: RenderRequest, span: SourceSpan) -> Path:
     return write_timeline(timeline, request.otio_path, request.overwrite, request.inputs())
 
 
-def render(
+@dataclass
+class PreparedSpan:
+    """A render up to its first frame: the span, the backend's job and plan, what was measured."""
+
+    span: SourceSpan
+    backend: Backend
+    job: BackendJob
+    plan: Any
+    clock: Stopwatch
+    warnings: list[str]
+    analysis: dict[str, float]
+
+
+def prepare_span(
     request: RenderRequest,
     progress: ProgressSink = no_progress,
     cancel: CancelToken | None = None,
     cache_root: Path | None = None,
     analyses: AnalysisProvider | None = None,
-) -> RenderResult:
-    """Render the patch for one span. ``analyses`` provides the clip analyses (default: computed
-    from the on-disk cache under ``cache_root``; the engine passes its resident ones)."""
-    clock = _Stopwatch()
+) -> PreparedSpan:
+    """Everything before the first frame: checks, the source analysis (the span's plan), the dub,
+    the backend's plan. ``render`` and the engine's one-frame renders (``pipeline.live``) share it."""
+    clock = Stopwatch()
     warnings: list[str] = []
     analyses = analyses or DiskAnalyses(cache_root)
     backend = get_backend(request.backend)
@@ -277,9 +290,29 @@ def render(
         job = _dub_job(request, span, source, library, progress, cancel, cache_root, warnings)
     with clock.stage("backend_prepare"):
         plan = backend.prepare(job)
+    return PreparedSpan(span, backend, job, plan, clock, warnings, analysis)
+
+
+def passthrough_warning(passthrough: dict[str, int]) -> str:
+    details = ", ".join(f"{count} {reason}" for reason, count in sorted(passthrough.items()))
+    return f"frames passed through untouched: {details}"
+
+
+def render(
+    request: RenderRequest,
+    progress: ProgressSink = no_progress,
+    cancel: CancelToken | None = None,
+    cache_root: Path | None = None,
+    analyses: AnalysisProvider | None = None,
+) -> RenderResult:
+    """Render the patch for one span. ``analyses`` provides the clip analyses (default: computed
+    from the on-disk cache under ``cache_root``; the engine passes its resident ones)."""
+    prepared = prepare_span(request, progress, cancel, cache_root, analyses)
+    span, backend, job, plan, clock, warnings = (prepared.span, prepared.backend, prepared.job, prepared.plan,
+                                                 prepared.clock, prepared.warnings)
 
     timecode = span_start_timecode(span.info, span.first)
-    tally = _Tally()
+    tally = Tally()
     matte = None
     if request.matte is not None:
         matte = media.BackgroundWriter(request.matte, request.matte_codec, span.video.rate, timecode,
@@ -294,11 +327,10 @@ def render(
             otio_written = _write_timeline(request, span)
 
     if tally.passthrough:
-        details = ", ".join(f"{count} {reason}" for reason, count in sorted(tally.passthrough.items()))
-        warnings.append(f"frames passed through untouched: {details}")
+        warnings.append(passthrough_warning(tally.passthrough))
     return RenderResult(
         out=request.out, matte=request.matte, otio_path=otio_written, frames_written=span.frame_count,
         span=(span.first, span.end), start_timecode=timecode, backend=request.backend,
         stage_seconds=clock.seconds, warnings=warnings, frames_patched=tally.patched, passthrough=tally.passthrough,
-        analysis=analysis,
+        analysis=prepared.analysis,
     )
