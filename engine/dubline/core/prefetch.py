@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -23,51 +23,73 @@ class _Failure:
         self.error = error
 
 
-def prefetched(items: Iterable[T], depth: int = 4, name: str = "dubline-prefetch") -> Iterator[T]:
-    """``items``, produced on a background thread up to ``depth`` ahead. An exception raised while
-    producing is raised to the consumer at that point; closing the returned iterator (or dropping
-    it) stops the producer and closes ``items``."""
-    if depth < 1:
-        raise ValueError(f"prefetch depth must be at least 1, got {depth}")
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+class Prefetched(Generic[T]):
+    """``items``, produced on a background thread up to ``depth`` ahead (see ``prefetched``)."""
 
-    def offer(item: object) -> bool:
-        while not stop.is_set():
+    def __init__(self, items: Iterable[T], depth: int, name: str) -> None:
+        if depth < 1:
+            raise ValueError(f"prefetch depth must be at least 1, got {depth}")
+        self._items = items
+        self._buffer: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
+        self._done = False
+
+    def start(self) -> Prefetched[T]:
+        """Start producing now (otherwise the first ``next`` does)."""
+        if not self._thread.is_alive() and not self._done and self._thread.ident is None:
+            self._thread.start()
+        return self
+
+    def _offer(self, item: object) -> bool:
+        while not self._stop.is_set():
             try:
-                buffer.put(item, timeout=_POLL_S)
+                self._buffer.put(item, timeout=_POLL_S)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def produce() -> None:
-        source = iter(items)
+    def _produce(self) -> None:
+        source = iter(self._items)
         try:
             for item in source:
-                if not offer(item):
+                if not self._offer(item):
                     return
-            offer(_END)
+            self._offer(_END)
         except BaseException as error:  # handed to the consumer, who re-raises it
-            offer(_Failure(error))
+            self._offer(_Failure(error))
         finally:
             close = getattr(source, "close", None)
             if close is not None:
                 close()
 
-    return _consume(buffer, stop, threading.Thread(target=produce, name=name, daemon=True))
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._done:
+            raise StopIteration
+        self.start()
+        item = self._buffer.get()
+        if item is _END:
+            self.close()
+            raise StopIteration
+        if isinstance(item, _Failure):
+            self.close()
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        """Stop the producer (it closes ``items``) and wait for it."""
+        self._done = True
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join()
 
 
-def _consume(buffer: queue.Queue, stop: threading.Event, thread: threading.Thread) -> Iterator:
-    thread.start()  # on the first next(): an iterator never started leaves no thread behind
-    try:
-        while True:
-            item = buffer.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+def prefetched(items: Iterable[T], depth: int = 4, name: str = "dubline-prefetch") -> Prefetched[T]:
+    """``items``, produced on a background thread up to ``depth`` ahead. The thread starts on the
+    first ``next`` (or ``start()``); an exception raised while producing is raised to the consumer at
+    that point; ``close()`` stops the producer and closes ``items`` (call it when done early)."""
+    return Prefetched(items, depth, name)

@@ -16,6 +16,7 @@ can differ from ``render``'s by that low-frequency correction of a level or two 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dubline.core import timing
+from dubline.core.prefetch import prefetched
 from dubline.core.progress import CancelToken, ProgressSink, no_progress
 from dubline.pipeline.analysis import AnalysisProvider
 from dubline.pipeline.render import (
@@ -33,6 +35,7 @@ from dubline.pipeline.render import (
     Tally,
     passthrough_warning,
     prepare_span,
+    probe_span,
     span_start_timecode,
 )
 from dubline.pipeline.request import RenderRequest
@@ -78,15 +81,17 @@ def shown_first_order(first: int, end: int, shown: int) -> list[tuple[int, int]]
     return [(a, b) for a, b in ranges if b > a]
 
 
-def _frames_in_order(path: Path, rate: Fraction, ranges: list[tuple[int, int]]) -> Iterator[tuple[bool, Iterable[media.VideoFrame]]]:
-    """(follows the previous range, its frames) per range; the first two share one read (the asked
-    frame alone, so the backend hands it over without waiting for a chunk, then what follows)."""
-    if len(ranges) >= 2 and ranges[0][1] == ranges[1][0]:
-        frames = media.read_span(path, timing.frames_to_range(ranges[0][0], ranges[1][1], rate))
-        yield False, islice(frames, ranges[0][1] - ranges[0][0])
-        yield True, frames
-        ranges = ranges[2:]
-    for first, end in ranges:
+def _frames_in_order(path: Path, rate: Fraction, ranges: list[tuple[int, int]],
+                     ahead: Iterator[media.VideoFrame]) -> Iterator[tuple[bool, Iterable[media.VideoFrame]]]:
+    """(follows the previous range, its frames) per range. The first two ranges come from ``ahead``,
+    one read already decoding: the asked frame alone (so the backend hands it over without waiting
+    for a chunk of frames), then what follows it."""
+    yield False, islice(ahead, ranges[0][1] - ranges[0][0])
+    rest = ranges[1:]
+    if rest and rest[0][0] == ranges[0][1]:
+        yield True, ahead
+        rest = rest[1:]
+    for first, end in rest:
         yield False, media.read_span(path, timing.frames_to_range(first, end, rate))
 
 
@@ -106,7 +111,23 @@ def render_live(
     """Render ``request``'s span frame ``shown`` first (see the module docstring). ``on_start``
     gets the ``LiveFrames`` before the first frame is rendered; the patch (and matte, when the
     request names one) are written at the end, as ``render`` writes them."""
-    prepared: PreparedSpan = prepare_span(request, progress, cancel, cache_root, analyses)
+    started = time.perf_counter()
+    span = probe_span(request)
+    order = shown_first_order(span.first, span.end, shown)
+    head_end = order[1][1] if len(order) > 1 and order[1][0] == order[0][1] else order[0][1]
+    # Decode the asked frame while the dub is analysed and the backend plans.
+    ahead = prefetched(media.read_span(request.video, timing.frames_to_range(order[0][0], head_end, span.video.rate)),
+                       depth=2, name="dubline-live-read").start()
+    try:
+        prepared = prepare_span(request, progress, cancel, cache_root, analyses)
+        return _render_in_order(request, prepared, order, ahead, on_start, progress, cancel, started)
+    finally:
+        ahead.close()
+
+
+def _render_in_order(request: RenderRequest, prepared: PreparedSpan, order: list[tuple[int, int]],
+                     ahead: Iterator[media.VideoFrame], on_start: Callable[[LiveFrames], None],
+                     progress: ProgressSink, cancel: CancelToken | None, started: float) -> RenderResult:
     span, job, clock = prepared.span, prepared.job, prepared.clock
     video = span.video
     live = LiveFrames(span.first, video.rate, np.zeros((span.frame_count, video.height, video.width, 3), np.uint8),
@@ -116,7 +137,7 @@ def render_live(
     params = CompositeParams()
     deflicker = TemporalDeflicker()
     with clock.stage("render"):
-        for follows, frames in _frames_in_order(request.video, video.rate, shown_first_order(span.first, span.end, shown)):
+        for follows, frames in _frames_in_order(request.video, video.rate, order, ahead):
             if not follows:
                 deflicker = TemporalDeflicker()  # carried along consecutive frames, fresh after a jump
             for frame, mouth in prepared.backend.patches(job, prepared.plan, frames):
@@ -128,6 +149,8 @@ def render_live(
                 else:
                     tally.add(None)
                 live.put(frame.index, result.frame, _matte_grey(result.matte))
+                if len(live.order) == 1:  # seconds from the call to the asked frame being in
+                    clock.seconds["first_frame"] = time.perf_counter() - started
                 progress("render", len(live.order), span.frame_count)
     timecode = span_start_timecode(span.info, span.first)
     with clock.stage("encode"):
