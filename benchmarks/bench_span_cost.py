@@ -18,9 +18,10 @@ cached), dub_en_16k.wav, the retrieval backend, a ProRes patch:
 Prints each case's wall time, stage seconds and analysis counts, then the ratios side by side
 (long/short, target <= 1.5; old/new short, target >= 3), the machine and the load average before
 and after (the machine is shared: compare ratios from one run, not absolute seconds across runs).
-With ``--qc`` also the QC numbers (PAC, identity) of each case's patch (25 frames: indicative only).
+With ``--qc`` also the QC numbers (PAC, identity) of each case's patch (25 frames: indicative only);
+with ``--profile`` each case's costliest calls (where the old code's cold time goes, per call).
 
-    python benchmarks/bench_span_cost.py [--base COMMIT] [--old-long] [--qc] [--keep DIR]
+    python benchmarks/bench_span_cost.py [--base COMMIT] [--old-long] [--qc] [--profile] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -44,14 +45,22 @@ LONG_SEGMENTS = 60
 LONG_SPAN_SEGMENT = 30
 
 CHILD = r"""
-import json, resource, sys, time
+import cProfile, io, json, pstats, resource, sys, time
 from pathlib import Path
 from dubline.pipeline import RenderRequest, render
-video, dub, span, out, cache, qc = sys.argv[1:7]
+video, dub, span, out, cache, qc, profile = sys.argv[1:8]
+profiler = cProfile.Profile() if profile == "1" else None
 started = time.perf_counter()
+if profiler:
+    profiler.enable()
 result = render(RenderRequest(video=Path(video), audio=Path(dub), span=span, out=Path(out), codec="prores",
                               overwrite=True), cache_root=Path(cache))
 wall = time.perf_counter() - started
+if profiler:
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(12)
+    print(text.getvalue())
 usage = resource.getrusage(resource.RUSAGE_SELF)
 report = {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "stages": result.stage_seconds,
           "analysis": getattr(result, "analysis", {})}
@@ -108,16 +117,18 @@ def base_tree(root: Path, commit: str) -> Path:
     return tree
 
 
-def run_case(tree: Path, video: Path, span: tuple[int, int], work: Path, qc: bool) -> dict:
+def run_case(tree: Path, video: Path, span: tuple[int, int], work: Path, qc: bool, profile: bool = False) -> dict:
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)
     env = dict(os.environ, PYTHONPATH=f"{tree / 'engine'}{os.pathsep}{tree / 'plugin'}", DUBLINE_CACHE=str(cache))
     out = work / "patch.mov"
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(video), str(SHARED / "dub_en_16k.wav"), f"{span[0]}-{span[1]}", str(out),
-         str(cache), "1" if qc else "0"],
+         str(cache), "1" if qc else "0", "1" if profile else "0"],
         env=env, capture_output=True, text=True,
     )
+    if profile:  # the main thread's calls by own time (worker threads' work shows as waiting)
+        print("\n".join(line for line in result.stdout.splitlines() if not line.startswith("RESULT ")))
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     if result.returncode != 0 or not lines:
         raise SystemExit(f"render failed ({tree}):\n{result.stderr[-3000:]}")
@@ -155,6 +166,8 @@ def main() -> None:
     parser.add_argument("--old-long", action="store_true", help="also time today's code on the 10 min take (slow)")
     parser.add_argument("--qc", action="store_true", help="QC numbers of each patch (PAC, identity)")
     parser.add_argument("--keep", type=Path, help="work directory to keep (default: a temporary one)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print each case's 12 costliest calls (cProfile, own time; slows the run down)")
     args = parser.parse_args()
     root = bench_dir()
     short, long = build_sources(root)
@@ -167,14 +180,14 @@ def main() -> None:
     print(f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}; load average before {os.getloadavg()}; base {base[:12]}", flush=True)
     cases = {}
-    cases["new short"] = run_case(ROOT, short, SPAN_IN_SEGMENT, work, args.qc)
+    cases["new short"] = run_case(ROOT, short, SPAN_IN_SEGMENT, work, args.qc, args.profile)
     _show("new short", cases["new short"])
-    cases["old short"] = run_case(old, short, SPAN_IN_SEGMENT, work, args.qc)
+    cases["old short"] = run_case(old, short, SPAN_IN_SEGMENT, work, args.qc, args.profile)
     _show("old short", cases["old short"])
-    cases["new long"] = run_case(ROOT, long, long_span, work, args.qc)
+    cases["new long"] = run_case(ROOT, long, long_span, work, args.qc, args.profile)
     _show("new long", cases["new long"])
     if args.old_long:
-        cases["old long"] = run_case(old, long, long_span, work, args.qc)
+        cases["old long"] = run_case(old, long, long_span, work, args.qc, args.profile)
         _show("old long", cases["old long"])
     print(f"load average after {os.getloadavg()}")
     print(f"ratio new long / new short: {cases['new long']['wall'] / cases['new short']['wall']:.2f} (target <= 1.5)")

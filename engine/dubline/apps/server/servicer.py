@@ -11,6 +11,7 @@ import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -317,7 +318,7 @@ class EngineServicer(pb_grpc.EngineServicer):
             answer.image.CopyFrom(frames.image_of(frames.rgba(patch, floats), bottom_up))
         return answer
 
-    def _frame_job(self, spec: pb.RenderSpec, seconds) -> tuple[Job, LiveFrames | None]:
+    def _frame_job(self, spec: pb.RenderSpec, seconds: Fraction) -> tuple[Job, LiveFrames | None]:
         """The engine's own render of a clip key's span (lossless patch + matte in the work dir),
         started by the first request with the frame it asked for rendered first; and, while it
         runs, the frames it has rendered so far."""
@@ -336,13 +337,25 @@ class EngineServicer(pb_grpc.EngineServicer):
                         return job, self._live.get(key)
                 except DublineError:
                     pass  # forgotten: render again
+            self._forget_finished_live()
             self.config.work_dir.mkdir(parents=True, exist_ok=True)
             request = dataclasses.replace(request, out=work / f"{key}.mkv", matte=work / f"{key}.matte.mkv")
             job = self._submit_frame_render(request, key, seconds)
             self._frame_jobs[key] = job.id
             return job, None
 
-    def _submit_frame_render(self, request: RenderRequest, key: str, seconds) -> Job:
+    def _forget_finished_live(self) -> None:
+        # Caller holds _frame_lock. A finished render's frames live on in self.spans (evictable).
+        for key in list(self._live):
+            job_id = self._frame_jobs.get(key)
+            try:
+                finished = job_id is None or self.jobs.get(job_id).state.finished
+            except DublineError:
+                finished = True
+            if finished:
+                del self._live[key]
+
+    def _submit_frame_render(self, request: RenderRequest, key: str, seconds: Fraction) -> Job:
         cache_root = self.config.cache_root
 
         def started(live: LiveFrames) -> None:
