@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import queue
+from functools import lru_cache
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ FACE_RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"
 CNN_FACE_DETECTOR = "mmod_human_face_detector.dat"
 
 
+@lru_cache(maxsize=1)
 def embedded_models_dir() -> Path:
     """face_recognition_models' ``models/`` folder."""
     spec = importlib.util.find_spec("face_recognition_models")

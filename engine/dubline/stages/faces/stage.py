@@ -62,6 +62,7 @@ class _Chain:
         self.index: int | None = None
         self.faces: list[FaceDetection] = []
         self.image: np.ndarray | None = None  # the last frame (its glance is taken only when needed)
+        self.glance: np.ndarray | None = None  # the last frame's glance, once taken
         self.anchored = False
 
     def follows(self, index: int) -> bool:
@@ -73,12 +74,15 @@ def _analyse_frame(frame: VideoFrame, chain: _Chain, params: FaceTrackParams) ->
     anchor = frame.index % params.detect_every == 0
     continues = chain.follows(frame.index)
     faces = None
-    if continues and not anchor and chain.faces:
-        cut = chain.image is None or float(np.abs(glance(frame.image) - glance(chain.image)).mean()) > params.cut_threshold
-        if not cut:
+    seen = None
+    if continues and not anchor and chain.faces and chain.image is not None:
+        before = chain.glance if chain.glance is not None else glance(chain.image)
+        seen = glance(frame.image)
+        if float(np.abs(seen - before).mean()) <= params.cut_threshold:
             faces = track_frame(frame.image, chain.faces, params)
     if faces is None:
         faces = detect_frame(frame.image, params)
+    chain.glance = seen
     return faces, anchor or (continues and chain.anchored)
 
 
@@ -93,6 +97,7 @@ def _detect_batch(
         for frame in batch:
             if frame.index in found:
                 faces, anchored = found[frame.index], True  # only anchored results are ever stored
+                chain.glance = None  # none taken of this frame
             else:
                 if cancel is not None:
                     cancel.check()
