@@ -5,7 +5,13 @@ write a contact sheet (source row, patch row, enlarged mouths, matte) and a boun
 mouths around the three run boundaries with the largest change not explained by motion). Prints one
 table and writes results.json (qc numbers, per-frame arrays, run boundaries) next to the sheets.
 
-    python benchmarks/acceptance_render.py [--out DIR] [--codec prores] [--only NAME]
+A whole clip as the span means every frame is analysed, whatever the analysis budget. ``--sampled``
+also checks the span-proportional library (issue 15): on a 60 s 1080p take (bench_span_cost's
+10 s take six times over) it renders 2 s spans with each dub twice, with the default budget (the
+span +-1 s and a 6 s sample of the take) and with every frame of the take analysed, and prints
+both PAC and identity side by side.
+
+    python benchmarks/acceptance_render.py [--out DIR] [--codec prores] [--only NAME] [--sampled]
         [--expression as-source|neutral|smile] [--options JSON] [--no-sheets]
 """
 
@@ -17,7 +23,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from dubline.pipeline import RenderRequest, analyse_clip, render
+from dubline.pipeline import (
+    WHOLE_FILE,
+    DiskAnalyses,
+    RenderRequest,
+    analyse_clip,
+    render,
+)
 from dubline.pipeline.qc import run_qc
 from dubline.qc.sheets import boundary_sheet, sheet_for_render
 from dubline.stages import media
@@ -37,6 +49,45 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "  -  " if value is None else f"{value:.{digits}f}"
 
 
+#: 2 s spans of the 60 s take, at different places in its 10 s segments.
+SAMPLED_SPANS = ((1300, 1350), (860, 910))
+
+
+def sampled_library(out: Path) -> None:
+    """PAC and identity of 2 s spans with the sampled library against the whole take's."""
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_span_cost import bench_dir, build_sources
+
+    short, _ = build_sources(bench_dir())
+    take = bench_dir() / "take_60s_1080p.mp4"
+    if not take.exists():
+        listing = bench_dir() / "concat60.txt"
+        listing.write_text("".join(f"file '{short.name}'\n" for _ in range(6)))
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
+                        str(take)], check=True)
+    sampled_cache, whole_cache = out / "sampled_cache", out / "whole_cache"
+    analyse_clip(take, cache_root=whole_cache, budget=WHOLE_FILE)  # every frame, once
+    print(f"{'span x dub':34s} {'sampled library':>22s} {'whole take':>22s}")
+    gaps = []
+    for first, end in SAMPLED_SPANS:
+        for dub in DUBS:
+            row = []
+            for cache in (sampled_cache, whole_cache):
+                patch = out / f"sampled_{first}_{Path(dub).stem}_{cache.name}.mov"
+                result = render(RenderRequest(video=take, audio=SHARED / dub, span=f"{first}-{end}", out=patch,
+                                              codec="prores", overwrite=True), cache_root=cache,
+                                analyses=DiskAnalyses(cache))
+                qc = run_qc(patch, SHARED / dub, source=take, span=f"{first}-{end}", cache_root=cache)
+                row.append((qc.pac_sync, qc.identity_distance, int(result.analysis.get("frames_known", 0))))
+            gaps.append(row[0][0] - row[1][0])
+            print(f"{first}-{end} x {Path(dub).stem:22s} "
+                  + "  ".join(f"PAC {pac:4.2f} id {ident:5.3f} ({known:4d} fr)" for pac, ident, known in row), flush=True)
+    print(f"sampled - whole PAC: mean {np.mean(gaps):+.3f}, worst {min(gaps):+.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/acceptance"))
@@ -45,8 +96,12 @@ def main() -> None:
     parser.add_argument("--expression", default="as-source")
     parser.add_argument("--options", default="{}", help="retrieval backend options as JSON")
     parser.add_argument("--no-sheets", action="store_true")
+    parser.add_argument("--sampled", action="store_true", help="only the sampled-library check (see above)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.sampled:
+        sampled_library(args.out)
+        return
     cache = args.out / "cache"
     rows = []
     for speaker in SPEAKERS:

@@ -51,9 +51,12 @@ class FakeAnalyses:
 
     no_face_frames: frozenset[int] = frozenset()
     calls: list[Path] = field(default_factory=list)
+    spans: list[tuple[int, int] | None] = field(default_factory=list)
 
-    def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None) -> ClipAnalysis:
+    def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None, span=None,
+                timings=None) -> ClipAnalysis:
         self.calls.append(Path(path))
+        self.spans.append(span)
         info = media.probe(path)
         video = info.video
         assert video is not None

@@ -74,6 +74,17 @@ def detections_b(clip_b):
     return detect_frames(clip_b)
 
 
+@pytest.fixture(scope="module")
+def searched_a(clip_a):
+    """Every frame searched whole (no tracking): each has its own descriptor, as cuts need."""
+    return detect_frames(clip_a, params=FaceTrackParams(detect_every=1))
+
+
+@pytest.fixture(scope="module")
+def searched_b(clip_b):
+    return detect_frames(clip_b, params=FaceTrackParams(detect_every=1))
+
+
 # ---------------------------------------------------------------------------------------------
 # Real clips: a face on every frame, jitter lower after smoothing
 
@@ -120,7 +131,9 @@ def test_detections_are_full_resolution_and_identity_is_stable(clip_a, detection
     inside = (face.landmarks[:, 0] > x0 - 20) & (face.landmarks[:, 0] < x1 + 20)
     assert inside.all()
     assert face.landmarks.dtype == np.float32 and face.descriptor.shape == (128,)
-    distances = [np.linalg.norm(f[0].descriptor - face.descriptor) for f in detections]
+    described = [f[0].descriptor for f in detections if f[0].descriptor is not None]
+    assert len(described) == 2  # the anchors 0 and 24; tracked frames carry none
+    distances = [np.linalg.norm(d - face.descriptor) for d in described]
     assert max(distances) < 0.4  # one person throughout
 
 
@@ -250,9 +263,32 @@ def test_speaker_choice_follows_activity_among_moving_mouths():
 # Tracking: one track per person, re-acquired after cuts
 
 
+def test_tracked_faces_continue_their_track_without_descriptors():
+    """Faces tracked from the previous frame carry no descriptor but say which face they continue:
+    two people crossing (their boxes swap) stay two tracks, each with its own identity."""
+    rng = np.random.default_rng(5)
+    identity = [rng.normal(0, 0.1, 128).astype(np.float32) for _ in range(2)]
+    frames = []
+    for i in range(30):
+        faces = []
+        for person, start in enumerate((150.0, 650.0)):
+            x = start + (i * 17.0 if person == 0 else -i * 17.0)  # they pass each other around frame 15
+            points = _template_face(x, 200, 0.03)
+            detection = _fake_detection(points, identity[person] if i % 10 == 0 else None)
+            faces.append(replace(detection, tracked_from=None if i % 10 == 0 else person))
+        frames.append(faces)
+    tracks = build_tracks(frames, FaceTrackParams())
+    assert len(tracks) == 2
+    for track in tracks:
+        firsts = track.detections[0].box[0]
+        person = 0 if firsts < 400 else 1
+        assert all(track.detections[p] is frames[p][person] for p in range(30))
+        assert np.allclose(track.mean_descriptor, identity[person])
+
+
 @pytest.mark.slow
-def test_tracks_reacquire_the_same_person_after_cuts(detections_a, detections_b):
-    (_, dets_a), (_, dets_b) = detections_a, detections_b
+def test_tracks_reacquire_the_same_person_after_cuts(searched_a, searched_b):
+    (_, dets_a), (_, dets_b) = searched_a, searched_b
     # A, cut to B, cut back to A (its face elsewhere in frame), gap of empty frames, A again.
     shifted = [[replace(d, box=(d.box[0] + 500, d.box[1], d.box[2] + 500, d.box[3]), landmarks=d.landmarks + [500, 0]) for d in f] for f in dets_a[10:15]]
     sequence = dets_a[:5] + dets_b[:5] + shifted + [[]] * 3 + dets_a[20:25]
@@ -394,32 +430,82 @@ def test_smoothing_removes_noise_but_keeps_mouth_motion():
 # Cache: a second call computes nothing; an overlapping span computes only its new frames
 
 
-@pytest.mark.slow
-def test_cache_serves_repeat_and_overlapping_spans(clip_a, tmp_path, monkeypatch):
-    calls: list[int] = []
-    real_detect = stage.detect_frame
+def _counting(monkeypatch) -> dict[str, int]:
+    """Count the face stage's per-frame work: whole-frame detections and tracked frames."""
+    calls = {"detect": 0, "track": 0}
+    real_detect, real_track = stage.detect_frame, stage.track_frame
 
-    def counting(image, params):
-        calls.append(1)
+    def detect(image, params):
+        calls["detect"] += 1
         return real_detect(image, params)
 
-    monkeypatch.setattr(stage, "detect_frame", counting)
+    def track(image, previous, params):
+        calls["track"] += 1
+        return real_track(image, previous, params)
+
+    monkeypatch.setattr(stage, "detect_frame", detect)
+    monkeypatch.setattr(stage, "track_frame", track)
+    return calls
+
+
+@pytest.mark.slow
+def test_cache_serves_repeat_and_overlapping_spans(clip_a, tmp_path, monkeypatch):
+    calls = _counting(monkeypatch)
     params = FaceTrackParams()
     cache = stage.detection_cache("fingerprint-a", params, root=tmp_path)
     assert isinstance(cache, FrameCache)
     events = []
     first = track_faces(clip_a[:10], frame_count=10, cache=cache, progress=lambda *e: events.append(e))
-    assert len(calls) == 10 and events[-1] == ("faces.detect", 10, 10)
+    assert calls == {"detect": 1, "track": 9} and events[-1] == ("faces.detect", 10, 10)
     second = track_faces(clip_a[:10], cache=stage.detection_cache("fingerprint-a", params, root=tmp_path))
-    assert len(calls) == 10  # nothing recomputed
+    assert sum(calls.values()) == 10  # nothing recomputed
     for name in ("present", "reason", "boxes", "landmarks_raw", "landmarks", "pose", "aperture", "descriptors", "track_id"):
         np.testing.assert_array_equal(getattr(first, name), getattr(second, name), err_msg=name)
+    # Frames 10-14 continue the tracking from cached frame 9: the same results an unbroken read gives.
     overlapping = track_faces(clip_a[5:15], cache=cache)
-    assert len(calls) == 15 and overlapping.present.all()
-    # Tracking/smoothing parameters do not change the cache key; detection parameters do.
+    assert sum(calls.values()) == 15 and overlapping.present.all()
+    # Tracking/smoothing parameters do not change the cache key; detection parameters do, and so
+    # does how often the whole frame is searched (it changes what tracked frames hold).
     track_faces(clip_a[:10], params=replace(params, pose_window=5), cache=stage.detection_cache("fingerprint-a", replace(params, pose_window=5), root=tmp_path))
-    assert len(calls) == 15
+    assert sum(calls.values()) == 15
+    unbroken = track_faces(clip_a[:15])
+    np.testing.assert_array_equal(overlapping.landmarks_raw[5:], unbroken.landmarks_raw[10:])
     assert stage.detection_cache("fingerprint-a", replace(params, detect_max_side=320), root=tmp_path).get_many(range(10)) == {}
+    assert stage.detection_cache("fingerprint-a", replace(params, detect_every=12), root=tmp_path).get_many(range(10)) == {}
+
+
+@pytest.mark.slow
+def test_only_results_reached_from_an_anchor_are_cached(clip_a, tmp_path, monkeypatch):
+    """A read that starts between anchors computes its frames from where it started; what the cache
+    holds for a frame must not depend on that, so only frames from the next anchor on are stored."""
+    calls = _counting(monkeypatch)
+    params = FaceTrackParams(detect_every=8)
+    cache = stage.detection_cache("fingerprint-a", params, root=tmp_path)
+    track_faces(clip_a[5:20], params=params, cache=cache)
+    assert sorted(cache.get_many(range(40))) == list(range(8, 20))
+    assert calls["detect"] == 3  # frame 5 (the read's start) and the anchors 8 and 16
+    # Read from the anchor, frames 8-19 come from the cache and equal an unbroken read's.
+    calls.update(detect=0, track=0)
+    again = track_faces(clip_a[0:20], params=params, cache=cache)
+    assert calls == {"detect": 1, "track": 7}
+    np.testing.assert_array_equal(again.landmarks_raw, track_faces(clip_a[0:20], params=params).landmarks_raw)
+
+
+@pytest.mark.slow
+def test_tracked_frames_agree_with_whole_frame_detection(clip_a, detections_a):
+    """Between anchors each face is found again near where it was: the landmarks and the mouth
+    opening are those a whole-frame search finds, without a descriptor on the tracked frames."""
+    _, tracked = detections_a
+    _, detected = detect_frames(clip_a, params=FaceTrackParams(detect_every=1))
+    assert [len(f) for f in tracked] == [len(f) for f in detected] == [1] * FRAMES
+    assert tracked[0][0].descriptor is not None and all(f[0].descriptor is None for f in tracked[1:24])
+    assert all(f[0].tracked_from == 0 for f in tracked[1:24]) and tracked[24][0].tracked_from is None
+    iod = np.array([geometry.inter_ocular_distance(f[0].landmarks) for f in detected])
+    shift = np.array([np.abs(t[0].landmarks - d[0].landmarks).mean() for t, d in zip(tracked, detected)]) / iod
+    assert shift.mean() < 0.03
+    apertures = [(inner_lip_aperture(t[0].landmarks), inner_lip_aperture(d[0].landmarks)) for t, d in zip(tracked, detected)]
+    assert np.corrcoef(np.array(apertures).T)[0, 1] > 0.95
+    assert min(f[0].score for f in tracked) > FaceTrackParams().min_score
 
 
 @pytest.mark.slow

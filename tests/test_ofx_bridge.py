@@ -253,6 +253,66 @@ def test_frame_socket_answers_malformed_messages_with_an_error(bare_engine, tmp_
     assert decoded.audio_offset == 1.5 and decoded.video == "/a.mp4" and decoded.bottom_up
 
 
+def test_a_dubbed_frame_shows_as_soon_as_it_is_rendered(host: OfxHost, tmp_path: Path, monkeypatch) -> None:
+    """The engine renders the asked frame first: the plug-in passes the source through (NOT_READY)
+    until that frame is in, then shows it while the rest of the span still renders; a frame not in
+    yet still passes through. The render is held after the asked frame by an event, not timed."""
+    import threading
+
+    from dubline.apps.server.app import create_server
+    from fakes import BACKEND as FAKE
+    from fakes import FakeAnalyses, register_fake_backend, write_clip
+
+    from dubline.core import timing
+    from dubline.stages import media
+
+    register_fake_backend(monkeypatch)
+    release, holding = threading.Event(), threading.Event()
+    real = type(FAKE).patches
+
+    def held_after_frame_6(backend, job, plan, frames):
+        for frame, mouth in real(backend, job, plan, frames):
+            if frame.index == 7:
+                holding.set()
+                assert release.wait(60)
+            yield frame, mouth
+
+    monkeypatch.setattr(type(FAKE), "patches", held_after_frame_6)
+    clip = write_clip(tmp_path / "clip.mkv", frames=12)
+    dub = media.write_audio(media.AudioClip(np.zeros(8000, np.float32), 16000), tmp_path / "dub.wav")
+    server, _ = create_server(f"unix:{tmp_path / 'g.sock'}", cache_root=tmp_path / "cache", work_dir=tmp_path / "work",
+                              frame_socket=f"unix:{tmp_path / 'f.sock'}", idle_analysis=False)
+    server.servicer.analyses = FakeAnalyses()
+    server.start()
+    try:
+        instance = host.create_instance({"engineAddress": server.frame_socket.address, "sourceMedia": str(clip),
+                                         "dubAudio": str(dub), "spanStart": 2, "spanEnd": 10, "backendName": "fake",
+                                         "timeoutMs": 10000})
+        frames = {f.index: np.dstack([f.image, np.full(f.image.shape[:2], 255, np.uint8)])
+                  for f in media.read_span(clip, timing.frames_to_range(0, 12, 25))}
+        deadline = time.monotonic() + 60  # a guard against hanging, not a measurement
+        while True:
+            out = instance.render(frames[6], 6)
+            if instance.status.startswith("dubbed"):
+                break
+            assert instance.status.startswith("rendering") and np.array_equal(out, frames[6]), instance.status
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert instance.status == "dubbed frame 6" and not np.array_equal(out, frames[6])
+        assert holding.is_set() and server.servicer.jobs.busy()  # the rest of the span is still rendering
+        later = instance.render(frames[8], 8)
+        assert instance.status.startswith("rendering") and np.array_equal(later, frames[8])
+        release.set()
+        while not instance.status.startswith("dubbed frame 8"):
+            later = instance.render(frames[8], 8)
+            assert time.monotonic() < deadline, instance.status
+            time.sleep(0.05)
+        assert not np.array_equal(later, frames[8])
+    finally:
+        release.set()
+        server.stop(1)
+
+
 # -- against a real engine subprocess on shared media --------------------------------------------
 
 

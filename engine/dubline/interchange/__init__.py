@@ -8,7 +8,13 @@
     insert   the timeline with the patch on a new top track
 """
 
-from dubline.interchange.insert import PATCH_TRACK_NAME, PatchMedia, PlacedPatch, insert_patch, insert_patches
+from dubline.interchange.insert import (
+    PATCH_TRACK_NAME,
+    PatchMedia,
+    PlacedPatch,
+    insert_patch,
+    insert_patches,
+)
 from dubline.interchange.plan import (
     ON_TRANSITION,
     RANGE_SPACES,

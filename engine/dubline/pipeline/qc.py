@@ -29,6 +29,7 @@ from dubline.core import landmarks as lm
 from dubline.core import timing
 from dubline.core.progress import ProgressSink, no_progress
 from dubline.pipeline.analysis import analyse_clip
+from dubline.pipeline.budget import SPAN_ONLY
 from dubline.pipeline.render import resolve_span, span_start_timecode
 from dubline.qc.lips import Spread, circular_median_offset, lip_colour, mouth_expression
 from dubline.qc.metrics import (
@@ -48,7 +49,7 @@ from dubline.qc.temporal import (
 )
 from dubline.stages import media
 from dubline.stages.composite import lower_face_matte
-from dubline.stages.faces import FaceTrackParams, detect_frame
+from dubline.stages.faces import FaceTrackParams, descriptor_at, detect_frame
 from dubline.stages.speech.analyse import analyse_speech
 from dubline.stages.speech.dub import read_dub
 from dubline.stages.speech.targets import openness_track
@@ -245,7 +246,7 @@ def run_qc(
         first, end = resolve_span(span, source_info, source)
         report.expected_frames = end - first
         report.expected_start_timecode = span_start_timecode(source_info, first)
-        source_faces = analyse_clip(source, cache_root=cache_root).faces
+        source_faces = analyse_clip(source, cache_root=cache_root, span=(first, end), budget=SPAN_ONLY).faces
         if end - first == frame_count:
             source_frames = media.read_span(source, timing.frames_to_range(first, end, source_info.video.rate))
         else:
@@ -255,6 +256,7 @@ def run_qc(
     params = FaceTrackParams()
     aperture = np.full(frame_count, np.nan)
     out_descriptors = np.full((frame_count, 128), np.nan)
+    src_descriptors = np.full((frame_count, 128), np.nan)  # of each source frame (the analysis has them on anchors only)
     out_boxes = np.full((frame_count, 4), np.nan)
     tally, flicker, residual = _Tally(), FlickerMeter(), MotionResidualMeter()
     seams = []
@@ -272,6 +274,9 @@ def run_qc(
             src = next(source_frames).image
             out = media.convert_depth(frame.image, src.dtype)  # a 10-bit patch of an 8-bit source
             points = source_view.to_stored(source_faces.landmarks[first + row].astype(np.float64))
+            raw = source_faces.landmarks_raw[first + row]
+            if np.all(np.isfinite(raw)):  # the track keeps descriptors of detections only
+                src_descriptors[row] = descriptor_at(source_view.analysis_image(src), raw)
             if matte_frames is not None:
                 inside = next(matte_frames).image[..., 0] > 0
             elif np.all(np.isfinite(points)):
@@ -312,7 +317,7 @@ def run_qc(
         marks[[r for r in run_starts if 0 <= r < frame_count]] = 1.0
         frames.series["run_start"] = marks
     if source_faces is not None and source_frames is not None:
-        report.identity_distance = identity_distance(out_descriptors, source_faces.descriptors[first : first + frame_count])
+        report.identity_distance = identity_distance(out_descriptors, src_descriptors)
         report.outside_diff_pixels = tally.diff_pixels
         report.outside_exact = tally.diff_pixels == 0
         report.psnr_outside_db = tally.psnr()

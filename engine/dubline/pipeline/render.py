@@ -1,13 +1,19 @@
 """``render``: the stages of DESIGN.md composed into one span job.
 
-    probe -> analyse the source (faces, own speech, calibration) -> analyse the dub -> backend.prepare
+    probe -> analyse the source (faces, own speech, calibration: the span, a window around it and a
+    sampled library, see pipeline.budget) -> analyse the dub -> backend.prepare
     -> stream: media.read_span -> backend.patches -> composite.paste -> media.write_patch (+ matte)
     -> OTIO timeline
 
 The CLI, the engine, ``dubline otio`` and batch jobs all call ``render`` with a ``RenderRequest``;
 none holds logic of its own. Every step's wall time is in ``RenderResult.stage_seconds``; the frame
 loop (``render_and_encode``) runs its stages on threads (``frameloop``) and adds each one's busy
-seconds as ``render.<stage>`` (decode, backend, composite, matte, encode; shares in ``loop_shares``).
+seconds as ``render.<stage>`` (decode, backend, composite, matte, encode; shares in ``loop_shares``),
+the source analysis's parts as ``analyse_source.*``; what the analysis did is in
+``RenderResult.analysis``.
+
+One module because preparing a span, its frame loop and the result share the span's state (the
+job, the tally, the clocks, the matte writer); split, they would only pass it around.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ class RenderResult:
     passthrough: dict[str, int]  # reason -> frames passed through untouched
     #: span rows (0 = the span's first frame) where the backend cut to another run of material
     run_starts: list[int] = field(default_factory=list)
+    #: the source analysis: seconds per part and frame counts (frames_analysed: new now; frames_known: in the library)
+    analysis: dict[str, float] = field(default_factory=dict)
 
     @property
     def loop_shares(self) -> dict[str, float]:
@@ -84,11 +92,12 @@ class RenderResult:
             "frames_patched": self.frames_patched,
             "passthrough": self.passthrough,
             "run_starts": self.run_starts,
+            "analysis": {k: round(v, 3) for k, v in self.analysis.items()},
             "warnings": self.warnings,
         }
 
 
-class _Stopwatch:
+class Stopwatch:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
@@ -102,7 +111,7 @@ class _Stopwatch:
 
 
 @dataclass
-class _Tally:
+class Tally:
     """What happened to each frame of the span."""
 
     patched: int = 0
@@ -238,7 +247,7 @@ class _SerialProgress:
             self._sink(stage, done, total)
 
 
-def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], tally: _Tally,
+def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], tally: Tally,
                      matte: media.BackgroundWriter | None, clock: StageClock, keep_alpha: bool,
                      cancel: CancelToken | None) -> Iterator[np.ndarray]:
     """The shared compositor over the backend's patches, in frame order (the deflicker has state)."""
@@ -265,7 +274,7 @@ def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], tal
 
 
 def _frame_loop(loop: FrameLoop, request: RenderRequest, backend: Backend, job: BackendJob, plan: Any,
-                span: SourceSpan, tally: _Tally, matte: media.BackgroundWriter | None) -> Iterator[np.ndarray]:
+                span: SourceSpan, tally: Tally, matte: media.BackgroundWriter | None) -> Iterator[np.ndarray]:
     """The span's output frames: decoded, patched by the backend, pasted by the shared compositor."""
     decoded = loop.stage("decode", lambda _: media.read_span(request.video, span.time_range), (),
                          depth=_decode_depth(span.video))
@@ -319,21 +328,29 @@ def _write_timeline(request: RenderRequest, span: SourceSpan) -> Path:
     return write_timeline(timeline, request.otio_path, request.overwrite, request.inputs())
 
 
-def render(
+@dataclass
+class PreparedSpan:
+    """A render up to its first frame: the span, the backend's job and plan, what was measured."""
+
+    span: SourceSpan
+    backend: Backend
+    job: BackendJob
+    plan: Any
+    clock: Stopwatch
+    warnings: list[str]
+    analysis: dict[str, float]
+
+
+def prepare_span(
     request: RenderRequest,
     progress: ProgressSink = no_progress,
     cancel: CancelToken | None = None,
     cache_root: Path | None = None,
     analyses: AnalysisProvider | None = None,
-    *,
-    pipelined: bool = True,
-) -> RenderResult:
-    """Render the patch for one span. ``analyses`` provides the clip analyses (default: computed
-    from the on-disk cache under ``cache_root``; the engine passes its resident ones).
-    ``pipelined=False`` runs the frame loop's stages in this thread, one after the other: the
-    reference the threaded loop is tested against (the frames are the same)."""
-    clock = _Stopwatch()
-    progress = _SerialProgress(progress)
+) -> PreparedSpan:
+    """Everything before the first frame: checks, the source analysis (the span's plan), the dub,
+    the backend's plan. ``render`` and the engine's one-frame renders (``pipeline.live``) share it."""
+    clock = Stopwatch()
     warnings: list[str] = []
     analyses = analyses or DiskAnalyses(cache_root)
     backend = get_backend(request.backend)
@@ -351,19 +368,47 @@ def render(
         for path in request.library:
             media.probe(path)  # likewise a library file that is not media
     warnings.extend(media.patch_warnings(span.video, request.codec, request.matte_codec, (span.first, span.end)))
+    analysis: dict[str, float] = {}
     with clock.stage("analyse_source"):
-        source = analyses.analyse(request.video, request.speaker, progress, cancel)
+        source = analyses.analyse(request.video, request.speaker, progress, cancel, span=(span.first, span.end),
+                                  timings=analysis)
         library = [source] + [analyses.analyse(path, None, progress, cancel) for path in request.library]
-    for analysis in library:
-        warnings.extend(analysis.warnings)
+    clock.seconds.update({f"analyse_source.{k}": v for k, v in analysis.items() if not k.startswith("frames_")})
+    for clip in library:
+        warnings.extend(clip.warnings)
     _check_speaker_visible(source, span, request.video)
     with clock.stage("analyse_dub"):
         job = _dub_job(request, span, source, library, dub_audio, progress, cancel, cache_root, warnings)
     with clock.stage("backend_prepare"):
         plan = backend.prepare(job)
+    return PreparedSpan(span, backend, job, plan, clock, warnings, analysis)
+
+
+def passthrough_warning(passthrough: dict[str, int]) -> str:
+    details = ", ".join(f"{count} {reason}" for reason, count in sorted(passthrough.items()))
+    return f"frames passed through untouched: {details}"
+
+
+def render(
+    request: RenderRequest,
+    progress: ProgressSink = no_progress,
+    cancel: CancelToken | None = None,
+    cache_root: Path | None = None,
+    analyses: AnalysisProvider | None = None,
+    *,
+    pipelined: bool = True,
+) -> RenderResult:
+    """Render the patch for one span. ``analyses`` provides the clip analyses (default: computed
+    from the on-disk cache under ``cache_root``; the engine passes its resident ones).
+    ``pipelined=False`` runs the frame loop's stages in this thread, one after the other: the
+    reference the threaded loop is tested against (the frames are the same)."""
+    progress = _SerialProgress(progress)
+    prepared = prepare_span(request, progress, cancel, cache_root, analyses)
+    span, backend, job, plan, clock, warnings = (prepared.span, prepared.backend, prepared.job, prepared.plan,
+                                                 prepared.clock, prepared.warnings)
 
     timecode = span_start_timecode(span.info, span.first)
-    tally = _Tally()
+    tally = Tally()
     loop_clock = StageClock()
     for stage in LOOP_STAGES:
         loop_clock.add(stage, 0.0)
@@ -383,11 +428,11 @@ def render(
             otio_written = _write_timeline(request, span)
 
     if tally.passthrough:
-        details = ", ".join(f"{count} {reason}" for reason, count in sorted(tally.passthrough.items()))
-        warnings.append(f"frames passed through untouched: {details}")
+        warnings.append(passthrough_warning(tally.passthrough))
     return RenderResult(
         out=request.out, matte=request.matte, otio_path=otio_written, frames_written=span.frame_count,
         span=(span.first, span.end), start_timecode=timecode, backend=request.backend,
         stage_seconds=clock.seconds, warnings=warnings, frames_patched=tally.patched, passthrough=tally.passthrough,
         run_starts=tally.run_starts,
+        analysis=prepared.analysis,
     )

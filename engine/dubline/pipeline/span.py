@@ -1,11 +1,13 @@
 """``analyse_span``: the analysis of just a span, for ``dubline analyse`` (and its debug overlay).
 
 Per-frame detections are cached, so an overlapping span only computes its new frames, and a later
-render of the clip reuses them.
+render of the clip reuses them. The read starts at the face stage's detection anchor before the
+span (a few frames early), so every frame's result is one the cache may keep.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +57,17 @@ def analyse_span(
     if video is None:
         raise InvalidInputError(f"{video_path} has no video stream")
     first, end = resolve_span(span, info, video_path) if span is not None else (0, video.frame_count)
-    span_range = timing.frames_to_range(first, end, video.rate)
+    params = FaceTrackParams()
+    anchor = first - first % params.detect_every
+    read_range = timing.frames_to_range(anchor, end, video.rate)
     own_activity = None
     if info.audio:
-        own = media.read_audio(video_path, span_range, rate=SAMPLE_RATE, mono=True)
-        own_activity = analyse_speech(own, rate=video.rate, frame_count=end - first, cache=cache_root or True).voice_activity
-    params = FaceTrackParams()
-    faces = track_faces(
-        media.FrameView.of(video).analysis_frames(media.read_span(video_path, span_range)),
-        frame_count=end - first,
+        own = media.read_audio(video_path, read_range, rate=SAMPLE_RATE, mono=True)
+        own_activity = analyse_speech(own, rate=video.rate, frame_count=end - anchor, cache=cache_root or True).voice_activity
+    read = track_faces(
+        media.FrameView.of(video).analysis_frames(  # as the render's analysis reads them
+            media.read_span(video_path, read_range, exact_colour=False)),
+        frame_count=end - anchor,
         speech_activity=own_activity,
         speaker=speaker,
         params=params,
@@ -71,12 +75,20 @@ def analyse_span(
         progress=progress,
         cancel=cancel,
     )
+    faces = _rows(read, slice(first - anchor, None))
     speech, warnings = None, []
     if audio_path is not None:
         dub, warnings = read_dub(audio_path, timing.seconds_time(0))
         speech = analyse_speech(dub, rate=video.rate, frame_count=end - first, cache=cache_root or True, cancel=cancel)
         warnings.extend(speech.warnings)
     return SpanAnalysis((first, end), faces, speech, warnings)
+
+
+def _rows(track: FaceTrack, rows: slice) -> FaceTrack:
+    """The track over some of its frames (the speaker choice stays what the whole read found)."""
+    return dataclasses.replace(track, **{
+        f.name: getattr(track, f.name)[rows] for f in dataclasses.fields(track) if isinstance(getattr(track, f.name), np.ndarray)
+    })
 
 
 def write_overlay(result: SpanAnalysis, video_path: Path, out: Path, overwrite: bool = False,

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dubline.core.landmarks import INNER_LIP, OUTER_LIP, check_landmarks, eye_centres, inter_ocular_distance
+from dubline.core.landmarks import (
+    INNER_LIP,
+    OUTER_LIP,
+    check_landmarks,
+    eye_centres,
+    inter_ocular_distance,
+)
 
 _LEFT_CORNER, _RIGHT_CORNER = 48, 54
 _UPPER_MID, _LOWER_MID = 51, 57

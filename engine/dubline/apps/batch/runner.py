@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from dubline.apps.batch.pools import InlinePool, RayPlace, RayPool, WorkerLost, start_ray, stop_ray
+from dubline.apps.batch.pools import (
+    InlinePool,
+    RayPlace,
+    RayPool,
+    WorkerLost,
+    start_ray,
+    stop_ray,
+)
 from dubline.apps.batch.worker import WorkerRecipe
 from dubline.pipeline.batch import (
     CANCELLED,
@@ -36,9 +43,9 @@ from dubline.pipeline.batch import (
     ShotOutcome,
     ShotSettings,
     cluster_identities,
+    resume,
     shared_libraries,
 )
-from dubline.pipeline.batch import resume
 from dubline.stages.backends import get_backend
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,15 @@ from pathlib import Path
 
 from dubline.core.progress import CancelToken
 from dubline.pipeline import AnalysisProvider, ResidentAnalyses
-from dubline.pipeline.batch import ShotFace, ShotJob, ShotOutcome, ShotSettings, describe_shot, run_shot, unreadable
+from dubline.pipeline.batch import (
+    ShotFace,
+    ShotJob,
+    ShotOutcome,
+    ShotSettings,
+    describe_shot,
+    run_shot,
+    unreadable,
+)
 
 #: Clip analyses a worker keeps in memory (a shot's own clip plus its shared library).
 RESIDENT_ANALYSES = 16

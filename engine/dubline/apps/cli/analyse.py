@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="per-frame results: .json or .npz")
     parser.add_argument("--overlay", type=Path, help="debug clip (.mp4/.mov, h264) with box, landmarks, phone and viseme")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--whole-file", action="store_true",
+                        help="first analyse every frame of the clip for later renders (face track, own speech, calibration), "
+                             "so their mouth library is the whole take rather than a sample")
     parser.set_defaults(func=run)
 
 
@@ -54,6 +58,8 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def run(args: argparse.Namespace) -> int:
     from dubline.core.errors import InvalidInputError
     from dubline.core.paths import check_outputs, publish_file
+    from dubline.core.progress import TqdmProgress
+    from dubline.pipeline import WHOLE_FILE, analyse_clip
     from dubline.pipeline.span import analyse_span, write_overlay
     from dubline.stages.media import check_output
 
@@ -64,6 +70,16 @@ def run(args: argparse.Namespace) -> int:
     for output in (args.out, args.overlay):
         if output is not None:
             check_output(output, args.overwrite)
+    if args.whole_file:
+        bar = TqdmProgress(enabled=sys.stderr.isatty())
+        timings: dict[str, float] = {}
+        try:
+            library = analyse_clip(args.video, progress=bar, budget=WHOLE_FILE, timings=timings)
+        finally:
+            bar.close()
+        print(f"{args.video.name}: analysed {int(timings['frames_analysed'])} new frames "
+              f"({int(library.analysed.sum())} of {len(library.analysed)} known) in {timings['analyse']:.1f} s; "
+              f"later renders draw their mouths from all of it")
     result = analyse_span(args.video, args.span, args.audio)
     faces = result.faces
     if args.out is not None:

@@ -15,7 +15,24 @@ from dubline.stages.backends import names as backend_names
 from dubline.stages.speech import LENGTH_POLICIES
 
 if TYPE_CHECKING:
-    from dubline.pipeline import RenderRequest
+    from dubline.pipeline import AnalysisBudget, RenderRequest
+
+
+def add_budget_argument(parser: argparse.ArgumentParser) -> None:
+    """``--analysis-budget`` (``dubline render`` and ``dubline serve``; docs/ENGINE.md)."""
+    parser.add_argument(
+        "--analysis-budget", metavar="BUDGET",
+        help="what a render analyses of its source before it starts: the span, 1s either side and a library "
+             "sampled from the rest of the file, 6s by default; give the library's size (6s, or 150 frames) "
+             "with optional ,window=AMOUNT and ,run=AMOUNT (consecutive frames per sample), or 'all' for every "
+             "frame. Frames analysed before (dubline analyse --whole-file) always join the library",
+    )
+
+
+def budget_from_args(args: argparse.Namespace) -> AnalysisBudget:
+    from dubline.pipeline import AnalysisBudget
+
+    return AnalysisBudget.parse(args.analysis_budget) if args.analysis_budget else AnalysisBudget()
 
 
 def add_render_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("render", help="render the lip-synced patch for a span")
     add_render_arguments(parser)
     parser.add_argument("--qc", action="store_true", help="measure the quality numbers of the patch (slower)")
+    add_budget_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -67,13 +85,14 @@ def request_from_args(args: argparse.Namespace) -> RenderRequest:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dubline.pipeline import render
+    from dubline.pipeline import DiskAnalyses, render
     from dubline.pipeline.qc import run_qc
 
     request = request_from_args(args)
+    analyses = DiskAnalyses(budget=budget_from_args(args))
     bar = TqdmProgress(enabled=not args.json and sys.stderr.isatty())
     try:
-        result = render(request, progress=bar)
+        result = render(request, progress=bar, analyses=analyses)
     finally:
         bar.close()
     report = result.to_dict()

@@ -9,6 +9,8 @@ import signal
 import threading
 from pathlib import Path
 
+from dubline.apps.cli.render import add_budget_argument, budget_from_args
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:50917"
@@ -34,7 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              " clients name weights in it by file name")
     parser.add_argument("--payload-budget-mb", type=float, default=1024,
                         help="request bytes (frames, messages) held at once across all clients (default 1024)")
+    add_budget_argument(parser)
+    parser.add_argument("--no-idle-analysis", dest="idle_analysis", action="store_false",
+                        help="do not analyse the rest of rendered clips while the engine is idle")
     parser.set_defaults(func=run)
+
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         args.listen, media_roots=args.media_root, token=token, max_workers=args.workers,
         max_queued=args.max_queued, cache_root=args.cache, frame_socket=args.frame_socket, tls=tls,
         payload_budget_bytes=int(args.payload_budget_mb * 1024**2),
+        analysis_budget=budget_from_args(args), idle_analysis=args.idle_analysis,
     )
     server.start()
     shown = args.listen if port == 0 or not args.listen.endswith(":0") else f"{args.listen[:-2]}:{port}"

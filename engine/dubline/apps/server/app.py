@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dubline.apps.batch import WorkerRecipe
+from dubline.apps.server.extend import IdleExtender
 from dubline.apps.server.frame_protocol import MAX_BODY_BYTES as FRAME_SOCKET_MAX_BODY
 from dubline.apps.server.frame_socket import FrameSocketServer
 from dubline.apps.server.jobs import JobQueue
@@ -32,6 +33,7 @@ from dubline.apps.server.security import (
 )
 from dubline.apps.server.servicer import EngineConfig, EngineServicer
 from dubline.core.errors import InvalidInputError
+from dubline.pipeline import AnalysisBudget
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +47,14 @@ class EngineServer:
 
     def __init__(self, grpc_server: grpc.Server, servicer: EngineServicer, health_servicer: health.HealthServicer,
                  unix_path: Path | None, frame_socket: FrameSocketServer | None = None,
-                 payload_budget: PayloadBudget | None = None) -> None:
+                 payload_budget: PayloadBudget | None = None, idle: IdleExtender | None = None) -> None:
         self.grpc_server = grpc_server
         self.payload_budget = payload_budget  # request bytes in flight (limits.py)
         self.servicer = servicer
         self._health = health_servicer
         self._unix_path = unix_path
         self.frame_socket = frame_socket  # the OpenFX bridge's listener (docs/OFX.md), when asked for
+        self.idle = idle  # analyses the rest of rendered clips while no job runs
 
     @property
     def jobs(self) -> JobQueue:
@@ -61,6 +64,8 @@ class EngineServer:
         self.grpc_server.start()
         if self.frame_socket is not None:
             self.frame_socket.start()
+        if self.idle is not None:
+            self.idle.start()
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
@@ -69,6 +74,8 @@ class EngineServer:
         self._health.enter_graceful_shutdown()
         if self.frame_socket is not None:
             self.frame_socket.stop()
+        if self.idle is not None:
+            self.idle.stop()
         stopped = self.grpc_server.stop(grace)
         self.jobs.shutdown(grace)
         stopped.wait()
@@ -95,6 +102,8 @@ def create_server(
     tls: tuple[bytes, bytes] | None = None,
     payload_budget_bytes: int = DEFAULT_PAYLOAD_BUDGET_BYTES,
     batch_recipe: WorkerRecipe | None = None,
+    analysis_budget: AnalysisBudget = AnalysisBudget(),
+    idle_analysis: bool = True,
 ) -> tuple[EngineServer, int]:
     """An engine bound to ``address`` (``HOST:PORT``, port 0 picks one, or ``unix:PATH``), not yet
     started. Returns it and the bound TCP port (0 for a unix socket).
@@ -106,6 +115,8 @@ def create_server(
     frame socket together, stay within ``payload_budget_bytes`` (limits.py).
     ``batch_recipe`` sets up the workers of ``RenderBatch`` (default: the standard backends and
     analyses).
+    ``analysis_budget`` is what a render analyses of its source before it starts; with
+    ``idle_analysis`` the engine analyses the rest of rendered clips while no job runs.
     """
     listen = parse_listen(address)
     if not listen.local and not token:
@@ -128,6 +139,7 @@ def create_server(
     config = EngineConfig(
         media_roots=roots, cache_root=cache_root, work_dir=work_dir, max_analyses=max_analyses,
         max_message_bytes=max_message_bytes, batch_recipe=batch_recipe,
+        analysis_budget=analysis_budget,
     )
     servicer = EngineServicer(config, JobQueue(max_workers=max_workers, max_queued=max_queued))
     largest = max(max_message_bytes, FRAME_SOCKET_MAX_BODY)
@@ -170,5 +182,6 @@ def create_server(
     if listen.unix_path is None and port == 0:
         raise InvalidInputError(f"cannot listen on {address} (address in use or not available)")
     frames_listener = FrameSocketServer(frame_socket, servicer, budget=budget) if frame_socket else None
-    engine = EngineServer(server, servicer, health_servicer, listen.unix_path, frames_listener, budget)
+    idle = IdleExtender(servicer.analyses, servicer.jobs) if idle_analysis else None
+    engine = EngineServer(server, servicer, health_servicer, listen.unix_path, frames_listener, budget, idle)
     return engine, (port if listen.unix_path is None else 0)

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from dubline_client import pb
 
-from dubline.apps.batch import BatchEvent, BatchInput, BatchOptions, WorkerRecipe, finish, plan_input, run_batch
+from dubline.apps.batch import (
+    BatchEvent,
+    BatchInput,
+    BatchOptions,
+    WorkerRecipe,
+    finish,
+    plan_input,
+    run_batch,
+)
 from dubline.apps.server.security import MediaRoots
 from dubline.apps.server.status import status_for
 from dubline.core.errors import DublineError, InvalidInputError

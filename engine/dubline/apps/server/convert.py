@@ -131,6 +131,7 @@ def render_done(result: Any) -> pb.RenderDone:
     qc = {f"seconds.{stage}": float(s) for stage, s in result.stage_seconds.items()}
     qc.update({f"share.render.{stage}": float(share) for stage, share in result.loop_shares.items()})
     qc.update({f"passthrough.{reason}": float(n) for reason, n in result.passthrough.items()})
+    qc.update({f"analysis.{name}": float(v) for name, v in getattr(result, "analysis", {}).items()})
     otio_json = Path(result.otio_path).read_text() if result.otio_path else ""
     return pb.RenderDone(
         out=str(result.out),

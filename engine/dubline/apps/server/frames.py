@@ -65,6 +65,10 @@ class SpanStore:
         span, _ = self._spans.get_or_load(out, lambda: load_span(out, matte, first))
         return span
 
+    def put(self, out: Path, span: RenderedSpan) -> None:
+        """Hold a span rendered into memory (so its file need not be decoded again)."""
+        self._spans.put(out, span)
+
 
 def frame_index(seconds: Fraction, rate: Fraction) -> int:
     """The source frame shown at ``seconds`` (nearest frame start, halves up)."""

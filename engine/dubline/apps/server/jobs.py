@@ -128,6 +128,20 @@ class JobQueue:
         self._lock = threading.Lock()
         self._device_locks: dict[str, threading.Lock] = {}
         self._closed = False
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever a job is submitted or ends (e.g. to pause idle work)."""
+        self._watchers.append(callback)
+
+    def _notify_watchers(self) -> None:
+        for callback in self._watchers:
+            callback()
+
+    def busy(self) -> bool:
+        """Whether any job is queued or running."""
+        with self._lock:
+            return any(not j.state.finished for j in self._jobs.values())
 
     def submit(self, kind: str, work: Work, *, label: str = "", device: str | None = None) -> Job:
         """Queue ``work(progress, cancel)``; ``device`` names a device it holds while running."""
@@ -143,6 +157,7 @@ class JobQueue:
                 self._device_locks.setdefault(device, threading.Lock())
             self._forget_old()
         job._emit(JobEvent("queued", waiting))
+        self._notify_watchers()
         self._pool.submit(self._run, job, work)
         return job
 
@@ -193,6 +208,7 @@ class JobQueue:
             job.state = state
             job.events.append(JobEvent("done", result) if state is JobState.DONE else JobEvent("error", error))
             job._changed.notify_all()
+        self._notify_watchers()
 
     def get(self, job_id: str) -> Job:
         with self._lock:

@@ -11,6 +11,7 @@ import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,15 +21,16 @@ from dubline_client import pb
 from dubline_client._generated.dubline.v1 import engine_pb2_grpc as pb_grpc
 
 from dubline import __version__
-from dubline.apps.server import batch, convert, frames
 from dubline.apps.batch import WorkerRecipe
+from dubline.apps.server import batch, convert, frames
 from dubline.apps.server.jobs import Job, JobEvent, JobQueue, JobState
 from dubline.apps.server.security import MAX_PATH_LENGTH, MediaRoots
 from dubline.apps.server.status import status_for
 from dubline.core.errors import DublineError, FrameUnavailableError, InvalidInputError
 from dubline.core.models import model_dir, registry
 from dubline.core.progress import CancelToken, ProgressSink
-from dubline.pipeline import RenderRequest, ResidentAnalyses, render
+from dubline.pipeline import AnalysisBudget, RenderRequest, ResidentAnalyses, render
+from dubline.pipeline.live import LiveFrames, render_live
 from dubline.stages import media
 from dubline.stages.backends import DEFAULT_BACKEND, get_backend, names
 
@@ -72,6 +74,7 @@ class EngineConfig:
     span_budget_bytes: int = 2 * 1024**3
     max_message_bytes: int = 0
     batch_recipe: WorkerRecipe | None = None  # how batch workers are set up (None: the standard way)
+    analysis_budget: AnalysisBudget = AnalysisBudget()  # what a render analyses of its source first
 
 
 def _device_for(backend: str) -> str | None:
@@ -92,9 +95,10 @@ class EngineServicer(pb_grpc.EngineServicer):
     def __init__(self, config: EngineConfig, jobs: JobQueue) -> None:
         self.config = config
         self.jobs = jobs
-        self.analyses = ResidentAnalyses(config.max_analyses, config.cache_root)
+        self.analyses = ResidentAnalyses(config.max_analyses, config.cache_root, budget=config.analysis_budget)
         self.spans = frames.SpanStore(config.span_budget_bytes)
         self._frame_jobs: dict[str, str] = {}  # clip key -> job id
+        self._live: dict[str, LiveFrames] = {}  # clip key -> the frames of its render so far
         self._frame_lock = threading.Lock()
         self._answer_slots = threading.BoundedSemaphore(FRAME_ANSWERS_AT_ONCE)
 
@@ -177,14 +181,11 @@ class EngineServicer(pb_grpc.EngineServicer):
 
     # -- render --------------------------------------------------------------------------------
 
-    def _submit_render(self, request: RenderRequest, kind: str, after=None) -> Job:
+    def _submit_render(self, request: RenderRequest, kind: str) -> Job:
         cache_root = self.config.cache_root
 
         def work(progress: ProgressSink, cancel: CancelToken) -> Any:
-            result = render(request, progress=progress, cancel=cancel, cache_root=cache_root, analyses=self.analyses)
-            if after is not None:
-                after(result)
-            return result
+            return render(request, progress=progress, cancel=cancel, cache_root=cache_root, analyses=self.analyses)
 
         return self.jobs.submit(kind, work, label=str(request.video), device=_device_for(request.backend))
 
@@ -274,9 +275,22 @@ class EngineServicer(pb_grpc.EngineServicer):
         target = request.WhichOneof("target")
         if target is None:
             raise InvalidInputError("give job_id (a finished render) or clip (a RenderSpec) to say which span")
-        job = self.jobs.get(request.job_id) if target == "job_id" else self._frame_job(request.clip)
+        live = None
+        if target == "job_id":
+            job = self.jobs.get(request.job_id)
+        else:
+            job, live = self._frame_job(request.clip, seconds)
         if job.kind not in ("render", "frame"):
             raise InvalidInputError(f"job {job.id} is a {job.kind} job, not a render")
+        if live is not None and not job.state.finished:
+            # The engine renders the asked frame first: answer each frame as soon as it is in.
+            index = frames.frame_index(seconds, live.rate)
+            local = index - live.first
+            if not 0 <= local < len(live.patch):
+                return self._outside(job.id, index, live.first, len(live.patch))
+            if live.ready[local]:
+                span = frames.RenderedSpan(live.first, live.rate, live.patch, live.matte)
+                return self._frame_answer(request, host, span, local, job.id, index)
         if not job.state.finished:
             return pb.RenderFrameResponse(
                 status=pb.FRAME_STATUS_NOT_READY, job_id=job.id, progress=_progress_message(job.progress),
@@ -292,12 +306,16 @@ class EngineServicer(pb_grpc.EngineServicer):
         index = frames.frame_index(seconds, span.rate)
         local = index - span.first
         if not 0 <= local < len(span.patch):
-            return pb.RenderFrameResponse(
-                status=pb.FRAME_STATUS_OUTSIDE_SPAN, job_id=job.id, frame_index=index,
-                message=f"frame {index} is outside the rendered span {span.first}-{span.first + len(span.patch)}",
-            )
+            return self._outside(job.id, index, span.first, len(span.patch))
         with self._answer_slots:  # a few frames are built at once: the rest wait (memory, not CPU, is the limit)
             return self._frame_answer(request, host, span, local, job.id, index)
+
+    @staticmethod
+    def _outside(job_id: str, index: int, first: int, count: int) -> pb.RenderFrameResponse:
+        return pb.RenderFrameResponse(
+            status=pb.FRAME_STATUS_OUTSIDE_SPAN, job_id=job_id, frame_index=index,
+            message=f"frame {index} is outside the rendered span {first}-{first + count}",
+        )
 
     def _frame_answer(self, request: pb.RenderFrameRequest, host, span, local: int, job_id: str, index: int) -> pb.RenderFrameResponse:
         bottom_up = request.source_frame.bottom_up if host is not None else False
@@ -316,8 +334,10 @@ class EngineServicer(pb_grpc.EngineServicer):
             answer.image.CopyFrom(frames.image_of(frames.rgba(patch, floats), bottom_up))
         return answer
 
-    def _frame_job(self, spec: pb.RenderSpec) -> Job:
-        """The engine's own render of a clip key's span (lossless patch + matte in the work dir)."""
+    def _frame_job(self, spec: pb.RenderSpec, seconds: Fraction) -> tuple[Job, LiveFrames | None]:
+        """The engine's own render of a clip key's span (lossless patch + matte in the work dir),
+        started by the first request with the frame it asked for rendered first; and, while it
+        runs, the frames it has rendered so far."""
         work = self.config.work_dir
         request = convert.render_request(spec, self.config.media_roots,
                                          frame_outputs=(work / "pending.mkv", work / "pending.matte.mkv"))
@@ -327,17 +347,46 @@ class EngineServicer(pb_grpc.EngineServicer):
             if job_id is not None:
                 try:
                     job = self.jobs.get(job_id)
+                    if job.state.finished:
+                        self._live.pop(key, None)  # its frames are in self.spans now (or it failed)
                     if job.state is not JobState.CANCELLED:
-                        return job
+                        return job, self._live.get(key)
                 except DublineError:
                     pass  # forgotten: render again
+            self._forget_finished_live()
             self.config.work_dir.mkdir(parents=True, exist_ok=True)
             request = dataclasses.replace(request, out=work / f"{key}.mkv", matte=work / f"{key}.matte.mkv")
-            job = self._submit_render(
-                request, "frame", after=lambda result: self.spans.get(result.out, result.matte, result.span[0])
-            )
+            job = self._submit_frame_render(request, key, seconds)
             self._frame_jobs[key] = job.id
-            return job
+            return job, None
+
+    def _forget_finished_live(self) -> None:
+        # Caller holds _frame_lock. A finished render's frames live on in self.spans (evictable).
+        for key in list(self._live):
+            job_id = self._frame_jobs.get(key)
+            try:
+                finished = job_id is None or self.jobs.get(job_id).state.finished
+            except DublineError:
+                finished = True
+            if finished:
+                del self._live[key]
+
+    def _submit_frame_render(self, request: RenderRequest, key: str, seconds: Fraction) -> Job:
+        cache_root = self.config.cache_root
+
+        def started(live: LiveFrames) -> None:
+            with self._frame_lock:
+                self._live[key] = live
+
+        def work(progress: ProgressSink, cancel: CancelToken) -> Any:
+            rate = media.probe(request.video).video.rate
+            result = render_live(request, frames.frame_index(seconds, rate), started, progress, cancel,
+                                 cache_root, self.analyses)
+            live = self._live[key]  # keep its frames: no need to decode the files just written
+            self.spans.put(result.out, frames.RenderedSpan(live.first, live.rate, live.patch, live.matte))
+            return result
+
+        return self.jobs.submit("frame", work, label=str(request.video), device=_device_for(request.backend))
 
     @staticmethod
     def _clip_key(spec: pb.RenderSpec, request: RenderRequest) -> str:

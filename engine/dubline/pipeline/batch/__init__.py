@@ -22,8 +22,18 @@ from dubline.pipeline.batch.identity import (
 )
 from dubline.pipeline.batch.jobs import JobDefaults, ShotJob, check_jobs, read_job_list
 from dubline.pipeline.batch.reel import ReelPlan, plan_reel, reel_timeline
-from dubline.pipeline.batch.report import REPORT_NAME, batch_report, summary_table, write_report
-from dubline.pipeline.batch.resume import SIDECAR_SUFFIX, finished, shot_key, sidecar_path
+from dubline.pipeline.batch.report import (
+    REPORT_NAME,
+    batch_report,
+    summary_table,
+    write_report,
+)
+from dubline.pipeline.batch.resume import (
+    SIDECAR_SUFFIX,
+    finished,
+    shot_key,
+    sidecar_path,
+)
 from dubline.pipeline.batch.shot import (
     CANCELLED,
     DONE,

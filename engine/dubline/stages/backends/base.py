@@ -34,14 +34,25 @@ class BackendInfo:
 
 @dataclass
 class ClipAnalysis:
-    """Everything the backends need to know about one source file of the speaker."""
+    """Everything the backends need to know about one source file of the speaker.
+
+    Arrays have one row per frame of the file, but only ``analysed`` frames were looked at (a
+    render analyses its span, a window and a sampled library; see dubline.pipeline.budget): the
+    others have no face (reason "unanalysed"), NaN luma and no own speech.
+    """
 
     path: Path
     info: MediaInfo
     faces: FaceTrack  # over every frame of the file, in the analysis view's coordinates (``view``)
     lower_face_luma: np.ndarray  # (N,) mean luma of the lower face, NaN without a face
-    own_speech: SpeechTrack | None  # the clip's own audio over the whole file
+    own_speech: SpeechTrack | None  # the clip's own audio over the whole file (analysed frames)
     calibration: SpeakerCalibration
+    analysed: np.ndarray | None = None  # (N,) bool; None: every frame
+
+    def __post_init__(self) -> None:
+        if self.analysed is None:
+            self.analysed = np.ones(len(self.faces), dtype=bool)
+
     #: what was degraded while analysing (undecodable audio...), repeated in each render's warnings
     warnings: list[str] = field(default_factory=list)
 

@@ -18,9 +18,13 @@ Entry point::
 - ``speaker``: a ``SpeakerHint`` (point or box on a frame index, or a reference image) overrides
   the guess; NoFaceError when it designates no face.
 - ``cache``: ``detection_cache(media_fingerprint(path), params, root)``. The expensive per-frame
-  part, ``detect_frame(image, params) -> list[FaceDetection]`` (all faces: box, HOG score,
-  68 landmarks, 128-d descriptor), is cached per frame index, so an overlapping span computes only
-  its new frames; tracking, speaker choice and smoothing are recomputed from the detections.
+  part is cached per frame index, so an overlapping span computes only its new frames; tracking,
+  speaker choice and smoothing are recomputed from the detections. That part is
+  ``detect_frame(image, params) -> list[FaceDetection]`` (all faces: box, HOG score, 68 landmarks,
+  128-d descriptor) on anchor frames (every ``detect_every``-th frame) and wherever tracking loses
+  a face, and ``track_frame`` (each face of the previous frame searched for near where it was,
+  landmarks, no descriptor) on the frames between. A frame's result thus depends on the frames
+  since its anchor; only results computed from an anchor on are cached (``stage.detect_frames``).
 
 ``FaceTrack`` holds, for the N frames (arrays index-aligned; see ``types.FaceTrack`` for shapes):
 presence, the reason a frame is unusable ("no_face", "too_small", "turned_away", "occluded", or
@@ -40,7 +44,7 @@ network (embedded, loaded once per process); optionally FAN landmarks (``landmar
 when face-alignment and its weights are installed locally (see ``fan``). Nothing is downloaded.
 """
 
-from dubline.stages.faces.detect import detect_frame
+from dubline.stages.faces.detect import descriptor_at, detect_frame, track_frame
 from dubline.stages.faces.geometry import (
     inner_lip_aperture,
     inter_ocular_distance,
@@ -68,6 +72,7 @@ __all__ = [
     "FaceTrack",
     "FaceTrackParams",
     "SpeakerHint",
+    "descriptor_at",
     "detect_frame",
     "detect_frames",
     "detection_cache",
@@ -78,6 +83,7 @@ __all__ = [
     "mouth_width",
     "pose_to_canonical",
     "track_faces",
+    "track_frame",
     "track_from_detections",
     "yaw_ratio",
 ]

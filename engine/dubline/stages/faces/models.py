@@ -4,11 +4,20 @@ The package is located with importlib and never imported (importing it pulls not
 may print warnings); its ``models/`` folder ships the 68-point shape predictor and the 128-d
 face-recognition network. The HOG detector is built into dlib. Loaded models are held by the
 process-wide ``dubline.core.models.registry()`` so every stage shares one copy.
+
+Threads: dlib's shape predictor may be used from several threads at once; its HOG detector and its
+networks may not (they keep working buffers). ``hog_detector_lease`` lends each thread a detector
+of its own (kept for reuse); ``recognizer_lock`` serialises the descriptor network.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +29,7 @@ FACE_RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"
 CNN_FACE_DETECTOR = "mmod_human_face_detector.dat"
 
 
+@lru_cache(maxsize=1)
 def embedded_models_dir() -> Path:
     """face_recognition_models' ``models/`` folder."""
     spec = importlib.util.find_spec("face_recognition_models")
@@ -46,10 +56,34 @@ def _load(name: str, filename: str | None, build: Any) -> Any:
 
 
 def hog_detector() -> Any:
-    """dlib's frontal-face HOG detector (built into dlib)."""
+    """dlib's frontal-face HOG detector (built into dlib); one thread at a time (``hog_detector_lease``)."""
     import dlib
 
     return _load("dlib.hog_frontal_face", None, dlib.get_frontal_face_detector)
+
+
+_spare_detectors: queue.SimpleQueue = queue.SimpleQueue()
+_first_detector_lent = threading.Lock()
+
+
+@contextmanager
+def hog_detector_lease() -> Iterator[Any]:
+    """A HOG detector no other thread uses until this one gives it back (the registry's first, then
+    extra copies built when threads overlap; all kept for reuse)."""
+    import dlib
+
+    try:
+        detector = _spare_detectors.get_nowait()
+    except queue.Empty:
+        detector = hog_detector() if _first_detector_lent.acquire(blocking=False) else dlib.get_frontal_face_detector()
+    try:
+        yield detector
+    finally:
+        _spare_detectors.put(detector)
+
+
+#: dlib's descriptor network keeps per-call buffers: one call at a time in the process.
+recognizer_lock = threading.Lock()
 
 
 def shape_predictor_68() -> Any:

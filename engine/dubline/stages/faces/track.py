@@ -1,7 +1,9 @@
 """Tracking faces across frames, one track per person, and choosing the speaker's track.
 
-Association, frame by frame (Hungarian assignment over detections x tracks):
-- a track seen within ``max_gap_frames`` continues onto a detection whose box overlaps its last
+Association, frame by frame:
+- a face tracked from the previous frame (``FaceDetection.tracked_from``) continues the track of
+  the face it was tracked from;
+- the others are assigned by Hungarian assignment over detections x tracks: a track seen within ``max_gap_frames`` continues onto a detection whose box overlaps its last
   box (IoU >= ``min_iou``) unless the descriptors say it is someone else (> ``continue_distance``);
 - otherwise a detection re-acquires the track of the same person (mean descriptor within
   ``same_person_distance``), which is how a face returns after a cut, a turn or an occlusion;
@@ -29,14 +31,20 @@ class Track:
     track_id: int
     detections: dict[int, FaceDetection] = field(default_factory=dict)
     _descriptor_sum: np.ndarray = field(default_factory=lambda: np.zeros(128, dtype=np.float64))
+    _descriptor_count: int = 0
 
     def add(self, position: int, detection: FaceDetection) -> None:
         self.detections[position] = detection
-        self._descriptor_sum += detection.descriptor
+        if detection.descriptor is not None:
+            self._descriptor_sum += detection.descriptor
+            self._descriptor_count += 1
 
     @property
-    def mean_descriptor(self) -> np.ndarray:
-        return self._descriptor_sum / max(1, len(self.detections))
+    def mean_descriptor(self) -> np.ndarray | None:
+        """The mean identity descriptor of its detections (None: only tracked faces, no identity)."""
+        if not self._descriptor_count:
+            return None
+        return self._descriptor_sum / self._descriptor_count
 
     @property
     def last_position(self) -> int:
@@ -58,14 +66,20 @@ def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, 
     return float(inter / union) if union > 0 else 0.0
 
 
+def _distance(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    return None if a is None or b is None else float(np.linalg.norm(a - b))
+
+
 def _cost(track: Track, detection: FaceDetection, position: int, params: FaceTrackParams) -> float:
-    distance = float(np.linalg.norm(detection.descriptor - track.mean_descriptor))
+    measured = _distance(detection.descriptor, track.mean_descriptor)
+    # Without a descriptor on either side only overlap can continue a track, never identity.
+    distance = 0.0 if measured is None else measured
     last = track.last_position
     if position - last <= params.max_gap_frames + 1:
         overlap = box_iou(track.detections[last].box, detection.box)
         if overlap >= params.min_iou and distance <= params.continue_distance:
             return 0.5 * (1.0 - overlap) + 0.5 * distance
-    if distance <= params.same_person_distance:
+    if measured is not None and distance <= params.same_person_distance:
         return 1.0 + distance  # re-acquire: always ranks after continuing by overlap
     return _INFEASIBLE
 
@@ -75,22 +89,31 @@ def build_tracks(per_frame: list[list[FaceDetection]], params: FaceTrackParams) 
     from scipy.optimize import linear_sum_assignment  # slow to import: see smooth.py
 
     tracks: list[Track] = []
+    owners: list[Track] = []  # the track of each detection of the previous position
     for position, detections in enumerate(per_frame):
-        if not detections:
-            continue
-        matched: set[int] = set()
-        if tracks:
-            costs = np.array([[_cost(t, d, position, params) for t in tracks] for d in detections])
+        matched: dict[int, Track] = {}
+        taken: set[int] = set()  # ids of the tracks already continued at this position
+        for row, detection in enumerate(detections):
+            source = detection.tracked_from
+            if source is not None and source < len(owners) and id(owners[source]) not in taken:
+                matched[row] = owners[source]
+                taken.add(id(owners[source]))
+        free = [t for t in tracks if id(t) not in taken]
+        rest = [row for row in range(len(detections)) if row not in matched]
+        if free and rest:
+            costs = np.array([[_cost(t, detections[row], position, params) for t in free] for row in rest])
             rows, cols = linear_sum_assignment(costs)
             for row, col in zip(rows, cols):
                 if costs[row, col] < _INFEASIBLE:
-                    tracks[col].add(position, detections[row])
-                    matched.add(row)
+                    matched[rest[row]] = free[col]
+        owners = []
         for row, detection in enumerate(detections):
-            if row not in matched:
+            track = matched.get(row)
+            if track is None:
                 track = Track(track_id=len(tracks))
-                track.add(position, detection)
                 tracks.append(track)
+            track.add(position, detection)
+            owners.append(track)
     return _merge_same_person(tracks, params)
 
 
@@ -100,8 +123,8 @@ def _merge_same_person(tracks: list[Track], params: FaceTrackParams) -> list[Tra
     for track in tracks:
         for keeper in merged:
             shares_frame = not keeper.detections.keys().isdisjoint(track.detections)
-            distance = np.linalg.norm(keeper.mean_descriptor - track.mean_descriptor)
-            if not shares_frame and distance <= params.same_person_distance:
+            distance = _distance(keeper.mean_descriptor, track.mean_descriptor)
+            if not shares_frame and distance is not None and distance <= params.same_person_distance:
                 keeper.absorb(track)
                 break
         else:
@@ -168,7 +191,8 @@ def choose_speaker(
     if speaker is not None:
         if reference_descriptor is None:
             raise NoFaceError("the speaker's reference image has no detectable face")
-        distances = [float(np.linalg.norm(t.mean_descriptor - reference_descriptor)) for t in tracks]
+        distances = [_distance(t.mean_descriptor, reference_descriptor) for t in tracks]
+        distances = [np.inf if d is None else d for d in distances]
         best = int(np.argmin(distances))
         if distances[best] > params.reference_distance:
             raise NoFaceError(

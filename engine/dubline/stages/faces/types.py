@@ -13,12 +13,14 @@ import numpy as np
 from dubline.core.errors import InvalidInputError
 from dubline.stages.media import read_image
 
-#: Bump when detect_frame's output changes for the same parameters, so cached detections expire.
-#: 2: detections are of the analysis view (upright, square pixels) on the conform grid.
-DETECTION_VERSION = 2
+#: Bump when what the per-frame cache stores changes for the same parameters, so cached
+#: detections expire. 2: detections are of the analysis view (upright, square pixels) on the
+#: conform grid. 3: frames between detections are tracked, descriptors only on detections.
+DETECTION_VERSION = 3
 
-#: Why a frame of the speaker's track is not usable ("" when it is).
-REASONS = ("no_face", "too_small", "turned_away", "occluded")
+#: Why a frame of the speaker's track is not usable ("" when it is). "unanalysed": the frame was
+#: outside what a span-proportional analysis looked at (see dubline.pipeline.analysis).
+REASONS = ("no_face", "too_small", "turned_away", "occluded", "unanalysed")
 
 LANDMARK_BACKENDS = ("dlib", "fan")
 
@@ -42,6 +44,22 @@ class FaceTrackParams:
     detect_threshold: float = -0.6
     landmark_backend: str = "dlib"  # "dlib" (embedded 68-point predictor) or "fan" (face-alignment)
     models_dir: str | None = None  # for "fan": defaults to dubline.core.models.model_dir()
+    # Tracking between detections (stage.detect_frames): the whole frame is searched, and identity
+    # descriptors computed, only on frames whose index is a multiple of detect_every (anchors) and
+    # where a tracked face is lost; on the frames between, each face is searched for only near where
+    # it was on the previous frame: its box grown by track_margin of its size on each side, scaled so
+    # the face is about track_face_px wide (never finer than the whole-frame search's scale). So a
+    # frame's result depends only on the frames since its anchor. detect_every=1: every frame is a
+    # detection (no tracking, a descriptor on every frame).
+    # A face found again with a HOG score below track_min_score (a covered or turning face scores
+    # near 0) is searched for in the whole frame instead, so the usability rules judge it by the
+    # whole-frame search's score. A cut (the frame's thumbnail changes by more than cut_threshold
+    # grey levels on average) also starts a new whole-frame search.
+    detect_every: int = 24
+    track_margin: float = 0.5
+    track_face_px: int = 100
+    track_min_score: float = 0.5
+    cut_threshold: float = 16.0
 
     # Usability of a speaker frame (first failing rule gives the reason).
     min_iod_px: float = 24.0  # inter-ocular distance below this: "too_small"
@@ -74,6 +92,12 @@ class FaceTrackParams:
             )
         if self.detect_max_side < 64:
             raise InvalidInputError(f"detect_max_side must be at least 64, got {self.detect_max_side}")
+        if self.detect_every < 1:
+            raise InvalidInputError(f"detect_every must be at least 1 frame, got {self.detect_every}")
+        if self.track_face_px < 80:  # dlib's HOG window: smaller faces are not found at all
+            raise InvalidInputError(f"track_face_px must be at least 80, got {self.track_face_px}")
+        if self.track_margin <= 0:
+            raise InvalidInputError(f"track_margin must be positive, got {self.track_margin}")
         for name in ("pose_window", "shape_window"):
             window = getattr(self, name)
             if window < 1 or window % 2 == 0:
@@ -83,21 +107,30 @@ class FaceTrackParams:
                 raise InvalidInputError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def detection_key(self) -> dict[str, Any]:
-        """The parameters that decide detect_frame's output (the per-frame cache key)."""
+        """The parameters that decide a frame's detections (detect_frame's, or the tracking's that
+        continues from its anchor): the per-frame cache key."""
         fields = asdict(self)
-        key = {name: fields[name] for name in ("detect_max_side", "detect_upsample", "detect_threshold", "landmark_backend")}
+        names = ("detect_max_side", "detect_upsample", "detect_threshold", "landmark_backend", "detect_every",
+                 "track_margin", "track_face_px", "track_min_score", "cut_threshold")
+        key = {name: fields[name] for name in names}
         key["version"] = DETECTION_VERSION
         return key
 
 
 @dataclass(frozen=True, eq=False)
 class FaceDetection:
-    """One face found in one frame (full-resolution pixel coordinates)."""
+    """One face found in one frame (full-resolution pixel coordinates).
+
+    A face found by searching the whole frame has an identity ``descriptor``; a face tracked from
+    the previous frame has none and says which face of that frame's list it continues.
+    """
 
     box: tuple[float, float, float, float]  # x0, y0, x1, y1
     score: float  # HOG detection score (higher is surer; about 0..3 for real faces)
     landmarks: np.ndarray  # (68, 2) float32
-    descriptor: np.ndarray  # (128,) float32, dlib's face-recognition embedding
+    descriptor: np.ndarray | None  # (128,) float32, dlib's face-recognition embedding; None when tracked
+    tracked_from: int | None = None  # position in the previous frame's detections this face continues
+    search_window: tuple[int, int, int, int, float] | None = None  # where tracking found it (detect.track_frame)
 
     @property
     def area(self) -> float:
@@ -170,7 +203,7 @@ class FaceTrack:
 
     frame_indices: np.ndarray  # (N,) int64 stream frame indices
     present: np.ndarray  # (N,) bool
-    reason: np.ndarray  # (N,) str ('<U11')
+    reason: np.ndarray  # (N,) str ('<U11'), one of REASONS or ""
     boxes: np.ndarray  # (N, 4) float32 x0, y0, x1, y1
     landmarks_raw: np.ndarray  # (N, 68, 2) float32 as detected
     landmarks: np.ndarray  # (N, 68, 2) float32 smoothed
@@ -182,7 +215,7 @@ class FaceTrack:
     yaw: np.ndarray  # (N,) float32 geometry.yaw_ratio of the raw landmarks
     confidence: np.ndarray  # (N,) float32 detection score
     track_id: np.ndarray  # (N,) int32, the speaker's track id or -1
-    descriptors: np.ndarray  # (N, 128) float32
+    descriptors: np.ndarray  # (N, 128) float32; NaN on frames whose face was tracked, not detected
     face_count: np.ndarray  # (N,) int32 faces detected in the frame (anyone's)
     speaker_track_id: int  # -1 when no face was found at all
     speaker_choice: str  # how the speaker was chosen: see track.choose_speaker

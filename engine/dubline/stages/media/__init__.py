@@ -4,6 +4,7 @@
     read_span(path, span: TimeRange) -> Iterator[VideoFrame]          # exact frames, streamed
     read_frames(path, indices: Iterable[int]) -> Iterator[VideoFrame] # scattered frames, few seeks
     read_audio(path, span: TimeRange | tuple[float, float] | None, rate: int, mono: bool) -> AudioClip
+    keyframes_before(path, indices) -> list[int]                      # where reads start cheaply
     write_patch(frames: Iterable[np.ndarray | VideoFrame], path, codec, rate: Fraction,
                 start_timecode: str | None, colour_tags: ColourTags | None,
                 audio: AudioClip | None = None, overwrite: bool = False) -> Path
@@ -25,6 +26,7 @@ audio is read on that same clock so a span's audio lines up with its frames.
 from dubline.stages.media.audio import read_audio, write_audio
 from dubline.stages.media.colour import convert_depth, to_8bit
 from dubline.stages.media.fingerprint import media_fingerprint
+from dubline.stages.media.keyframes import keyframes_before
 from dubline.stages.media.orientation import Orientation
 from dubline.stages.media.probe import probe
 from dubline.stages.media.read import read_frames, read_image, read_span
@@ -52,6 +54,6 @@ from dubline.stages.media.write import (
 __all__ = [
     "DEFAULT_PATCH_CODEC", "PATCH_CODECS", "AudioClip", "AudioStreamInfo", "BackgroundWriter", "ColourTags", "Conform",
     "FrameView", "MediaInfo", "Orientation", "PictureLayout", "VideoFrame", "VideoStreamInfo", "check_output",
-    "convert_depth", "media_fingerprint", "patch_warnings", "probe", "rate_text", "read_audio", "read_frames",
+    "convert_depth", "media_fingerprint", "patch_warnings", "probe", "rate_text", "read_audio", "keyframes_before",
     "read_frames", "read_image", "read_span", "to_8bit", "write_audio", "write_patch",
 ]
