@@ -326,7 +326,7 @@ class BackgroundWriter:
 
     def __init__(self, path: Path, codec: str, rate: Fraction, start_timecode: str | None, overwrite: bool = False,
                  inputs: Mapping[str, str | os.PathLike | None] | None = None, colour_tags: ColourTags | None = None,
-                 layout: PictureLayout | None = None) -> None:
+                 layout: PictureLayout | None = None, reuse: Path | None = None) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
         self.path = path
@@ -350,7 +350,7 @@ class BackgroundWriter:
             start = time.perf_counter()
             try:
                 write_patch(frames(), path, codec, rate, start_timecode, colour_tags, overwrite=overwrite, inputs=inputs,
-                            layout=layout)
+                            layout=layout, reuse=reuse)
             except BaseException as error:  # handed to the caller in close()
                 self._error = error
             finally:
@@ -359,7 +359,7 @@ class BackgroundWriter:
         self._thread = threading.Thread(target=run, name=f"writer-{path.name}", daemon=True)
         self._thread.start()
 
-    def put(self, image: np.ndarray) -> None:
+    def put(self, image: np.ndarray | ReusedFrame) -> None:
         self._put(image)
 
     def _put(self, item: object) -> None:
