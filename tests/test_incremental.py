@@ -195,3 +195,33 @@ def test_retrieval_keeps_its_choices_where_the_dub_did_not_change(tmp_path: Path
 
     _, none = retrieval_incremental.kept(_Job(pins, library), _targets(edited), rows_clip, rows_frame, "other settings")
     assert none is None
+
+
+@pytest.mark.slow
+def test_retrieval_re_render_of_an_edited_dub_is_local(shared_media: Path, tmp_path: Path) -> None:
+    """The real retrieval backend on speaker_a: 4 s span, the dub's 1.6-2.2 s replaced by other
+    words; the second render copies rows away from the edit, bit for bit."""
+    clip = media.read_audio(shared_media / "dub_en_16k.wav", None, 16000, True)
+    samples = clip.samples[: 4 * 16000].astype(np.float32)
+    dub = media.write_audio(media.AudioClip(samples, 16000), tmp_path / "dub.wav")
+    edited_samples = samples.copy()
+    edited_samples[int(1.6 * 16000) : int(2.2 * 16000)] = clip.samples[int(5.0 * 16000) : int(5.6 * 16000)]
+    edited = media.write_audio(media.AudioClip(edited_samples, 16000), tmp_path / "edited.wav")
+
+    def request(audio: Path) -> RenderRequest:
+        return RenderRequest(video=shared_media / "speaker_a.mp4", audio=audio, span="0-100", out=tmp_path / "patch.mov",
+                             codec="prores", overwrite=True)
+
+    first = render(request(dub), cache_root=tmp_path / "cache")
+    before = _packets(first.out)
+    again = render(request(edited), cache_root=tmp_path / "cache")
+    after = _packets(again.out)
+    assert first.frames_reused == 0 and again.frames_reused > 40
+    assert again.frames_rendered + again.frames_reused == 100
+    copied = [row for row in range(100) if after[row] == before[row]]
+    assert len(copied) >= again.frames_reused
+    drawn = sorted(set(range(100)) - set(copied))
+    # The edit is rows 40-54; selection may re-choose SELECTION_MARGIN rows around what changed in
+    # the dub's targets (which a phone recogniser can move a little beyond the edit).
+    assert drawn and 20 <= drawn[0] and drawn[-1] < 80
+    assert again.frames_patched + sum(again.passthrough.values()) == 100

@@ -99,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
     if done.otio:
         print(f"timeline {done.otio}")
     print(f"{done.frames_patched} frames re-rendered by {done.backend}")
+    if done.qc.get("reuse.reused"):
+        print(f"incremental: {int(done.qc['reuse.rendered'])} frames drawn, {int(done.qc['reuse.reused'])} copied"
+              " from the previous patch of this span")
     for warning in done.warnings:
         print(f"warning: {warning}")
     return 0
