@@ -3,7 +3,7 @@
 Inputs, built once into ``$DUBLINE_BENCH_CACHE/incremental`` (default
 ``~/.cache/dubline/bench/incremental``): speaker_a (844x844, 25 fps, 5 s) played four times over
 (stream copy) makes a 20 s take; the dub is dub_en_16k.wav (8 s) played on to 20 s; the edited dub
-is that with 10.0-11.0 s replaced by the dub's 2.0-3.0 s (other words, same voice).
+is that with 10.0-11.0 s replaced by its 5.0-6.0 s (other words, same voice).
 
 In one process, with the source's analysis cached first (a warm-up render whose render record is
 then removed, so the first timed render has nothing to reuse): the retrieval backend, a ProRes
@@ -41,7 +41,7 @@ SHARED = ROOT.parent / "shared" / "media"
 RATE = 25
 SECONDS = 20
 EDIT = (10.0, 11.0)
-EDIT_FROM = 2.0
+EDIT_FROM = 5.0  # the 20 s dub is the 8 s one repeated: its 10 s is the 8 s one's 2 s, 5 s is other words
 
 
 def bench_dir() -> Path:

@@ -166,11 +166,14 @@ def _targets(aperture: np.ndarray) -> SelectionTargets:
 class _Clip:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.info = media.MediaInfo.__new__(media.MediaInfo)
 
 
 class _Job:
-    def __init__(self, previous, library) -> None:
-        self.previous, self.library = previous, library
+    def __init__(self, previous, library, samples: np.ndarray) -> None:
+        self.previous, self.library, self.span = previous, library, (0, 60)
+        self.dub_audio = media.AudioClip(samples, 16000)
+        self.source = type("Source", (), {"info": type("Info", (), {"video": type("Video", (), {"rate": RATE})})})
 
 
 def test_retrieval_keeps_its_choices_where_the_dub_did_not_change(tmp_path: Path) -> None:
@@ -179,21 +182,28 @@ def test_retrieval_keeps_its_choices_where_the_dub_did_not_change(tmp_path: Path
     rows_clip, rows_frame = np.zeros(100, np.int64), np.arange(100)
     library = [_Clip(tmp_path / "source.mov")]
     selection = np.r_[np.arange(10, 40), np.full(5, KEEP_OWN), np.arange(50, 75)]
-    pins = retrieval_incremental.pins(_Job(None, library), _targets(aperture), selection, rows_clip, rows_frame, "s")
+    samples = _speech(count / RATE)
+    pins = retrieval_incremental.pins(_Job(None, library, samples), _targets(aperture), selection, rows_clip,
+                                      rows_frame, "s")
 
-    edited = aperture.copy()
-    edited[30:35] += 0.1
-    edited[:30] += 1e-4  # below the tolerance: a re-analysis' last bits
-    targets, pinned = retrieval_incremental.kept(_Job(pins, library), _targets(edited), rows_clip, rows_frame, "s")
-    margin = retrieval_incremental.SELECTION_MARGIN
+    edited_samples = samples.copy()
+    per_frame = 16000 // RATE
+    edited_samples[30 * per_frame : 35 * per_frame] = 0.0  # frames 30-34 of the dub
+    edited = aperture + 0.05  # a recogniser may move targets anywhere: only the samples decide
+    targets, pinned = retrieval_incremental.kept(_Job(pins, library, edited_samples), _targets(edited), rows_clip,
+                                                 rows_frame, "s")
+    context, margin = retrieval_incremental.AUDIO_CONTEXT, retrieval_incremental.SELECTION_MARGIN
+    changed = list(range(30 - context, 35 + context))
     fresh = np.flatnonzero(pinned == UNPINNED)
-    assert fresh.tolist() == list(range(30 - margin, 35 + margin))
+    assert fresh.tolist() == list(range(changed[0] - margin, changed[-1] + margin + 1))
     kept_rows = np.setdiff1d(np.arange(count), fresh)
     np.testing.assert_array_equal(pinned[kept_rows], selection[kept_rows])
-    np.testing.assert_array_equal(targets.aperture[:30], aperture[:30])  # restored exactly
-    np.testing.assert_array_equal(targets.aperture[30:35], edited[30:35])
+    unchanged = np.setdiff1d(np.arange(count), changed)
+    np.testing.assert_array_equal(targets.aperture[unchanged], aperture[unchanged])  # the previous, exactly
+    np.testing.assert_array_equal(targets.aperture[changed], edited[changed])
 
-    _, none = retrieval_incremental.kept(_Job(pins, library), _targets(edited), rows_clip, rows_frame, "other settings")
+    _, none = retrieval_incremental.kept(_Job(pins, library, edited_samples), _targets(edited), rows_clip, rows_frame,
+                                         "other settings")
     assert none is None
 
 
