@@ -73,15 +73,21 @@ class PacketSource:
 
 
 class OrderedMuxer:
-    """Muxes one video stream's encoded and copied packets in frame order."""
+    """Muxes one video stream's encoded and copied packets in frame order (``copying``; an
+    intra-frame codec's packets are in frame order); otherwise encoded packets go straight
+    through, in the encoder's decode order (H.264's B-frames)."""
 
-    def __init__(self, container: av.container.OutputContainer, stream: av.VideoStream, rate: Fraction) -> None:
-        self._container, self._stream = container, stream
+    def __init__(self, container: av.container.OutputContainer, stream: av.VideoStream, rate: Fraction,
+                 copying: bool) -> None:
+        self._container, self._stream, self._copying = container, stream, copying
         self._rate = Fraction(rate)
         self._pending: dict[int, av.Packet] = {}
         self._next = 0
 
     def encoded(self, packet: av.Packet) -> None:
+        if not self._copying:
+            self._container.mux(packet)
+            return
         assert packet.pts is not None and packet.time_base is not None
         self._add(int(round(packet.pts * packet.time_base * self._rate)), packet)
 

@@ -214,7 +214,7 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
         frame_period = Fraction(1) / rate
         in_format = ("rgba64le" if alpha else "rgb48le") if deep else ("rgba" if alpha else "rgb24")
         reformatter = VideoReformatter()  # one swscale context for every frame
-        muxer = OrderedMuxer(container, stream, rate)
+        muxer = OrderedMuxer(container, stream, rate, copying=reuse is not None)
         item, image, position = first, first_image, 0
         while True:
             if isinstance(item, ReusedFrame):
