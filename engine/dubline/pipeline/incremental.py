@@ -36,7 +36,7 @@ from dubline.stages.backends.base import Backend, BackendJob
 from dubline.stages.media.remux import INTRA_CODECS
 
 #: Bump when what a frame's key covers changes (the compositor included): older records are ignored.
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 #: Rows drawn again after a changed row, so the deflicker's memory of the edit fades before the
 #: copied frames resume (its weight is at most 0.6 per frame: 0.6^6 < 5 %).
 DEFLICKER_TAIL = 6

@@ -91,7 +91,8 @@ def kept(job: BackendJob, targets: SelectionTargets, rows_clip: np.ndarray, rows
     choice to keep per frame (``UNPINNED``: choose afresh); (targets, None) when nothing is kept."""
     previous = job.previous
     count = len(targets.aperture)
-    if not isinstance(previous, RetrievalPins) or previous.settings != settings or len(previous.choices) != count:
+    if (not isinstance(previous, RetrievalPins) or previous.settings != settings or len(previous.choices) != count
+            or len(getattr(previous, "audio_keys", ())) != count):
         return targets, None
     changed = np.array([new != old for new, old in zip(audio_keys(job), previous.audio_keys)], bool)
     for name, tolerance in TOLERANCE.items():
