@@ -207,6 +207,19 @@ def test_retrieval_keeps_its_choices_where_the_dub_did_not_change(tmp_path: Path
     assert none is None
 
 
+def test_retrieval_pins_of_a_span_shorter_than_the_margin(tmp_path: Path) -> None:
+    count = 5
+    library = [_Clip(tmp_path / "source.mov")]
+    samples = _speech(count / RATE)
+    job = _Job(None, library, samples)
+    job.span = (0, count)
+    pins = retrieval_incremental.pins(job, _targets(np.full(count, 0.2)), np.arange(count), np.zeros(10, np.int64),
+                                      np.arange(10), "s")
+    job.previous, job.dub_audio = pins, media.AudioClip(np.zeros_like(samples), 16000)
+    _, pinned = retrieval_incremental.kept(job, _targets(np.full(count, 0.2)), np.zeros(10, np.int64), np.arange(10), "s")
+    assert pinned is not None and len(pinned) == count and (pinned == UNPINNED).all()
+
+
 @pytest.mark.slow
 def test_retrieval_re_render_of_an_edited_dub_is_local(shared_media: Path, tmp_path: Path) -> None:
     """The real retrieval backend on speaker_a: 4 s span, the dub's 1.6-2.2 s replaced by other

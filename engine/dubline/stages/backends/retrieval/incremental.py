@@ -112,7 +112,7 @@ def kept(job: BackendJob, targets: SelectionTargets, rows_clip: np.ndarray, rows
             pinned[t] = row_of[choice]
         else:
             changed[t] = True  # that library frame is gone
-    fresh = np.convolve(changed, np.ones(2 * SELECTION_MARGIN + 1), mode="same") > 0
+    fresh = np.convolve(changed, np.ones(2 * SELECTION_MARGIN + 1), mode="full")[SELECTION_MARGIN : SELECTION_MARGIN + count] > 0
     pinned[fresh] = UNPINNED
     steady = ~changed
     restored = {name: np.where(steady.reshape((count,) + (1,) * (np.ndim(previous.targets[name]) - 1)),
