@@ -161,5 +161,6 @@ class FixedAnalyses:
 
     analyses: dict[Path, ClipAnalysis]
 
-    def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None) -> ClipAnalysis:
+    def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None, span=None,
+                timings=None) -> ClipAnalysis:
         return self.analyses[Path(path).resolve()]
