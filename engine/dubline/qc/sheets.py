@@ -114,11 +114,13 @@ def sheet_for_render(
 
 
 def _read_frames(path: Path, first: int, count: int, wanted: set[int]) -> dict[int, np.ndarray]:
-    """Frames ``first + i`` for i in ``wanted`` (indices relative to ``first``) of a clip."""
-    rate = media.probe(path).video.rate
+    """Frames ``first + i`` for i in ``wanted`` (indices relative to ``first``) of a clip, as the
+    analysis sees them (upright, square pixels, 8-bit: the face track's coordinates)."""
+    video = media.probe(path).video
+    frames = media.read_span(path, timing.frames_to_range(first, first + count, video.rate))
     return {
         f.index - first: f.image
-        for f in media.read_span(path, timing.frames_to_range(first, first + count, rate))
+        for f in media.FrameView.of(video).analysis_frames(frames)
         if f.index - first in wanted
     }
 
