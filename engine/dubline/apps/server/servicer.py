@@ -22,13 +22,14 @@ from dubline_client._generated.dubline.v1 import engine_pb2_grpc as pb_grpc
 from dubline import __version__
 from dubline.apps.server import batch, convert, frames
 from dubline.apps.batch import WorkerRecipe
-from dubline.apps.server.jobs import Job, JobEvent, JobQueue, JobState
+from dubline.apps.server.jobs import Job, JobEvent, JobProgress, JobQueue, JobState
 from dubline.apps.server.security import MAX_PATH_LENGTH, MediaRoots
 from dubline.apps.server.status import status_for
 from dubline.core.errors import DublineError, FrameUnavailableError, InvalidInputError
 from dubline.core.models import model_dir, registry
 from dubline.core.progress import CancelToken, ProgressSink
 from dubline.pipeline import RenderRequest, ResidentAnalyses, render
+from dubline.qc.sheets import preview_jpeg
 from dubline.stages import media
 from dubline.stages.backends import DEFAULT_BACKEND, get_backend, names
 
@@ -83,8 +84,11 @@ def _device_for(backend: str) -> str | None:
     return "cuda:0" if torch.cuda.is_available() else "cpu-neural"
 
 
-def _progress_message(progress: tuple[str, int, int]) -> pb.Progress:
-    stage, done, total = progress
+def _progress_message(progress: tuple) -> pb.Progress:
+    """(stage, done, total) or, with a picture of the work, (stage, done, total, jpeg, frame)."""
+    stage, done, total = progress[:3]
+    if len(progress) == 5:
+        return pb.Progress(stage=stage, done=done, total=total, preview_jpeg=progress[3], preview_frame=progress[4])
     return pb.Progress(stage=stage, done=done, total=total)
 
 
@@ -180,8 +184,13 @@ class EngineServicer(pb_grpc.EngineServicer):
     def _submit_render(self, request: RenderRequest, kind: str, after=None) -> Job:
         cache_root = self.config.cache_root
 
-        def work(progress: ProgressSink, cancel: CancelToken) -> Any:
-            result = render(request, progress=progress, cancel=cancel, cache_root=cache_root, analyses=self.analyses)
+        def work(progress: JobProgress, cancel: CancelToken) -> Any:
+            def preview(frame: int, picture) -> None:
+                if progress.wants_picture():
+                    progress.show(frame, preview_jpeg(picture()))
+
+            result = render(request, progress=progress, cancel=cancel, cache_root=cache_root, analyses=self.analyses,
+                            preview=preview)
             if after is not None:
                 after(result)
             return result

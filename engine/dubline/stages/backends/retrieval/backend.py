@@ -22,7 +22,7 @@ import numpy as np
 
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.stages import media
-from dubline.stages.backends.base import BackendInfo, BackendJob, MouthPatch
+from dubline.stages.backends.base import DUB_SILENT_REASON, BackendInfo, BackendJob, MouthPatch
 from dubline.stages.backends.retrieval.select import (
     KEEP_OWN,
     LibraryFeatures,
@@ -145,7 +145,7 @@ class RetrievalBackend:
                 yield frame, MouthPatch(None, None, reason)
                 continue
             if row == KEEP_OWN:
-                yield frame, MouthPatch(None, None, "dub silent, own mouth at rest")
+                yield frame, MouthPatch(None, None, DUB_SILENT_REASON)
                 continue
             crop, offset, points = library.crop(t, row, frame.image.dtype)
             target_points = faces.landmarks[frame.index].astype(np.float64)
