@@ -284,6 +284,11 @@ def soak(media_dir: Path, clients: int, renders: int, stalled: int, seed: int, s
                 tasks[0].cancel = True
             if not any(t.kill for t in tasks):
                 tasks[-1].kill, tasks[-1].cancel = True, False
+            # A render to be cancelled or killed covers the whole excerpt: a few frames on a warm
+            # engine often finish before the cancel arrives (then counted as completed).
+            for task in tasks:
+                if task.cancel or task.kill:
+                    task.first, task.end = 0, EXCERPT_FRAMES
             stalls = StalledClients(frames_path, stalled) if stalled else None
             try:
                 run_clients(address, clip, dub, tasks, clients, rng)

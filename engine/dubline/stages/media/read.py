@@ -86,7 +86,6 @@ def _decode_frames(container, stream, info: VideoStreamInfo, wanted: list[int], 
     with container:
         if not wanted:
             return
-        stream.thread_type = "AUTO"
         if info.conform is not None:
             slots = info.conform.slot_pts[wanted[0]:wanted[-1] + 1]
             selection = _Selection(wanted[0], wanted[-1] + 1, int(slots[0]), slots)
@@ -182,7 +181,6 @@ def _pts_of_index(index: int, info: VideoStreamInfo) -> int:
 
 def _decode_span(container, stream, info: VideoStreamInfo, selection: _Selection, path: Path) -> Iterator[VideoFrame]:
     with container:
-        stream.thread_type = "AUTO"  # frame threads: the decoder is the cost at 1080p
         if selection.slot_pts is not None:
             yield from _conformed(container, stream, info, selection, path)
             return
