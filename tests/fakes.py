@@ -55,6 +55,13 @@ class FakeAnalyses:
     no_face_frames: frozenset[int] = frozenset()
     calls: list[Path] = field(default_factory=list)
 
+    def __len__(self) -> int:
+        """Clips analysed so far (what an engine's resident analyses report as held)."""
+        return len(set(self.calls))
+
+    def __bool__(self) -> bool:  # a provider that has analysed nothing yet is still one
+        return True
+
     def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None) -> ClipAnalysis:
         self.calls.append(Path(path))
         info = media.probe(path)
