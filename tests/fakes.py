@@ -8,7 +8,9 @@ that preflight fails (``fail_preflight="..."``), or that the render pauses once 
 (``pause_once=PATH``: at the span's second frame the first render to get there writes its process
 id to PATH and waits until it is cancelled; later renders, such as Ray's retry after that process
 is killed, find PATH and go on), or that ``patches`` raises ``FakeBackendError`` at a span
-row (``fail_at="3"``). ``install_fake_backend()`` registers it in a worker process.
+row (``fail_at="3"``), or that it keeps the speaker's own mouth where the dub is silent, as the
+retrieval backend does (``silent_keeps_own=1``). ``install_fake_backend()`` registers it in a
+worker process.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dubline.core.landmarks import face_template_68
 from dubline.stages import media
 from dubline.stages.backends import MANIFEST
 from dubline.stages.backends.base import (
+    DUB_SILENT_REASON,
     BackendInfo,
     BackendJob,
     ClipAnalysis,
@@ -52,6 +55,13 @@ class FakeAnalyses:
     no_face_frames: frozenset[int] = frozenset()
     calls: list[Path] = field(default_factory=list)
     spans: list[tuple[int, int] | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        """Clips analysed so far (what an engine's resident analyses report as held)."""
+        return len(set(self.calls))
+
+    def __bool__(self) -> bool:  # a provider that has analysed nothing yet is still one
+        return True
 
     def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None, span=None,
                 timings=None) -> ClipAnalysis:
@@ -84,14 +94,15 @@ class FakeBackend:
     info = BackendInfo(name="fake", description="test backend: paints the lower face", options={
         "passthrough": "ROW:REASON,... span rows passed through", "fail_preflight": "message",
         "pause_once": "PATH: pause at the second frame until cancelled, once",
-        "fail_at": "span row where patches raises FakeBackendError"})
+        "fail_at": "span row where patches raises FakeBackendError",
+        "silent_keeps_own": "1: the speaker's own mouth where the dub's voice activity is below 0.5"})
     #: Hang guard of a pause nobody cancels (tests wait on the pause file, never on this).
     PAUSE_LIMIT_SECONDS = 120
 
     def preflight(self, options: Mapping[str, Any]) -> None:
         if "fail_preflight" in options:
             raise ModelNotFoundError(str(options["fail_preflight"]))
-        unknown = set(options) - {"passthrough", "fail_preflight", "pause_once", "fail_at"}
+        unknown = set(options) - {"passthrough", "fail_preflight", "pause_once", "fail_at", "silent_keeps_own"}
         if unknown:
             raise InvalidInputError(f"fake backend has no option {sorted(unknown)}")
 
@@ -118,6 +129,9 @@ class FakeBackend:
                 continue
             if not faces.usable[frame.index]:
                 yield frame, MouthPatch(None, None, str(faces.reason[frame.index]))
+                continue
+            if job.options.get("silent_keeps_own") and job.dub.voice_activity[row] < 0.5:
+                yield frame, MouthPatch(None, None, DUB_SILENT_REASON)
                 continue
             image = frame.image.copy()
             image[:] = PATCH_RGB

@@ -3,7 +3,7 @@
     probe -> analyse the source (faces, own speech, calibration: the span, a window around it and a
     sampled library, see pipeline.budget) -> analyse the dub -> backend.prepare
     -> stream: media.read_span -> backend.patches -> composite.paste -> media.write_patch (+ matte)
-    -> OTIO timeline
+    -> OTIO timeline (with the render's flags as markers on the patch) -> contact sheet
 
 The CLI, the engine, ``dubline otio`` and batch jobs all call ``render`` with a ``RenderRequest``;
 none holds logic of its own. Every step's wall time is in ``RenderResult.stage_seconds``; the frame
@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,15 @@ import opentimelineio as otio
 from dubline.core import timing
 from dubline.core.cache import check_root as check_cache_root
 from dubline.core.errors import InvalidInputError, NoFaceError
-from dubline.core.progress import CancelToken, ProgressSink, no_progress
+from dubline.core.flags import FrameFlag
+from dubline.core.paths import publish_file
+from dubline.core.progress import CancelToken, PreviewSink, ProgressSink, no_progress
 from dubline.interchange.timeline import patch_timeline, write_timeline
 from dubline.pipeline.analysis import AnalysisProvider, DiskAnalyses
+from dubline.pipeline.flags import render_flags
 from dubline.pipeline.frameloop import FrameLoop, StageClock, WaitTimer
 from dubline.pipeline.request import RenderRequest
+from dubline.qc.sheets import sheet_for_render
 from dubline.stages import media
 from dubline.stages.backends import get_backend
 from dubline.stages.backends.base import Backend, BackendJob, ClipAnalysis, MouthPatch
@@ -69,6 +73,9 @@ class RenderResult:
     run_starts: list[int] = field(default_factory=list)
     #: the source analysis: seconds per part and frame counts (frames_analysed: new now; frames_known: in the library)
     analysis: dict[str, float] = field(default_factory=dict)
+    #: runs of patch frames to look at (passed through, and why); qc adds its own (``pipeline.flags``)
+    flags: list[FrameFlag] = field(default_factory=list)
+    sheet: Path | None = None
 
     @property
     def loop_shares(self) -> dict[str, float]:
@@ -93,6 +100,9 @@ class RenderResult:
             "passthrough": self.passthrough,
             "run_starts": self.run_starts,
             "analysis": {k: round(v, 3) for k, v in self.analysis.items()},
+            "flags": [flag.to_dict() for flag in self.flags],
+            "markers": [flag.label(self.span[0]) for flag in self.flags],
+            "sheet": str(self.sheet) if self.sheet else None,
             "warnings": self.warnings,
         }
 
@@ -112,13 +122,15 @@ class Stopwatch:
 
 @dataclass
 class Tally:
-    """What happened to each frame of the span."""
+    """What happened to each frame of the span (``reasons``: each frame's, in order; None: patched)."""
 
     patched: int = 0
     passthrough: dict[str, int] = field(default_factory=dict)
     run_starts: list[int] = field(default_factory=list)
+    reasons: list[str | None] = field(default_factory=list)
 
     def add(self, reason: str | None) -> None:
+        self.reasons.append(reason)
         if reason is None:
             self.patched += 1
         else:
@@ -249,8 +261,10 @@ class _SerialProgress:
 
 def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], tally: Tally,
                      matte: media.BackgroundWriter | None, clock: StageClock, keep_alpha: bool,
-                     cancel: CancelToken | None) -> Iterator[np.ndarray]:
-    """The shared compositor over the backend's patches, in frame order (the deflicker has state)."""
+                     cancel: CancelToken | None, preview: PreviewSink | None,
+                     view: media.FrameView) -> Iterator[np.ndarray]:
+    """The shared compositor over the backend's patches, in frame order (the deflicker has state).
+    ``preview`` is offered each patched frame (upright, 8-bit) as soon as it is pasted."""
     params = CompositeParams()
     deflicker = TemporalDeflicker()
     for row, (frame, mouth) in enumerate(patches):
@@ -263,6 +277,9 @@ def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], tal
             tally.add(mouth.reason or result.passthrough_reason or "passthrough")
         else:
             tally.add(None)
+            if preview is not None:
+                pasted = result.frame
+                preview(row, lambda: view.analysis_image(pasted))
         if matte is not None:
             start = time.perf_counter()
             grey = _matte_frame(result)
@@ -274,13 +291,15 @@ def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], tal
 
 
 def _frame_loop(loop: FrameLoop, request: RenderRequest, backend: Backend, job: BackendJob, plan: Any,
-                span: SourceSpan, tally: Tally, matte: media.BackgroundWriter | None) -> Iterator[np.ndarray]:
+                span: SourceSpan, tally: Tally, matte: media.BackgroundWriter | None,
+                preview: PreviewSink | None) -> Iterator[np.ndarray]:
     """The span's output frames: decoded, patched by the backend, pasted by the shared compositor."""
     decoded = loop.stage("decode", lambda _: media.read_span(request.video, span.time_range), (),
                          depth=_decode_depth(span.video))
     patched = loop.stage("backend", lambda frames: backend.patches(job, plan, frames), decoded, depth=STAGE_DEPTH)
     return loop.stage("composite", lambda patches: _composite_stage(patches, tally, matte, loop.clock,
-                                                                      media.PATCH_CODECS[request.codec].alpha, job.cancel),
+                                                                      media.PATCH_CODECS[request.codec].alpha, job.cancel,
+                                                                      preview, media.FrameView.of(span.video)),
                       patched, depth=STAGE_DEPTH)
 
 
@@ -319,13 +338,19 @@ def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpa
         clock.add("matte", matte.busy_seconds)
 
 
-def _write_timeline(request: RenderRequest, span: SourceSpan) -> Path:
+def _write_timeline(request: RenderRequest, span: SourceSpan, flags: list[FrameFlag]) -> Path:
     video = span.video
     start_frames = timing.timecode_to_frames(video.start_timecode, video.rate) if video.start_timecode else 0
     timeline = patch_timeline(request.video, video.frame_count, start_frames, span.time_range, request.out, video.rate,
-                              request.audio, request.backend)
+                              request.audio, request.backend, flags=flags)
     assert request.otio_path is not None
     return write_timeline(timeline, request.otio_path, request.overwrite, request.inputs())
+
+
+def rewrite_timeline(request: RenderRequest, result: RenderResult) -> Path:
+    """Write ``result``'s timeline again with its flags as they are now (after qc added its own)."""
+    assert result.otio_path is not None
+    return _write_timeline(replace(request, otio_path=result.otio_path, overwrite=True), probe_span(request), result.flags)
 
 
 @dataclass
@@ -397,9 +422,11 @@ def render(
     analyses: AnalysisProvider | None = None,
     *,
     pipelined: bool = True,
+    preview: PreviewSink | None = None,
 ) -> RenderResult:
     """Render the patch for one span. ``analyses`` provides the clip analyses (default: computed
-    from the on-disk cache under ``cache_root``; the engine passes its resident ones).
+    from the on-disk cache under ``cache_root``; the engine passes its resident ones). ``preview``
+    is offered every patched frame as it is pasted (the engine sends some of them as progress pictures).
     ``pipelined=False`` runs the frame loop's stages in this thread, one after the other: the
     reference the threaded loop is tested against (the frames are the same)."""
     progress = _SerialProgress(progress)
@@ -417,15 +444,22 @@ def render(
         matte = media.BackgroundWriter(request.matte, request.matte_codec, span.video.rate, timecode,
                                        request.overwrite, request.inputs(), span.video.colour, span.video.layout)
     with clock.stage("render_and_encode"), FrameLoop(loop_clock, threaded=pipelined) as loop:
-        frames = _frame_loop(loop, request, backend, job, plan, span, tally, matte)
+        frames = _frame_loop(loop, request, backend, job, plan, span, tally, matte, preview)
         _write(request, _handed_to_encoder(frames, span, progress, cancel), span, timecode, job.dub_audio, matte,
                loop_clock)
     clock.seconds.update({f"render.{stage}": seconds for stage, seconds in loop_clock.seconds.items()})
 
+    flags = render_flags(tally.reasons)
     otio_written = None
     if request.otio_path is not None:
         with clock.stage("otio"):
-            otio_written = _write_timeline(request, span)
+            otio_written = _write_timeline(request, span, flags)
+    sheet = None
+    if request.sheet is not None:
+        with clock.stage("sheet"):
+            sheet = publish_file(request.sheet, lambda temporary: sheet_for_render(
+                request.video, span.first, request.out, job.source.faces, temporary, matte=request.matte),
+                request.overwrite, request.inputs())
 
     if tally.passthrough:
         warnings.append(passthrough_warning(tally.passthrough))
@@ -434,5 +468,5 @@ def render(
         span=(span.first, span.end), start_timecode=timecode, backend=request.backend,
         stage_seconds=clock.seconds, warnings=warnings, frames_patched=tally.patched, passthrough=tally.passthrough,
         run_starts=tally.run_starts,
-        analysis=prepared.analysis,
+        analysis=prepared.analysis, flags=flags, sheet=sheet,
     )

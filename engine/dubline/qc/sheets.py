@@ -67,6 +67,15 @@ def contact_sheet(
     return np.hstack(columns)
 
 
+def preview_jpeg(image: np.ndarray, width: int = 320, quality: int = 80) -> bytes:
+    """A small JPEG of an 8-bit RGB frame (``width`` pixels wide, never enlarged), for progress events."""
+    small = _fit(image, width) if image.shape[1] > width else image
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("the frame could not be encoded as JPEG")
+    return encoded.tobytes()
+
+
 def save_png(image: np.ndarray, path: Path) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
