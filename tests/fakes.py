@@ -8,7 +8,9 @@ that preflight fails (``fail_preflight="..."``), or that the render pauses once 
 (``pause_once=PATH``: at the span's second frame the first render to get there writes its process
 id to PATH and waits until it is cancelled; later renders, such as Ray's retry after that process
 is killed, find PATH and go on), or that ``patches`` raises ``FakeBackendError`` at a span
-row (``fail_at="3"``). ``install_fake_backend()`` registers it in a worker process.
+row (``fail_at="3"``), or that it keeps the speaker's own mouth where the dub is silent, as the
+retrieval backend does (``silent_keeps_own=1``). ``install_fake_backend()`` registers it in a
+worker process.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dubline.core.landmarks import face_template_68
 from dubline.stages import media
 from dubline.stages.backends import MANIFEST
 from dubline.stages.backends.base import (
+    DUB_SILENT_REASON,
     BackendInfo,
     BackendJob,
     ClipAnalysis,
@@ -52,6 +55,13 @@ class FakeAnalyses:
     no_face_frames: frozenset[int] = frozenset()
     calls: list[Path] = field(default_factory=list)
     spans: list[tuple[int, int] | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        """Clips analysed so far (what an engine's resident analyses report as held)."""
+        return len(set(self.calls))
+
+    def __bool__(self) -> bool:  # a provider that has analysed nothing yet is still one
+        return True
 
     def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None, span=None,
                 timings=None) -> ClipAnalysis:
@@ -85,6 +95,7 @@ class FakeBackend:
         "passthrough": "ROW:REASON,... span rows passed through", "fail_preflight": "message",
         "pause_once": "PATH: pause at the second frame until cancelled, once",
         "fail_at": "span row where patches raises FakeBackendError",
+        "silent_keeps_own": "1: the speaker's own mouth where the dub's voice activity is below 0.5",
         "tint": "true: a dark stripe in the patch as tall as the dub is loud at the frame (an edit of the dub shows where it lands)"})
     #: Hang guard of a pause nobody cancels (tests wait on the pause file, never on this).
     PAUSE_LIMIT_SECONDS = 120
@@ -92,7 +103,7 @@ class FakeBackend:
     def preflight(self, options: Mapping[str, Any]) -> None:
         if "fail_preflight" in options:
             raise ModelNotFoundError(str(options["fail_preflight"]))
-        unknown = set(options) - {"passthrough", "fail_preflight", "pause_once", "fail_at", "tint"}
+        unknown = set(options) - {"passthrough", "fail_preflight", "pause_once", "fail_at", "silent_keeps_own", "tint"}
         if unknown:
             raise InvalidInputError(f"fake backend has no option {sorted(unknown)}")
 
@@ -120,7 +131,9 @@ class FakeBackend:
     def frame_keys(self, job: BackendJob, plan: dict[int, str]) -> list[str]:
         first, end = job.span
         faces = job.source.faces
-        return [f"fake:{first + row}:{plan.get(row)}:{faces.reason[first + row]}:{self.stripe(job, row)}:"
+        silent = [bool(job.options.get("silent_keeps_own")) and job.dub.voice_activity[row] < 0.5
+                  for row in range(end - first)]
+        return [f"fake:{first + row}:{plan.get(row)}:{faces.reason[first + row]}:{silent[row]}:{self.stripe(job, row)}:"
                 f"{faces.landmarks[first + row].tobytes().hex()}" for row in range(end - first)]
 
     def patches(self, job: BackendJob, plan: dict[int, str], frames: Iterable[media.VideoFrame]) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
@@ -138,6 +151,9 @@ class FakeBackend:
                 continue
             if not faces.usable[frame.index]:
                 yield frame, MouthPatch(None, None, str(faces.reason[frame.index]))
+                continue
+            if job.options.get("silent_keeps_own") and job.dub.voice_activity[row] < 0.5:
+                yield frame, MouthPatch(None, None, DUB_SILENT_REASON)
                 continue
             image = frame.image.copy()
             image[:] = PATCH_RGB
@@ -183,5 +199,6 @@ class FixedAnalyses:
 
     analyses: dict[Path, ClipAnalysis]
 
-    def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None) -> ClipAnalysis:
+    def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None, span=None,
+                timings=None) -> ClipAnalysis:
         return self.analyses[Path(path).resolve()]

@@ -88,6 +88,25 @@ class TimelineItem(_Gated):
         self.start, self.duration, self.source_first = start, duration, source_first
         self.name = name or (pool_item.GetName() if pool_item else "Text+")
         self._id = f"item-{next(_ids)}"
+        self.markers: dict[int, dict] = {}
+
+    #: The marker colours Resolve's scripting README lists.
+    MARKER_COLOURS = ("Blue", "Cyan", "Green", "Yellow", "Red", "Pink", "Purple", "Fuchsia", "Rose", "Lavender",
+                      "Sky", "Mint", "Lemon", "Sand", "Cocoa", "Cream")
+
+    def AddMarker(self, frameId, color: str, name: str, note: str, duration, customData: str = "") -> bool:
+        """As the README documents it: frameId counts from the item's first frame; False for a colour
+        Resolve does not have, a marker outside the item, or a frame that already holds one."""
+        frame, length = int(frameId), int(duration)
+        if color not in self.MARKER_COLOURS or length < 1 or frame < 0 or frame + length > self.duration:
+            return False
+        if frame in self.markers:
+            return False
+        self.markers[frame] = {"color": color, "duration": length, "note": note, "name": name, "customData": customData}
+        return True
+
+    def GetMarkers(self) -> dict[int, dict]:
+        return dict(self.markers)
 
     def GetName(self) -> str:
         return self.name

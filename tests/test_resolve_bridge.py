@@ -403,3 +403,27 @@ def test_the_otio_path_leaves_unset_choices_to_the_engine(source: Path, tmp_path
     command = dubline_otio_command(BridgeSettings(codec="dnxhr", backend="wav2lip"), tmp_path / "in.otio", "interview.mov",
                                    span, str(source), tmp_path / "out.otio")
     assert command[command.index("--codec") + 1] == "dnxhr" and command[command.index("--backend") + 1] == "wav2lip"
+
+
+# -- markers: the render's flags on the placed patch (issue 18) -------------------------------------------
+
+def test_flags_become_markers_on_the_placed_item(source: Path, tmp_path: Path) -> None:
+    from dubline_client import pb
+    from dubline_resolve import mark_flags
+
+    resolve, project, timeline, _ = _setup(source)
+    patch = tmp_path / "patch.mov"
+    patch.write_bytes(b"x")
+    resolve.probe = FakeMedia(50, "25")
+    placed = place_patch(timeline, project.GetMediaPool(), str(patch), 90110, 50, lambda line: None)
+    flags = [pb.FrameFlag(first=12, end=20, kind="passthrough", note="no face", label="frames 149-156: no face"),
+             pb.FrameFlag(first=40, end=45, kind="dub_silent", note="dub silent, own mouth kept",
+                          label="frames 177-181: dub silent, own mouth kept"),
+             pb.FrameFlag(first=44, end=51, kind="sync", note="weak sync", label="frames 181-187: weak sync")]
+    lines: list[str] = []
+    assert mark_flags(placed.item, flags, lines.append) == 2
+    markers = placed.item.GetMarkers()
+    assert {frame: (m["color"], m["name"], m["note"], m["duration"]) for frame, m in markers.items()} == {
+        12: ("Yellow", "no face", "frames 149-156: no face", 8),
+        40: ("Cyan", "dub silent, own mouth kept", "frames 177-181: dub silent, own mouth kept", 5)}
+    assert lines == ["dubline: warning: Resolve refused the marker 'frames 181-187: weak sync'"]  # past the item's end

@@ -103,6 +103,7 @@ def render_spec(
     with_audio: bool = False,
     length_policy: str = "pad_or_trim",
     backend_options: Mapping[str, str] | None = None,
+    sheet: str = "",
 ) -> pb.RenderSpec:
     """A RenderSpec with the CLI's defaults (an empty backend or codec: the engine's default, see
     ``dubline_client.choices``). Paths are on the engine's machine, absolute."""
@@ -125,6 +126,7 @@ def render_spec(
         with_audio=with_audio,
         length_policy=length_policy,
         backend_options=dict(backend_options or {}),
+        sheet=str(sheet),
     )
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
+
+import numpy as np
 
 from dubline.core.errors import CancelledError
 
@@ -16,6 +19,14 @@ class ProgressSink(Protocol):
 
 def no_progress(stage: str, done: int, total: int) -> None:
     """A sink that ignores progress."""
+
+
+class PreviewSink(Protocol):
+    """Offered each finished frame of a render: ``(patch frame, picture)``, where ``picture()``
+    makes the upright 8-bit RGB image only when called, so a sink that throttles pays nothing for
+    the frames it skips. Called from the render's compositor thread: it must be quick."""
+
+    def __call__(self, frame: int, picture: Callable[[], np.ndarray]) -> None: ...
 
 
 class CancelToken:

@@ -1,4 +1,5 @@
-"""The patched timeline: a copy of the editor's timeline with the patch on a new top video track."""
+"""The patched timeline: a copy of the editor's timeline with the patch on a new top video track,
+the render's flags (``core.flags``) as markers on the patch clip."""
 
 from __future__ import annotations
 
@@ -9,11 +10,19 @@ from typing import Any, Sequence
 import opentimelineio as otio
 
 from dubline.core.errors import InvalidInputError
+from dubline.core.flags import FrameFlag
 from dubline.interchange.frames import fraction_text, timeline_time
 from dubline.interchange.plan import PatchPlan
 from dubline.interchange.read import METADATA_KEY
 
 PATCH_TRACK_NAME = "dubline"
+#: Marker colour of each flag kind: yellow where the source shows through, cyan where the dub is
+#: silent (usually fine), red where qc measured a problem.
+MARKER_COLOURS = {
+    "passthrough": otio.schema.MarkerColor.YELLOW,
+    "dub_silent": otio.schema.MarkerColor.CYAN,
+}
+QC_MARKER_COLOUR = otio.schema.MarkerColor.RED
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,7 @@ class PatchMedia:
     path: Path
     frames: int
     start_frame: int  # the patch's start timecode, in frames at the plan's rate
+    flags: tuple[FrameFlag, ...] = ()  # runs of patch frames to look at, written as markers
 
 
 @dataclass(frozen=True)
@@ -99,12 +109,27 @@ def _patch_clip(placed: PlacedPatch) -> otio.schema.Clip:
     }
     if plan.clip.nest:
         metadata["source_nest"] = list(plan.clip.nest)
-    return otio.schema.Clip(
+    clip = otio.schema.Clip(
         name=patch.path.name,
         # A plain path: Resolve 20 rejects file:// URLs on import; every other host takes paths.
         media_reference=otio.schema.ExternalReference(target_url=str(Path(patch.path).resolve()), available_range=available),
         source_range=available,
         metadata={METADATA_KEY: metadata},
+    )
+    # Marker names count frames as ``dubline render --range`` does: from the media file's first frame.
+    file_first = plan.file_frames()[0] if plan.clip.media_origin is not None else 0
+    clip.markers.extend(flag_marker(flag, patch.start_frame, file_first, rate) for flag in patch.flags)
+    return clip
+
+
+def flag_marker(flag: FrameFlag, patch_start: int, source_first: int, rate) -> otio.schema.Marker:
+    """A marker over the flag's frames in the patch clip's own time (its start timecode on), named
+    with the source file's frames it covers and what is wrong ("frames 112-119: no face")."""
+    marked = otio.opentime.TimeRange(timeline_time(patch_start + flag.first, rate), timeline_time(flag.end - flag.first, rate))
+    return otio.schema.Marker(
+        name=flag.label(source_first), marked_range=marked,
+        color=MARKER_COLOURS.get(flag.kind, QC_MARKER_COLOUR),
+        metadata={METADATA_KEY: {**flag.to_dict(), "source_frames": [source_first + flag.first, source_first + flag.end]}},
     )
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import opentimelineio as otio
 
+from dubline.core.flags import FrameFlag
 from dubline.core.paths import publish_file
 from dubline.interchange.frames import timeline_time
 from dubline.interchange.insert import PatchMedia, insert_patch
@@ -29,13 +30,14 @@ def patch_timeline(
     dub: Path,
     backend: str,
     name: str = "dubline patch",
+    flags: Sequence[FrameFlag] = (),
 ) -> otio.schema.Timeline:
     """The whole source clip on V1 and, through ``insert_patch`` (the same track and metadata as
     ``dubline otio`` writes), the patch on a track above it at the span's position.
 
     ``span`` is in frames from the start of the source (as everywhere in dubline);
     ``source_start_frame`` is the source's start timecode in frames, which both clips' media
-    ranges start from so a conform by timecode lines up.
+    ranges start from so a conform by timecode lines up. ``flags`` become markers on the patch clip.
     """
     float_rate = float(rate)
     first = int(round(span.start_time.to_frames(float_rate)))
@@ -52,7 +54,7 @@ def patch_timeline(
     clip = ResolvedClip(name=source.name, index=1, track_name=track.name, track_index=1, media=source, rate=rate,
                         media_origin=whole[0], source=whole, record=whole, timeline_start=whole[0])
     placed = (whole[0] + first, whole[0] + first + frames)
-    return insert_patch(timeline, PatchPlan(clip, placed, placed), PatchMedia(patch, frames, placed[0]), dub, backend)
+    return insert_patch(timeline, PatchPlan(clip, placed, placed), PatchMedia(patch, frames, placed[0], tuple(flags)), dub, backend)
 
 
 def write_timeline(timeline: otio.schema.Timeline, path: Path, overwrite: bool = False,

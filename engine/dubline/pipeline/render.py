@@ -3,7 +3,7 @@
     probe -> analyse the source (faces, own speech, calibration: the span, a window around it and a
     sampled library, see pipeline.budget) -> analyse the dub -> backend.prepare
     -> stream: media.read_span -> backend.patches -> composite.paste -> media.write_patch (+ matte)
-    -> OTIO timeline
+    -> OTIO timeline (with the render's flags as markers on the patch) -> contact sheet
 
 The CLI, the engine, ``dubline otio`` and batch jobs all call ``render`` with a ``RenderRequest``;
 none holds logic of its own. Every step's wall time is in ``RenderResult.stage_seconds``; the frame
@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,16 @@ import opentimelineio as otio
 from dubline.core import timing
 from dubline.core.cache import check_root as check_cache_root
 from dubline.core.errors import InvalidInputError, NoFaceError
-from dubline.core.progress import CancelToken, ProgressSink, no_progress
+from dubline.core.flags import FrameFlag
+from dubline.core.paths import publish_file
+from dubline.core.progress import CancelToken, PreviewSink, ProgressSink, no_progress
 from dubline.interchange.timeline import patch_timeline, write_timeline
 from dubline.pipeline.analysis import AnalysisProvider, DiskAnalyses
 from dubline.pipeline import incremental
+from dubline.pipeline.flags import render_flags
 from dubline.pipeline.frameloop import FrameLoop, StageClock, WaitTimer
 from dubline.pipeline.request import RenderRequest
+from dubline.qc.sheets import sheet_for_render
 from dubline.stages import media
 from dubline.stages.backends import get_backend
 from dubline.stages.backends.base import Backend, BackendJob, ClipAnalysis, MouthPatch
@@ -77,6 +81,9 @@ class RenderResult:
     frames_reused: int = 0
     frames_rendered: int = 0
     frames_warmup: int = 0
+    #: runs of patch frames to look at (passed through, and why); qc adds its own (``pipeline.flags``)
+    flags: list[FrameFlag] = field(default_factory=list)
+    sheet: Path | None = None
 
     @property
     def loop_shares(self) -> dict[str, float]:
@@ -104,6 +111,9 @@ class RenderResult:
             "frames_reused": self.frames_reused,
             "frames_rendered": self.frames_rendered,
             "frames_warmup": self.frames_warmup,
+            "flags": [flag.to_dict() for flag in self.flags],
+            "markers": [flag.label(self.span[0]) for flag in self.flags],
+            "sheet": str(self.sheet) if self.sheet else None,
             "warnings": self.warnings,
         }
 
@@ -123,14 +133,15 @@ class Stopwatch:
 
 @dataclass
 class Tally:
-    """What happened to each frame of the span."""
+    """What happened to each frame of the span (``reasons``: each frame's, in order; None: patched)."""
 
     patched: int = 0
     passthrough: dict[str, int] = field(default_factory=dict)
     run_starts: list[int] = field(default_factory=list)
-    rows: list[str | None] = field(default_factory=list)  # per row: None when patched, else the reason
+    reasons: list[str | None] = field(default_factory=list)
 
     def add(self, reason: str | None) -> None:
+        self.reasons.append(reason)
         if reason is None:
             self.patched += 1
         else:
@@ -264,9 +275,11 @@ Drawn = tuple[int, np.ndarray, np.ndarray | None]  # span row, output frame, mat
 
 def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], first: int,
                      outcomes: incremental.RowOutcomes, with_matte: bool, clock: StageClock, keep_alpha: bool,
-                     cancel: CancelToken | None) -> Iterator[Drawn]:
+                     cancel: CancelToken | None, preview: PreviewSink | None,
+                     view: media.FrameView) -> Iterator[Drawn]:
     """The shared compositor over the backend's patches, in frame order (the deflicker has state,
-    forgotten where rows are skipped)."""
+    forgotten where rows are skipped). ``preview`` is offered each patched frame (upright, 8-bit) as
+    soon as it is pasted."""
     params = CompositeParams()
     deflicker = TemporalDeflicker()
     previous = None
@@ -284,6 +297,9 @@ def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], fir
             outcomes.outcome[row] = mouth.reason or result.passthrough_reason or "passthrough"
         else:
             outcomes.outcome[row] = None
+            if preview is not None:
+                pasted = result.frame
+                preview(row, lambda: view.analysis_image(pasted))
         grey = None
         if with_matte:
             start = time.perf_counter()
@@ -301,13 +317,14 @@ def _read_rows(video: Path, span: SourceSpan, compute: np.ndarray) -> Iterator[m
 
 def _frame_loop(loop: FrameLoop, request: RenderRequest, backend: Backend, job: BackendJob, plan: Any,
                 span: SourceSpan, outcomes: incremental.RowOutcomes, reuse: incremental.ReusePlan,
-                with_matte: bool) -> Iterator[Drawn]:
+                with_matte: bool, preview: PreviewSink | None) -> Iterator[Drawn]:
     """The drawn rows: decoded, patched by the backend, pasted by the shared compositor."""
     decoded = loop.stage("decode", lambda _: _read_rows(request.video, span, reuse.compute), (),
                          depth=_decode_depth(span.video))
     patched = loop.stage("backend", lambda frames: backend.patches(job, plan, frames), decoded, depth=STAGE_DEPTH)
     return loop.stage("composite", lambda patches: _composite_stage(patches, span.first, outcomes, with_matte, loop.clock,
-                                                                      media.PATCH_CODECS[request.codec].alpha, job.cancel),
+                                                                      media.PATCH_CODECS[request.codec].alpha, job.cancel,
+                                                                      preview, media.FrameView.of(span.video)),
                       patched, depth=STAGE_DEPTH)
 
 
@@ -373,13 +390,19 @@ def _write(request: RenderRequest, frames: Iterator[np.ndarray | ReusedFrame], s
         clock.add("matte", matte.busy_seconds)
 
 
-def _write_timeline(request: RenderRequest, span: SourceSpan) -> Path:
+def _write_timeline(request: RenderRequest, span: SourceSpan, flags: list[FrameFlag]) -> Path:
     video = span.video
     start_frames = timing.timecode_to_frames(video.start_timecode, video.rate) if video.start_timecode else 0
     timeline = patch_timeline(request.video, video.frame_count, start_frames, span.time_range, request.out, video.rate,
-                              request.audio, request.backend)
+                              request.audio, request.backend, flags=flags)
     assert request.otio_path is not None
     return write_timeline(timeline, request.otio_path, request.overwrite, request.inputs())
+
+
+def rewrite_timeline(request: RenderRequest, result: RenderResult) -> Path:
+    """Write ``result``'s timeline again with its flags as they are now (after qc added its own)."""
+    assert result.otio_path is not None
+    return _write_timeline(replace(request, otio_path=result.otio_path, overwrite=True), probe_span(request), result.flags)
 
 
 @dataclass
@@ -458,9 +481,11 @@ def render(
     analyses: AnalysisProvider | None = None,
     *,
     pipelined: bool = True,
+    preview: PreviewSink | None = None,
 ) -> RenderResult:
     """Render the patch for one span. ``analyses`` provides the clip analyses (default: computed
-    from the on-disk cache under ``cache_root``; the engine passes its resident ones).
+    from the on-disk cache under ``cache_root``; the engine passes its resident ones). ``preview``
+    is offered every patched frame as it is pasted (the engine sends some of them as progress pictures).
     ``pipelined=False`` runs the frame loop's stages in this thread, one after the other: the
     reference the threaded loop is tested against (the frames are the same)."""
     progress = _SerialProgress(progress)
@@ -485,20 +510,27 @@ def render(
                                        request.overwrite, request.inputs(), span.video.colour, span.video.layout,
                                        reuse=reuse.matte_source)
     with clock.stage("render_and_encode"), FrameLoop(loop_clock, threaded=pipelined) as loop:
-        drawn = _frame_loop(loop, request, backend, job, plan, span, outcomes, reuse, matte is not None)
+        drawn = _frame_loop(loop, request, backend, job, plan, span, outcomes, reuse, matte is not None, preview)
         _write(request, _handed_to_encoder(drawn, span, reuse, matte, written, progress, cancel), span, timecode,
                job.dub_audio, matte, loop_clock, reuse.patch_source)
     clock.seconds.update({f"render.{stage}": seconds for stage, seconds in loop_clock.seconds.items()})
     tally = _merged_tally(reuse, outcomes, span.frame_count)
     pins = getattr(backend, "pins", None)
-    incremental.store_record(prepared.records, keys, tally.rows, tally.run_starts, pins(job, plan) if pins else None,
+    incremental.store_record(prepared.records, keys, tally.reasons, tally.run_starts, pins(job, plan) if pins else None,
                              request.codec, request.out, written.shape, written.dtype, request.matte,
                              request.matte_codec)
 
+    flags = render_flags(tally.reasons)
     otio_written = None
     if request.otio_path is not None:
         with clock.stage("otio"):
-            otio_written = _write_timeline(request, span)
+            otio_written = _write_timeline(request, span, flags)
+    sheet = None
+    if request.sheet is not None:
+        with clock.stage("sheet"):
+            sheet = publish_file(request.sheet, lambda temporary: sheet_for_render(
+                request.video, span.first, request.out, job.source.faces, temporary, matte=request.matte),
+                request.overwrite, request.inputs())
 
     if tally.passthrough:
         warnings.append(passthrough_warning(tally.passthrough))
@@ -507,7 +539,7 @@ def render(
         span=(span.first, span.end), start_timecode=timecode, backend=request.backend,
         stage_seconds=clock.seconds, warnings=warnings, frames_patched=tally.patched, passthrough=tally.passthrough,
         run_starts=tally.run_starts,
-        analysis=prepared.analysis,
+        analysis=prepared.analysis, flags=flags, sheet=sheet,
         frames_reused=reuse.reused, frames_rendered=span.frame_count - reuse.reused, frames_warmup=reuse.warmup,
     )
 
@@ -523,7 +555,6 @@ def _merged_tally(reuse: incremental.ReusePlan, outcomes: incremental.RowOutcome
             assert previous is not None
             outcome, starts = previous.outcomes[row], row in previous.run_starts
         tally.add(outcome)
-        tally.rows.append(outcome)
         if starts:
             tally.run_starts.append(row)
     return tally

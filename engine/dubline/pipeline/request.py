@@ -35,7 +35,7 @@ CLI_LABELS: Mapping[str, str] = MappingProxyType({
     "video": "--video", "audio": "--audio", "span": "--range", "out": "--out", "backend": "--backend",
     "codec": "--codec", "matte": "--matte", "otio_path": "--otio", "audio_offset": "--audio-offset",
     "speaker": "--speaker", "expression": "--expression", "library": "--library",
-    "length_policy": "--length-policy", "backend_options": "--backend-option",
+    "length_policy": "--length-policy", "backend_options": "--backend-option", "sheet": "--sheet",
 })
 #: The same fields as ``dubline.v1.RenderSpec`` names them.
 SPEC_LABELS: Mapping[str, str] = MappingProxyType(
@@ -58,6 +58,8 @@ class RenderRequest:
     codec: str = media.DEFAULT_PATCH_CODEC
     matte: Path | None = None
     otio_path: Path | None = None
+    #: a contact sheet (PNG: source / patch / mouth close-ups / matte) of the finished render
+    sheet: Path | None = None
     #: seconds of the dub that play at the span's first frame (negative: the dub starts later)
     audio_offset: otio.opentime.RationalTime = field(default_factory=lambda: seconds_time(0))
     speaker: SpeakerHint | None = None
@@ -86,6 +88,8 @@ class RenderRequest:
             raise InvalidInputError(
                 f"{self.labels['matte']} {self.matte.name}: the matte clip is written lossless, use a .mov (PNG) or .mkv (FFV1) name"
             )
+        if self.sheet is not None and self.sheet.suffix.lower() != ".png":
+            raise InvalidInputError(f"{self.labels['sheet']} {self.sheet.name}: the contact sheet is a .png picture")
 
     def _choose(self, name: str, value: str, allowed: Iterable[str]) -> None:
         allowed = tuple(allowed)
@@ -103,7 +107,8 @@ class RenderRequest:
                 **labelled(self.labels["library"], self.library), **weights}
 
     def outputs(self) -> dict[str, Path | None]:
-        return {self.labels["out"]: self.out, self.labels["matte"]: self.matte, self.labels["otio_path"]: self.otio_path}
+        return {self.labels["out"]: self.out, self.labels["matte"]: self.matte, self.labels["otio_path"]: self.otio_path,
+                self.labels["sheet"]: self.sheet}
 
     @property
     def matte_codec(self) -> str | None:
@@ -123,6 +128,7 @@ class RenderRequest:
         library: Iterable[str | Path] = (),
         matte: str | Path | None = None,
         otio_path: str | Path | None = None,
+        sheet: str | Path | None = None,
         labels: Mapping[str, str] = CLI_LABELS,
         **choices: Any,
     ) -> RenderRequest:
@@ -140,7 +146,7 @@ class RenderRequest:
             video=Path(video), audio=Path(audio), span=span, out=Path(out), audio_offset=offset, speaker=hint or None,
             backend_options=options, library=tuple(Path(p) for p in library),
             matte=Path(matte) if matte else None, otio_path=Path(otio_path) if otio_path else None,
-            labels=labels, **choices,
+            sheet=Path(sheet) if sheet else None, labels=labels, **choices,
         )
 
 

@@ -27,6 +27,7 @@ from dubline_client import frames_span, rational, render_spec
 
 from dubline.core import timing
 from dubline.core.errors import InvalidInputError, NoStreamError
+from dubline.core.flags import FrameFlag
 from dubline.core.paths import check_outputs
 from dubline.core.progress import no_progress
 from dubline.interchange.insert import PatchMedia, insert_patch
@@ -98,7 +99,7 @@ def render_in_process(plan: PatchPlan, patch: Path, settings: RenderSettings, ov
     )
     result = render(request, progress=progress or no_progress, cache_root=cache_root)
     start = timing.timecode_to_frames(result.start_timecode, plan.rate) if result.start_timecode else first
-    return PatchMedia(result.out, result.frames_written, start), result.to_dict(), list(result.warnings)
+    return PatchMedia(result.out, result.frames_written, start, tuple(result.flags)), result.to_dict(), list(result.warnings)
 
 
 def engine_renderer(client: Any, on_event: Callable[[Any], None] | None = None) -> Renderer:
@@ -123,7 +124,9 @@ def engine_renderer(client: Any, on_event: Callable[[Any], None] | None = None) 
             "start_timecode": done.start_timecode, "backend": done.backend, "frames_patched": done.frames_patched,
             "warnings": list(done.warnings),
         }
-        return PatchMedia(Path(done.out), int(done.frames_written), start), report, list(done.warnings)
+        flags = tuple(FrameFlag(f.first, f.end, f.kind, f.note) for f in done.flags)
+        report["flags"] = [flag.to_dict() for flag in flags]
+        return PatchMedia(Path(done.out), int(done.frames_written), start, flags), report, list(done.warnings)
 
     return render
 

@@ -67,6 +67,15 @@ def contact_sheet(
     return np.hstack(columns)
 
 
+def preview_jpeg(image: np.ndarray, width: int = 320, quality: int = 80) -> bytes:
+    """A small JPEG of an 8-bit RGB frame (``width`` pixels wide, never enlarged), for progress events."""
+    small = _fit(image, width) if image.shape[1] > width else image
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("the frame could not be encoded as JPEG")
+    return encoded.tobytes()
+
+
 def save_png(image: np.ndarray, path: Path) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
@@ -114,11 +123,13 @@ def sheet_for_render(
 
 
 def _read_frames(path: Path, first: int, count: int, wanted: set[int]) -> dict[int, np.ndarray]:
-    """Frames ``first + i`` for i in ``wanted`` (indices relative to ``first``) of a clip."""
-    rate = media.probe(path).video.rate
+    """Frames ``first + i`` for i in ``wanted`` (indices relative to ``first``) of a clip, as the
+    analysis sees them (upright, square pixels, 8-bit: the face track's coordinates)."""
+    video = media.probe(path).video
+    frames = media.read_span(path, timing.frames_to_range(first, first + count, video.rate))
     return {
         f.index - first: f.image
-        for f in media.read_span(path, timing.frames_to_range(first, first + count, rate))
+        for f in media.FrameView.of(video).analysis_frames(frames)
         if f.index - first in wanted
     }
 

@@ -46,6 +46,9 @@ class JobEvent:
     message: str = ""
     out: str = ""
     frames: int = 0
+    preview_jpeg: bytes = b""  # PROGRESS: a small picture of the latest patched frame, when the engine sent one
+    preview_frame: int = 0  # which patch frame it shows
+    flags: tuple[tuple[int, int, str, str], ...] = ()  # DONE: (first, end, kind, note) of patch frames to look at
 
     @property
     def fraction(self) -> float:
@@ -175,10 +178,12 @@ class JobRunner:
                     self._put(job, QUEUED, stage="queued", message=f"{event.queued.position} job(s) ahead")
                 elif kind == "progress":
                     progress = event.progress
-                    self._put(job, PROGRESS, stage=progress.stage, done=progress.done, total=progress.total)
+                    self._put(job, PROGRESS, stage=progress.stage, done=progress.done, total=progress.total,
+                              preview_jpeg=bytes(progress.preview_jpeg), preview_frame=int(progress.preview_frame))
                 elif kind == "done":
                     self._put(job, DONE, out=event.done.out, frames=event.done.frames_written,
-                              message="; ".join(event.done.warnings))
+                              message="; ".join(event.done.warnings),
+                              flags=tuple((f.first, f.end, f.kind, f.note) for f in event.done.flags))
                     return
                 elif kind == "error":
                     if event.error.code == "CANCELLED" or job.cancel_requested.is_set():

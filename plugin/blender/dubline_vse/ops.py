@@ -12,7 +12,7 @@ import bpy
 from bpy.app.handlers import persistent
 from bpy.props import EnumProperty, StringProperty
 
-from . import compat, engine, frames, jobs, menus, prefs
+from . import compat, engine, frames, jobs, menus, prefs, review
 from .props import ACTIVE_STATUSES, current_choices
 
 POLL_INTERVAL = 0.2  # seconds between timer calls while jobs run
@@ -164,6 +164,8 @@ def apply_event(event: jobs.JobEvent) -> None:
     state.status = event.kind
     if event.kind == jobs.PROGRESS:
         state.stage, state.progress = event.stage, event.fraction
+        if event.preview_jpeg:
+            review.show_preview(strip, event.preview_jpeg, event.preview_frame)
     elif event.kind in (jobs.STARTING, jobs.QUEUED):
         state.stage, state.message = event.stage, event.message
     elif event.kind == jobs.DONE:
@@ -195,6 +197,8 @@ def _place_patch(scene: bpy.types.Scene, strip, event: jobs.JobEvent, pending: _
         patch.dubline.source_strip = strip.name
         patch.dubline.span_first, patch.dubline.span_frames = first, event.frames
         state.patch_strip = patch.name
+        review.forget_markers(scene, first, first + event.frames)
+        review.mark_flags(scene, patch, event.flags)
         problems = []
         if (patch.frame_final_start, patch.frame_final_duration, patch.channel) != (first, event.frames, channel):
             problems.append(

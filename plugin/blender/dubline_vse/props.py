@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from . import compat, engine, menus, prefs
 
@@ -50,6 +57,15 @@ DUB_ITEMS = [
 ]
 
 
+class DUBLINE_PG_flag(bpy.types.PropertyGroup):
+    """Patch frames [first, end) to look at, and why (the engine's flags; docs/ITERATING.md)."""
+
+    first: IntProperty(name="First", description="Patch frame (0 = the span's first)")
+    end: IntProperty(name="End", description="Patch frame after the last")
+    kind: StringProperty(name="Kind", description="passthrough, dub_silent, sync, identity, seam or flicker")
+    note: StringProperty(name="Note", description="What is wrong, in a few words")
+
+
 class DUBLINE_PG_strip(bpy.types.PropertyGroup):
     """A dubline job's state, on the source strip (and on the patch strip it produced)."""
 
@@ -65,6 +81,9 @@ class DUBLINE_PG_strip(bpy.types.PropertyGroup):
     source_strip: StringProperty(name="Source Strip", description="On a patch strip: the strip it replaces")
     span_first: IntProperty(name="First Frame", description="Timeline frame the patch starts on")
     span_frames: IntProperty(name="Frames")
+    flags: CollectionProperty(type=DUBLINE_PG_flag, name="Flags", description="Frames of the patch to look at")
+    preview_image: StringProperty(name="Preview", description="Image holding the latest patched frame the engine sent")
+    preview_frame: IntProperty(name="Preview Frame", description="Patch frame the preview shows")
 
 
 class DUBLINE_PG_scene(bpy.types.PropertyGroup):
@@ -84,7 +103,7 @@ class DUBLINE_PG_scene(bpy.types.PropertyGroup):
     message: StringProperty(name="Message", description="Why the last Render did not start")
 
 
-CLASSES = (DUBLINE_PG_strip, DUBLINE_PG_scene)
+CLASSES = (DUBLINE_PG_flag, DUBLINE_PG_strip, DUBLINE_PG_scene)
 
 
 def register() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import compat, engine, frames, menus, ops, prefs
+from . import compat, engine, frames, menus, ops, prefs, review
 from .props import ACTIVE_STATUSES
 
 _client_problem_cache: dict[str, str] = {}
@@ -82,12 +82,42 @@ class DUBLINE_PT_panel(bpy.types.Panel):
             row.operator("dubline.render", icon="RENDER_ANIMATION")
         if settings.message:
             _alert_lines(layout, settings.message)
+        icon = review.preview_icon(state) if state is not None else 0
+        if icon:  # the latest patched frame the engine sent: while it works, and after
+            box = layout.box()
+            box.label(text=f"Patched frame {state.preview_frame}", icon="IMAGE_DATA")
+            box.template_icon(icon_value=icon, scale=8.0)
+        patch = _patch_of(context, state)
+        if patch is not None and patch.dubline.flags:
+            box = layout.box()
+            box.label(text="Look at (timeline frames):", icon="MARKER_HLT")
+            first = int(patch.frame_final_start)
+            for flag in patch.dubline.flags:
+                box.label(text=review.marker_name(first + flag.first, first + flag.end - 1, flag.note)[len(review.MARKER_PREFIX):],
+                          icon="ERROR" if flag.kind in review.QC_KINDS else "INFO")
+        elif patch is not None:
+            layout.label(text="Nothing to look at: every frame patched", icon="CHECKMARK")
         if state is not None and state.status != "NONE" and state.message:
             if state.status == "FAILED":
                 _alert_lines(layout, state.message)
             else:
                 for line in prefs._wrap(state.message, 40):
                     layout.label(text=line)
+
+
+def _patch_of(context: bpy.types.Context, state):
+    """The patch strip a finished render of the active strip placed (or the active strip if it is one)."""
+    if state is None:
+        return None
+    scene = compat.sequencer_scene(context)
+    editor = scene.sequence_editor if scene is not None else None
+    if editor is None:
+        return None
+    if state.source_strip:
+        return editor.active_strip
+    if state.status != "DONE" or not state.patch_strip:
+        return None
+    return next((s for s in compat.all_strips(editor) if s.name == state.patch_strip), None)
 
 
 CLASSES = (DUBLINE_PT_panel,)

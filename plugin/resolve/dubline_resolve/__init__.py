@@ -49,13 +49,13 @@ from dubline_resolve.errors import (
 )
 from dubline_resolve.flow import OtioResult, PatchResult, patch_current_item, patch_via_otio
 from dubline_resolve.frames import parse_rate, timecode, timeline_rate
-from dubline_resolve.placement import Placement, place_patch
+from dubline_resolve.placement import Placement, mark_flags, place_patch
 from dubline_resolve.selection import SourceSpan, current_project_and_timeline, select_span
 
 __all__ = [
     "DEFAULT_ENGINE_ADDRESS", "BridgeError", "BridgeSettings", "EngineUnavailableError", "MediaError",
     "OtioResult", "OtioRoundTripError", "PatchResult", "Placement", "PlacementError", "RenderError",
     "ResolveStateError", "SourceSpan", "connect", "current_project_and_timeline", "engine_choices", "load_settings",
-    "parse_rate", "patch_current_item", "patch_via_otio", "place_patch", "render_patch", "select_span",
+    "mark_flags", "parse_rate", "patch_current_item", "patch_via_otio", "place_patch", "render_patch", "select_span",
     "settings_for_engine", "timecode", "timeline_rate",
 ]

@@ -17,7 +17,7 @@ from dubline_resolve.errors import MediaError
 from dubline_resolve.otio_roundtrip import (
     clip_argument, dubline_otio_command, export_timeline_otio, import_timeline_otio, run_dubline_otio,
 )
-from dubline_resolve.placement import Placement, place_patch
+from dubline_resolve.placement import Placement, mark_flags, place_patch
 from dubline_resolve.selection import SourceSpan, current_project_and_timeline, select_span
 
 Report = Callable[[str], None]
@@ -74,6 +74,8 @@ def patch_current_item(resolve: object, dub_path: str | None, settings: BridgeSe
     placement = place_patch(timeline, project.GetMediaPool(), done.out, span.record_first, span.frame_count, report)
     report(f"dubline: placed on V{placement.track_index} at frame {placement.record_first} "
            f"({placement.frame_count} frames)")
+    if mark_flags(placement.item, done.flags, report):
+        report("dubline: markers on the patch: " + "; ".join(flag.label for flag in done.flags))
     return PatchResult(span=span, patch_path=Path(done.out), done=done, placement=placement)
 
 

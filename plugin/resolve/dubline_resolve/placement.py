@@ -71,6 +71,32 @@ def _cleanup(timeline: object, media_pool: object, items: list, track: int | Non
         media_pool.DeleteClips([pool_item])
 
 
+#: Resolve marker colour of each flag kind (docs/ITERATING.md): the source shows through (yellow),
+#: the dub is silent (cyan), qc measured a problem (red).
+MARKER_COLOURS = {"passthrough": "Yellow", "dub_silent": "Cyan"}
+QC_MARKER_COLOUR = "Red"
+
+
+def mark_flags(item: object, flags, report: Report = print) -> int:
+    """One marker on the placed patch item per flag of the render (``RenderDone.flags``): at the
+    flag's first frame (counted from the item's start, as AddMarker does), as long as the flag,
+    named with what is wrong and noted with the source frames. Returns how many Resolve took."""
+    add_marker = optional_method(item, "AddMarker")
+    if add_marker is None:
+        if flags:
+            report("dubline: warning: this Resolve has no TimelineItem.AddMarker; the frames to look at are: "
+                   + "; ".join(flag.label for flag in flags))
+        return 0
+    placed = 0
+    for flag in flags:
+        colour = MARKER_COLOURS.get(flag.kind, QC_MARKER_COLOUR)
+        if add_marker(int(flag.first), colour, flag.note, flag.label, int(flag.end - flag.first), f"dubline:{flag.kind}"):
+            placed += 1
+        else:
+            report(f"dubline: warning: Resolve refused the marker {flag.label!r}")
+    return placed
+
+
 def place_patch(timeline: object, media_pool: object, patch_path: str, record_first: int, frame_count: int,
                 report: Report = print) -> Placement:
     """Import ``patch_path`` into the media pool and lay its ``frame_count`` frames at ``record_first`` on a new

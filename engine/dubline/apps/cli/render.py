@@ -50,7 +50,10 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--codec", default=media.DEFAULT_PATCH_CODEC, choices=tuple(media.PATCH_CODECS))
     parser.add_argument("--matte", type=Path, help="also write the matte as a lossless clip of the same frames")
-    parser.add_argument("--otio", type=Path, help="also write an OTIO timeline: source on V1, patch on V2")
+    parser.add_argument("--otio", type=Path, help="also write an OTIO timeline: source on V1, patch on V2 "
+                        "(with markers where frames need a look: docs/ITERATING.md)")
+    parser.add_argument("--sheet", type=Path, help="also write a contact sheet (.png): source / patch / mouth "
+                        "close-ups / matte")
     parser.add_argument("--audio-offset", default="0", help="dub time (seconds, or Ns) that plays at the span's first frame")
     parser.add_argument("--speaker", help="who speaks: X,Y@FRAME, X0,Y0,X1,Y1@FRAME, or a reference image")
     parser.add_argument("--expression", default="as-source", choices=EXPRESSIONS)
@@ -79,14 +82,16 @@ def request_from_args(args: argparse.Namespace) -> RenderRequest:
     return RenderRequest.from_text(
         video=args.video, audio=args.audio, span=args.span, out=args.out, audio_offset=args.audio_offset,
         speaker=args.speaker, backend_options=args.backend_option, library=args.library, matte=args.matte,
-        otio_path=args.otio, backend=args.backend, codec=args.codec, expression=args.expression,
+        otio_path=args.otio, sheet=args.sheet, backend=args.backend, codec=args.codec, expression=args.expression,
         length_policy=args.length_policy, overwrite=args.overwrite, with_audio=args.with_audio,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from dubline.pipeline import DiskAnalyses, render
+    from dubline.pipeline.flags import flags_of
     from dubline.pipeline.qc import run_qc
+    from dubline.pipeline.render import rewrite_timeline
 
     request = request_from_args(args)
     analyses = DiskAnalyses(budget=budget_from_args(args))
@@ -101,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
             result.out, request.audio, source=request.video, span=request.span, matte=result.matte,
             audio_offset=request.audio_offset,
         ).to_dict()
+        # qc's flags join the render's: the timeline's markers say what qc found too
+        result.flags = flags_of(report, report["qc"])
+        report.update({k: v for k, v in result.to_dict().items() if k in ("flags", "markers")})
+        if result.otio_path is not None:
+            rewrite_timeline(request, result)
     if args.json:
         print(json.dumps(report, indent=None, default=str))
         return 0
@@ -109,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"matte {result.matte}")
     if result.otio_path:
         print(f"timeline {result.otio_path}")
+    if result.sheet:
+        print(f"contact sheet {result.sheet}")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
     print(f"{result.frames_patched} frames re-rendered by {result.backend}; {stages}")
     if result.frames_reused:
@@ -116,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
               f" patch of this span ({result.frames_warmup} drawn only to warm up)")
     for warning in result.warnings:
         print(f"warning: {warning}")
+    for marker in report["markers"]:
+        print(f"marker: {marker}")
     if "qc" in report:
         print("qc: " + json.dumps(report["qc"]))
     return 0

@@ -67,6 +67,7 @@ def spec_from_args(args: argparse.Namespace) -> pb.RenderSpec:
         audio_offset=rational(seconds_of(request.audio_offset)), speaker=speaker, expression=request.expression,
         library=[absolute(p) for p in request.library], overwrite=request.overwrite, with_audio=request.with_audio,
         length_policy=request.length_policy, backend_options=dict(request.backend_options),
+        sheet=absolute(request.sheet),
     )
 
 
@@ -98,10 +99,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"matte {done.matte}")
     if done.otio:
         print(f"timeline {done.otio}")
+    if done.sheet:
+        print(f"contact sheet {done.sheet}")
     print(f"{done.frames_patched} frames re-rendered by {done.backend}")
     if done.qc.get("reuse.reused"):
         print(f"incremental: {int(done.qc['reuse.rendered'])} frames drawn, {int(done.qc['reuse.reused'])} copied"
               " from the previous patch of this span")
+    for flag in done.flags:
+        print(f"marker: {flag.label}")
     for warning in done.warnings:
         print(f"warning: {warning}")
     return 0

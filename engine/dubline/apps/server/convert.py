@@ -95,9 +95,11 @@ def render_request(spec: pb.RenderSpec, roots: MediaRoots, *, frame_outputs: tup
         out=roots.check(spec.out, "spec.out"), codec=spec.codec or media.DEFAULT_PATCH_CODEC,
         matte=roots.check(spec.matte, "spec.matte", required=False),
         otio_path=roots.check(spec.otio, "spec.otio", required=False),
+        sheet=roots.check(spec.sheet, "spec.sheet", required=False),
         overwrite=spec.overwrite, with_audio=spec.with_audio,
     ) if frame_outputs is None else dict(
-        out=frame_outputs[0], codec="ffv1", matte=frame_outputs[1], otio_path=None, overwrite=True, with_audio=False,
+        out=frame_outputs[0], codec="ffv1", matte=frame_outputs[1], otio_path=None, sheet=None, overwrite=True,
+        with_audio=False,
     )
     return RenderRequest(
         video=roots.check(spec.video, "spec.video"),
@@ -148,4 +150,7 @@ def render_done(result: Any) -> pb.RenderDone:
         frames_patched=result.frames_patched,
         qc=qc,
         warnings=list(result.warnings),
+        flags=[pb.FrameFlag(first=f.first, end=f.end, kind=f.kind, note=f.note, label=f.label(result.span[0]))
+               for f in result.flags],
+        sheet=str(result.sheet or ""),
     )

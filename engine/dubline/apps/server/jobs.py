@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Progress events closer together than this are folded into the job's latest progress.
 PROGRESS_EVENT_INTERVAL_S = 0.1
+#: Pictures of the work (``JobProgress.show``) closer together than this are dropped; the first is kept.
+PREVIEW_INTERVAL_S = 0.25
 
 Work = Callable[[ProgressSink, CancelToken], Any]
 
@@ -42,8 +44,9 @@ class JobState(enum.Enum):
 
 @dataclass(frozen=True)
 class JobEvent:
-    """``kind`` is queued (payload: position), progress ((stage, done, total)), done (the work's
-    result) or error (the exception that ended the job)."""
+    """``kind`` is queued (payload: position), progress ((stage, done, total), or with a picture
+    (stage, done, total, jpeg, frame)), done (the work's result) or error (the exception that ended
+    the job)."""
 
     kind: str
     payload: Any
@@ -66,6 +69,8 @@ class Job:
     events: list[JobEvent] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
     _last_progress_event: float = 0.0
+    _last_preview: float | None = None
+    _preview_event: int | None = None  # index in ``events`` of the one event that still holds a picture
 
     @property
     def seconds(self) -> float:
@@ -86,6 +91,22 @@ class Job:
         if new_stage or done >= total or now - self._last_progress_event >= PROGRESS_EVENT_INTERVAL_S:
             self._last_progress_event = now
             self._emit(JobEvent("progress", self.progress))
+
+    def wants_preview(self) -> bool:
+        """Whether a picture now would be sent (the first always is; then one per PREVIEW_INTERVAL_S)."""
+        return self._last_preview is None or time.monotonic() - self._last_preview >= PREVIEW_INTERVAL_S
+
+    def _on_preview(self, frame: int, jpeg: bytes) -> None:
+        """Send a picture with the latest progress. A job remembers its events for late readers,
+        so only the latest picture is kept: the one before becomes a plain progress event."""
+        self._last_preview = time.monotonic()
+        with self._changed:
+            if self._preview_event is not None:
+                earlier = self.events[self._preview_event]
+                self.events[self._preview_event] = JobEvent("progress", earlier.payload[:3])
+            self._preview_event = len(self.events)
+            self.events.append(JobEvent("progress", (*self.progress, jpeg, int(frame))))
+            self._changed.notify_all()
 
     def events_from(self, start: int, stop_waiting: Callable[[], bool], poll_s: float = 0.25) -> Iterator[JobEvent]:
         """Yield events from index ``start`` until the job ends, or until ``stop_waiting()``."""
@@ -114,6 +135,23 @@ class Job:
                     return False
                 self._changed.wait(remaining)
         return True
+
+
+class JobProgress:
+    """The progress sink a job's work is given: progress as ``(stage, done, total)`` calls, and
+    pictures of the work through ``show`` (throttled: ask ``wants_picture`` before making one)."""
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self._job._on_progress(stage, done, total)
+
+    def wants_picture(self) -> bool:
+        return self._job.wants_preview()
+
+    def show(self, frame: int, jpeg: bytes) -> None:
+        self._job._on_preview(frame, jpeg)
 
 
 class JobQueue:
@@ -182,7 +220,7 @@ class JobQueue:
             job.state = JobState.RUNNING
             job.started = time.time()
             try:
-                result = work(job._on_progress, job.token)
+                result = work(JobProgress(job), job.token)
             except CancelledError as error:
                 self._finish(job, JobState.CANCELLED, error=error)
             except BaseException as error:  # reported to the client; the worker lives on

@@ -23,7 +23,7 @@ from dubline_client._generated.dubline.v1 import engine_pb2_grpc as pb_grpc
 from dubline import __version__
 from dubline.apps.batch import WorkerRecipe
 from dubline.apps.server import batch, convert, frames
-from dubline.apps.server.jobs import Job, JobEvent, JobQueue, JobState
+from dubline.apps.server.jobs import Job, JobEvent, JobProgress, JobQueue, JobState
 from dubline.apps.server.security import MAX_PATH_LENGTH, MediaRoots
 from dubline.apps.server.status import status_for
 from dubline.core.errors import DublineError, FrameUnavailableError, InvalidInputError
@@ -31,6 +31,7 @@ from dubline.core.models import model_dir, registry
 from dubline.core.progress import CancelToken, ProgressSink
 from dubline.pipeline import AnalysisBudget, RenderRequest, ResidentAnalyses, render
 from dubline.pipeline.live import LiveFrames, render_live
+from dubline.qc.sheets import preview_jpeg
 from dubline.stages import media
 from dubline.stages.backends import DEFAULT_BACKEND, get_backend, names
 
@@ -86,8 +87,11 @@ def _device_for(backend: str) -> str | None:
     return "cuda:0" if torch.cuda.is_available() else "cpu-neural"
 
 
-def _progress_message(progress: tuple[str, int, int]) -> pb.Progress:
-    stage, done, total = progress
+def _progress_message(progress: tuple) -> pb.Progress:
+    """(stage, done, total) or, with a picture of the work, (stage, done, total, jpeg, frame)."""
+    stage, done, total = progress[:3]
+    if len(progress) == 5:
+        return pb.Progress(stage=stage, done=done, total=total, preview_jpeg=progress[3], preview_frame=progress[4])
     return pb.Progress(stage=stage, done=done, total=total)
 
 
@@ -184,8 +188,13 @@ class EngineServicer(pb_grpc.EngineServicer):
     def _submit_render(self, request: RenderRequest, kind: str) -> Job:
         cache_root = self.config.cache_root
 
-        def work(progress: ProgressSink, cancel: CancelToken) -> Any:
-            return render(request, progress=progress, cancel=cancel, cache_root=cache_root, analyses=self.analyses)
+        def work(progress: JobProgress, cancel: CancelToken) -> Any:
+            def preview(frame: int, picture) -> None:
+                if progress.wants_picture():
+                    progress.show(frame, preview_jpeg(picture()))
+
+            return render(request, progress=progress, cancel=cancel, cache_root=cache_root, analyses=self.analyses,
+                          preview=preview)
 
         return self.jobs.submit(kind, work, label=str(request.video), device=_device_for(request.backend))
 

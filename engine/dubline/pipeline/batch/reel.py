@@ -28,6 +28,7 @@ import opentimelineio as otio
 
 from dubline.core import timing
 from dubline.core.errors import DublineError, InvalidInputError
+from dubline.core.flags import FrameFlag
 from dubline.interchange import (
     METADATA_KEY,
     PatchMedia,
@@ -252,6 +253,7 @@ def reel_timeline(plan: ReelPlan, finished: Mapping[str, Mapping[str, Any]]) -> 
         span = plan.placements[shot]
         start = timing.timecode_to_frames(result["start_timecode"], span.rate) if result.get("start_timecode") else span.source[0]
         job = jobs[shot]
-        placed.append(PlacedPatch(span, PatchMedia(Path(result["out"]), int(result["frames_written"]), start),
+        flags = tuple(FrameFlag.from_dict(flag) for flag in result.get("flags", ()))
+        placed.append(PlacedPatch(span, PatchMedia(Path(result["out"]), int(result["frames_written"]), start, flags),
                                   job.audio, job.backend, {"codec": job.codec, "shot": shot}))
     return insert_patches(plan.timeline, placed)

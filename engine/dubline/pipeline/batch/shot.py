@@ -20,6 +20,7 @@ from dubline.pipeline.analysis import AnalysisProvider
 from dubline.pipeline.batch import resume
 from dubline.pipeline.batch.identity import ShotFace, speaker_descriptor
 from dubline.pipeline.batch.jobs import ShotJob
+from dubline.pipeline.flags import flags_of
 from dubline.pipeline.qc import run_qc
 from dubline.pipeline.render import render, resolve_span
 from dubline.qc.sheets import sheet_for_render
@@ -139,6 +140,10 @@ def _render(job: ShotJob, key: str, analyses: AnalysisProvider, settings: ShotSe
         progress("qc", 0, 1)
         outcome.qc = run_qc(result.out, request.audio, source=request.video, span=request.span, matte=result.matte,
                             audio_offset=request.audio_offset, cache_root=settings.cache_root).to_dict()
+        # qc's flags join the render's, so the reel's markers say what qc found too
+        flags = flags_of(outcome.render, outcome.qc)
+        outcome.render["flags"] = [flag.to_dict() for flag in flags]
+        outcome.render["markers"] = [flag.label(result.span[0]) for flag in flags]
     sheet = _sheet_path(settings, job)
     if sheet is not None:
         progress("sheet", 0, 1)

@@ -83,6 +83,11 @@ class BackendJob:
     previous: Any = None
 
 
+#: ``MouthPatch.reason`` of a frame whose own mouth a backend keeps because the dub is silent there
+#: (timelines mark such frames apart from frames without a usable face: usually nothing is wrong).
+DUB_SILENT_REASON = "dub silent, own mouth at rest"
+
+
 @dataclass(frozen=True)
 class MouthPatch:
     """A backend's result for one frame: a full-frame image aligned to the target frame and the

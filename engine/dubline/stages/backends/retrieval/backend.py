@@ -22,7 +22,12 @@ import numpy as np
 
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.stages import media
-from dubline.stages.backends.base import BackendInfo, BackendJob, MouthPatch
+from dubline.stages.backends.base import (
+    DUB_SILENT_REASON,
+    BackendInfo,
+    BackendJob,
+    MouthPatch,
+)
 from dubline.stages.backends.retrieval import incremental, transition
 from dubline.stages.backends.retrieval.select import (
     KEEP_OWN,
@@ -179,7 +184,7 @@ class RetrievalBackend:
                 yield frame, MouthPatch(None, None, reason, starts)
                 continue
             if row == KEEP_OWN and partner == transition.NO_PARTNER:
-                yield frame, MouthPatch(None, None, "dub silent, own mouth at rest", starts)
+                yield frame, MouthPatch(None, None, DUB_SILENT_REASON, starts)
                 continue
             target_points = faces.landmarks[frame.index].astype(np.float64)
             aperture = float(plan.aperture[t])
@@ -196,7 +201,7 @@ class RetrievalBackend:
             else:
                 roi, crop = shown.roi, shown.crop
             if roi is None or crop is None:
-                yield frame, MouthPatch(None, None, "dub silent, own mouth at rest", starts)
+                yield frame, MouthPatch(None, None, DUB_SILENT_REASON, starts)
                 continue
             stored_crop, (x0, y0, x1, y1) = view.stored_region(crop, roi, frame.image.shape)
             image = frame.image.copy()

@@ -15,6 +15,8 @@ pair steeper than the motion, so most transition frames are mostly one real imag
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 
@@ -91,15 +93,17 @@ def schedule(selection: np.ndarray, consecutive: np.ndarray, half: int) -> tuple
     return partner, weight
 
 
-_FLOW = None
+#: One DIS instance per thread: an instance keeps working state between calls, and renders run
+#: concurrently in the engine (two threads in one instance abort the process).
+_FLOWS = threading.local()
 
 
 def _flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Dense flow (H, W, 2) from grey ``first`` to grey ``second``."""
-    global _FLOW
-    if _FLOW is None:
-        _FLOW = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return _FLOW.calc(first, second, None)
+    flow = getattr(_FLOWS, "dis", None)
+    if flow is None:
+        flow = _FLOWS.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return flow.calc(first, second, None)
 
 
 def dissolve_weight(motion: float, steepness: float = 3.0) -> float:

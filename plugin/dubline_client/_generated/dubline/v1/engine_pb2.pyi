@@ -83,7 +83,7 @@ class Span(_message.Message):
     def __init__(self, range: _Optional[_Union[TimeRange, _Mapping]] = ..., text: _Optional[str] = ...) -> None: ...
 
 class RenderSpec(_message.Message):
-    __slots__ = ("video", "audio", "span", "out", "backend", "codec", "matte", "otio", "audio_offset", "speaker", "expression", "library", "overwrite", "with_audio", "length_policy", "backend_options")
+    __slots__ = ("video", "audio", "span", "out", "backend", "codec", "matte", "otio", "audio_offset", "speaker", "expression", "library", "overwrite", "with_audio", "length_policy", "backend_options", "sheet")
     class BackendOptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,7 @@ class RenderSpec(_message.Message):
     WITH_AUDIO_FIELD_NUMBER: _ClassVar[int]
     LENGTH_POLICY_FIELD_NUMBER: _ClassVar[int]
     BACKEND_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SHEET_FIELD_NUMBER: _ClassVar[int]
     video: str
     audio: str
     span: Span
@@ -123,7 +124,8 @@ class RenderSpec(_message.Message):
     with_audio: bool
     length_policy: str
     backend_options: _containers.ScalarMap[str, str]
-    def __init__(self, video: _Optional[str] = ..., audio: _Optional[str] = ..., span: _Optional[_Union[Span, _Mapping]] = ..., out: _Optional[str] = ..., backend: _Optional[str] = ..., codec: _Optional[str] = ..., matte: _Optional[str] = ..., otio: _Optional[str] = ..., audio_offset: _Optional[_Union[RationalTime, _Mapping]] = ..., speaker: _Optional[str] = ..., expression: _Optional[str] = ..., library: _Optional[_Iterable[str]] = ..., overwrite: _Optional[bool] = ..., with_audio: _Optional[bool] = ..., length_policy: _Optional[str] = ..., backend_options: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    sheet: str
+    def __init__(self, video: _Optional[str] = ..., audio: _Optional[str] = ..., span: _Optional[_Union[Span, _Mapping]] = ..., out: _Optional[str] = ..., backend: _Optional[str] = ..., codec: _Optional[str] = ..., matte: _Optional[str] = ..., otio: _Optional[str] = ..., audio_offset: _Optional[_Union[RationalTime, _Mapping]] = ..., speaker: _Optional[str] = ..., expression: _Optional[str] = ..., library: _Optional[_Iterable[str]] = ..., overwrite: _Optional[bool] = ..., with_audio: _Optional[bool] = ..., length_policy: _Optional[str] = ..., backend_options: _Optional[_Mapping[str, str]] = ..., sheet: _Optional[str] = ...) -> None: ...
 
 class CapabilitiesRequest(_message.Message):
     __slots__ = ()
@@ -254,19 +256,35 @@ class Queued(_message.Message):
     def __init__(self, position: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("stage", "done", "total", "preview_jpeg")
+    __slots__ = ("stage", "done", "total", "preview_jpeg", "preview_frame")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_JPEG_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FRAME_FIELD_NUMBER: _ClassVar[int]
     stage: str
     done: int
     total: int
     preview_jpeg: bytes
-    def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., preview_jpeg: _Optional[bytes] = ...) -> None: ...
+    preview_frame: int
+    def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., preview_jpeg: _Optional[bytes] = ..., preview_frame: _Optional[int] = ...) -> None: ...
+
+class FrameFlag(_message.Message):
+    __slots__ = ("first", "end", "kind", "note", "label")
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    first: int
+    end: int
+    kind: str
+    note: str
+    label: str
+    def __init__(self, first: _Optional[int] = ..., end: _Optional[int] = ..., kind: _Optional[str] = ..., note: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
 
 class RenderDone(_message.Message):
-    __slots__ = ("out", "matte", "otio", "otio_json", "frames_written", "span_first", "span_end", "start_timecode", "backend", "frames_patched", "qc", "warnings")
+    __slots__ = ("out", "matte", "otio", "otio_json", "frames_written", "span_first", "span_end", "start_timecode", "backend", "frames_patched", "qc", "warnings", "flags", "sheet")
     class QcEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +304,8 @@ class RenderDone(_message.Message):
     FRAMES_PATCHED_FIELD_NUMBER: _ClassVar[int]
     QC_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    SHEET_FIELD_NUMBER: _ClassVar[int]
     out: str
     matte: str
     otio: str
@@ -298,7 +318,9 @@ class RenderDone(_message.Message):
     frames_patched: int
     qc: _containers.ScalarMap[str, float]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, out: _Optional[str] = ..., matte: _Optional[str] = ..., otio: _Optional[str] = ..., otio_json: _Optional[str] = ..., frames_written: _Optional[int] = ..., span_first: _Optional[int] = ..., span_end: _Optional[int] = ..., start_timecode: _Optional[str] = ..., backend: _Optional[str] = ..., frames_patched: _Optional[int] = ..., qc: _Optional[_Mapping[str, float]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    flags: _containers.RepeatedCompositeFieldContainer[FrameFlag]
+    sheet: str
+    def __init__(self, out: _Optional[str] = ..., matte: _Optional[str] = ..., otio: _Optional[str] = ..., otio_json: _Optional[str] = ..., frames_written: _Optional[int] = ..., span_first: _Optional[int] = ..., span_end: _Optional[int] = ..., start_timecode: _Optional[str] = ..., backend: _Optional[str] = ..., frames_patched: _Optional[int] = ..., qc: _Optional[_Mapping[str, float]] = ..., warnings: _Optional[_Iterable[str]] = ..., flags: _Optional[_Iterable[_Union[FrameFlag, _Mapping]]] = ..., sheet: _Optional[str] = ...) -> None: ...
 
 class JobError(_message.Message):
     __slots__ = ("code", "message")
