@@ -95,14 +95,15 @@ class FakeBackend:
         "passthrough": "ROW:REASON,... span rows passed through", "fail_preflight": "message",
         "pause_once": "PATH: pause at the second frame until cancelled, once",
         "fail_at": "span row where patches raises FakeBackendError",
-        "silent_keeps_own": "1: the speaker's own mouth where the dub's voice activity is below 0.5"})
+        "silent_keeps_own": "1: the speaker's own mouth where the dub's voice activity is below 0.5",
+        "tint": "true: a dark stripe in the patch as tall as the dub is loud at the frame (an edit of the dub shows where it lands)"})
     #: Hang guard of a pause nobody cancels (tests wait on the pause file, never on this).
     PAUSE_LIMIT_SECONDS = 120
 
     def preflight(self, options: Mapping[str, Any]) -> None:
         if "fail_preflight" in options:
             raise ModelNotFoundError(str(options["fail_preflight"]))
-        unknown = set(options) - {"passthrough", "fail_preflight", "pause_once", "fail_at", "silent_keeps_own"}
+        unknown = set(options) - {"passthrough", "fail_preflight", "pause_once", "fail_at", "silent_keeps_own", "tint"}
         if unknown:
             raise InvalidInputError(f"fake backend has no option {sorted(unknown)}")
 
@@ -113,6 +114,27 @@ class FakeBackend:
                 row, _, reason = item.partition(":")
                 plan[int(row)] = reason
         return plan
+
+    @staticmethod
+    def stripe(job: BackendJob, row: int) -> int:
+        """Rows of a dark stripe painted below the frame's middle (``tint``; 0 without)."""
+        if not job.options.get("tint"):
+            return 0
+        # the loudness of the dub over the frame's own time (its rate from the source's stream)
+        rate = job.source.info.video.rate
+        audio = job.dub_audio
+        start, end = (int(row * audio.sample_rate / rate), int((row + 1) * audio.sample_rate / rate))
+        samples = np.asarray(audio.samples[start:end], np.float64)
+        loudness = float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
+        return int(np.clip(round(loudness * 200), 0, 60))
+
+    def frame_keys(self, job: BackendJob, plan: dict[int, str]) -> list[str]:
+        first, end = job.span
+        faces = job.source.faces
+        silent = [bool(job.options.get("silent_keeps_own")) and job.dub.voice_activity[row] < 0.5
+                  for row in range(end - first)]
+        return [f"fake:{first + row}:{plan.get(row)}:{faces.reason[first + row]}:{silent[row]}:{self.stripe(job, row)}:"
+                f"{faces.landmarks[first + row].tobytes().hex()}" for row in range(end - first)]
 
     def patches(self, job: BackendJob, plan: dict[int, str], frames: Iterable[media.VideoFrame]) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
         first, _ = job.span
@@ -135,6 +157,8 @@ class FakeBackend:
                 continue
             image = frame.image.copy()
             image[:] = PATCH_RGB
+            middle = image.shape[0] // 2
+            image[middle : middle + self.stripe(job, row)] = (20, 20, 20)
             yield frame, MouthPatch(image, faces.landmarks[frame.index].astype(np.float64))
 
 

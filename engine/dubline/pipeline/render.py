@@ -10,7 +10,8 @@ none holds logic of its own. Every step's wall time is in ``RenderResult.stage_s
 loop (``render_and_encode``) runs its stages on threads (``frameloop``) and adds each one's busy
 seconds as ``render.<stage>`` (decode, backend, composite, matte, encode; shares in ``loop_shares``),
 the source analysis's parts as ``analyse_source.*``; what the analysis did is in
-``RenderResult.analysis``.
+``RenderResult.analysis``. A span rendered again draws only the rows whose result can change and
+copies the rest from the previous patch (``pipeline.incremental``; ``frames_reused``).
 
 One module because preparing a span, its frame loop and the result share the span's state (the
 job, the tally, the clocks, the matte writer); split, they would only pass it around.
@@ -38,6 +39,7 @@ from dubline.core.paths import publish_file
 from dubline.core.progress import CancelToken, PreviewSink, ProgressSink, no_progress
 from dubline.interchange.timeline import patch_timeline, write_timeline
 from dubline.pipeline.analysis import AnalysisProvider, DiskAnalyses
+from dubline.pipeline import incremental
 from dubline.pipeline.flags import render_flags
 from dubline.pipeline.frameloop import FrameLoop, StageClock, WaitTimer
 from dubline.pipeline.request import RenderRequest
@@ -45,6 +47,7 @@ from dubline.qc.sheets import sheet_for_render
 from dubline.stages import media
 from dubline.stages.backends import get_backend
 from dubline.stages.backends.base import Backend, BackendJob, ClipAnalysis, MouthPatch
+from dubline.stages.media.remux import ReusedFrame
 from dubline.stages.composite import (
     CompositeParams,
     CompositeResult,
@@ -73,6 +76,11 @@ class RenderResult:
     run_starts: list[int] = field(default_factory=list)
     #: the source analysis: seconds per part and frame counts (frames_analysed: new now; frames_known: in the library)
     analysis: dict[str, float] = field(default_factory=dict)
+    #: rows copied from the previous patch of the span; rows drawn and written; rows drawn only to
+    #: settle the deflicker before a drawn run (``pipeline.incremental``)
+    frames_reused: int = 0
+    frames_rendered: int = 0
+    frames_warmup: int = 0
     #: runs of patch frames to look at (passed through, and why); qc adds its own (``pipeline.flags``)
     flags: list[FrameFlag] = field(default_factory=list)
     sheet: Path | None = None
@@ -100,6 +108,9 @@ class RenderResult:
             "passthrough": self.passthrough,
             "run_starts": self.run_starts,
             "analysis": {k: round(v, 3) for k, v in self.analysis.items()},
+            "frames_reused": self.frames_reused,
+            "frames_rendered": self.frames_rendered,
+            "frames_warmup": self.frames_warmup,
             "flags": [flag.to_dict() for flag in self.flags],
             "markers": [flag.label(self.span[0]) for flag in self.flags],
             "sheet": str(self.sheet) if self.sheet else None,
@@ -259,61 +270,102 @@ class _SerialProgress:
             self._sink(stage, done, total)
 
 
-def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], tally: Tally,
-                     matte: media.BackgroundWriter | None, clock: StageClock, keep_alpha: bool,
+Drawn = tuple[int, np.ndarray, np.ndarray | None]  # span row, output frame, matte frame
+
+
+def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], first: int,
+                     outcomes: incremental.RowOutcomes, with_matte: bool, clock: StageClock, keep_alpha: bool,
                      cancel: CancelToken | None, preview: PreviewSink | None,
-                     view: media.FrameView) -> Iterator[np.ndarray]:
-    """The shared compositor over the backend's patches, in frame order (the deflicker has state).
-    ``preview`` is offered each patched frame (upright, 8-bit) as soon as it is pasted."""
+                     view: media.FrameView) -> Iterator[Drawn]:
+    """The shared compositor over the backend's patches, in frame order (the deflicker has state,
+    forgotten where rows are skipped). ``preview`` is offered each patched frame (upright, 8-bit) as
+    soon as it is pasted."""
     params = CompositeParams()
     deflicker = TemporalDeflicker()
-    for row, (frame, mouth) in enumerate(patches):
+    previous = None
+    for frame, mouth in patches:
         if cancel is not None:
             cancel.check()
+        row = frame.index - first
+        if previous is not None and row != previous + 1:
+            deflicker.reset()
+        previous = row
         result = paste(frame.image, mouth.image, mouth.matte_landmarks, params, deflicker)
         if mouth.run_start:
-            tally.run_starts.append(row)
+            outcomes.run_start.add(row)
         if mouth.image is None or result.passthrough_reason:
-            tally.add(mouth.reason or result.passthrough_reason or "passthrough")
+            outcomes.outcome[row] = mouth.reason or result.passthrough_reason or "passthrough"
         else:
-            tally.add(None)
+            outcomes.outcome[row] = None
             if preview is not None:
                 pasted = result.frame
                 preview(row, lambda: view.analysis_image(pasted))
-        if matte is not None:
+        grey = None
+        if with_matte:
             start = time.perf_counter()
             grey = _matte_frame(result)
-            converted = time.perf_counter()
-            matte.put(grey)
-            clock.add("matte", converted - start)
-            clock.add("composite", start - time.perf_counter())  # neither is the compositor's time
-        yield result.frame if frame.alpha is None or not keep_alpha else np.dstack([result.frame, frame.alpha])
+            clock.add("matte", time.perf_counter() - start)
+            clock.add("composite", start - time.perf_counter())  # not the compositor's time
+        yield row, (result.frame if frame.alpha is None or not keep_alpha else np.dstack([result.frame, frame.alpha])), grey
+
+
+def _read_rows(video: Path, span: SourceSpan, compute: np.ndarray) -> Iterator[media.VideoFrame]:
+    """The source frames of the rows to draw, run by run."""
+    for start, end in incremental.runs(compute):
+        yield from media.read_span(video, timing.frames_to_range(span.first + start, span.first + end, span.video.rate))
 
 
 def _frame_loop(loop: FrameLoop, request: RenderRequest, backend: Backend, job: BackendJob, plan: Any,
-                span: SourceSpan, tally: Tally, matte: media.BackgroundWriter | None,
-                preview: PreviewSink | None) -> Iterator[np.ndarray]:
-    """The span's output frames: decoded, patched by the backend, pasted by the shared compositor."""
-    decoded = loop.stage("decode", lambda _: media.read_span(request.video, span.time_range), (),
+                span: SourceSpan, outcomes: incremental.RowOutcomes, reuse: incremental.ReusePlan,
+                with_matte: bool, preview: PreviewSink | None) -> Iterator[Drawn]:
+    """The drawn rows: decoded, patched by the backend, pasted by the shared compositor."""
+    decoded = loop.stage("decode", lambda _: _read_rows(request.video, span, reuse.compute), (),
                          depth=_decode_depth(span.video))
     patched = loop.stage("backend", lambda frames: backend.patches(job, plan, frames), decoded, depth=STAGE_DEPTH)
-    return loop.stage("composite", lambda patches: _composite_stage(patches, tally, matte, loop.clock,
+    return loop.stage("composite", lambda patches: _composite_stage(patches, span.first, outcomes, with_matte, loop.clock,
                                                                       media.PATCH_CODECS[request.codec].alpha, job.cancel,
                                                                       preview, media.FrameView.of(span.video)),
                       patched, depth=STAGE_DEPTH)
 
 
-def _handed_to_encoder(frames: Iterator[np.ndarray], span: SourceSpan, progress: ProgressSink,
-                       cancel: CancelToken | None) -> Iterator[np.ndarray]:
-    for done, frame in enumerate(frames, start=1):
+@dataclass
+class _Written:
+    """The frame layout the patch was written with (for the record of a later re-render)."""
+
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+
+
+def _handed_to_encoder(drawn: Iterator[Drawn], span: SourceSpan, reuse: incremental.ReusePlan,
+                       matte: media.BackgroundWriter | None, written: _Written, progress: ProgressSink,
+                       cancel: CancelToken | None) -> Iterator[np.ndarray | ReusedFrame]:
+    """Every row of the patch in order: a drawn frame, or a frame copied from the previous patch
+    (warm-up rows are drawn but not written: the previous patch's are)."""
+    previous = reuse.previous
+    for row in range(span.frame_count):
         if cancel is not None:
             cancel.check()
-        yield frame
-        progress("render", done, span.frame_count)
+        if reuse.write[row]:
+            drawn_row, image, grey = next(drawn)
+            while drawn_row < row:
+                drawn_row, image, grey = next(drawn)
+            written.shape, written.dtype = image.shape, image.dtype.name
+            if matte is not None:
+                assert grey is not None
+                matte.put(grey)
+            yield image
+        else:
+            assert previous is not None
+            written.shape, written.dtype = previous.frame_shape, previous.frame_dtype
+            if matte is not None:
+                matte.put(ReusedFrame(row, tuple(previous.frame_shape[:2]) + (3,), "uint8"))
+            yield ReusedFrame(row, tuple(previous.frame_shape), previous.frame_dtype)
+        progress("render", row + 1, span.frame_count)
 
 
-def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpan, timecode: str,
-           dub_audio: media.AudioClip, matte: media.BackgroundWriter | None, clock: StageClock) -> None:
+def _write(request: RenderRequest, frames: Iterator[np.ndarray | ReusedFrame], span: SourceSpan, timecode: str,
+           dub_audio: media.AudioClip, matte: media.BackgroundWriter | None, clock: StageClock,
+           reuse_from: Path | None) -> None:
     """Encode the patch, with the matte finishing in the same pass; neither is left half-written."""
     rendered = WaitTimer(frames)
     start = time.perf_counter()
@@ -322,7 +374,7 @@ def _write(request: RenderRequest, frames: Iterator[np.ndarray], span: SourceSpa
             rendered, request.out, request.codec, span.video.rate, start_timecode=timecode,
             colour_tags=span.video.colour,
             audio=_span_audio_for_mux(dub_audio, span.frame_count, span.video.rate) if request.with_audio else None,
-            overwrite=request.overwrite, inputs=request.inputs(), layout=span.video.layout,
+            overwrite=request.overwrite, inputs=request.inputs(), layout=span.video.layout, reuse=reuse_from,
         )
         clock.add("encode", time.perf_counter() - start - rendered.waited)
     except BaseException as error:
@@ -364,6 +416,9 @@ class PreparedSpan:
     clock: Stopwatch
     warnings: list[str]
     analysis: dict[str, float]
+    #: the cache's record of the span's previous render (``pipeline.incremental``)
+    records: Any = None
+    previous: incremental.RenderRecord | None = None
 
 
 def prepare_span(
@@ -405,8 +460,12 @@ def prepare_span(
     with clock.stage("analyse_dub"):
         job = _dub_job(request, span, source, library, dub_audio, progress, cancel, cache_root, warnings)
     with clock.stage("backend_prepare"):
+        records = incremental.record_cache(request.video, (span.first, span.end), request.backend,
+                                           list(request.library), cache_root)
+        previous = incremental.load_record(records)
+        job.previous = previous.pins if previous is not None else None
         plan = backend.prepare(job)
-    return PreparedSpan(span, backend, job, plan, clock, warnings, analysis)
+    return PreparedSpan(span, backend, job, plan, clock, warnings, analysis, records, previous)
 
 
 def passthrough_warning(passthrough: dict[str, int]) -> str:
@@ -435,19 +494,31 @@ def render(
                                                  prepared.clock, prepared.warnings)
 
     timecode = span_start_timecode(span.info, span.first)
-    tally = Tally()
+    with clock.stage("plan_reuse"):
+        keys = incremental.frame_keys(backend, job, plan, span.frame_count)
+        reuse = incremental.plan_reuse(prepared.previous, keys, request.codec, request.matte, request.matte_codec)
+    if reuse.note:
+        warnings.append(f"rendering every frame again: {reuse.note}")
+    outcomes = incremental.RowOutcomes()
+    written = _Written()
     loop_clock = StageClock()
     for stage in LOOP_STAGES:
         loop_clock.add(stage, 0.0)
     matte = None
     if request.matte is not None:
         matte = media.BackgroundWriter(request.matte, request.matte_codec, span.video.rate, timecode,
-                                       request.overwrite, request.inputs(), span.video.colour, span.video.layout)
+                                       request.overwrite, request.inputs(), span.video.colour, span.video.layout,
+                                       reuse=reuse.matte_source)
     with clock.stage("render_and_encode"), FrameLoop(loop_clock, threaded=pipelined) as loop:
-        frames = _frame_loop(loop, request, backend, job, plan, span, tally, matte, preview)
-        _write(request, _handed_to_encoder(frames, span, progress, cancel), span, timecode, job.dub_audio, matte,
-               loop_clock)
+        drawn = _frame_loop(loop, request, backend, job, plan, span, outcomes, reuse, matte is not None, preview)
+        _write(request, _handed_to_encoder(drawn, span, reuse, matte, written, progress, cancel), span, timecode,
+               job.dub_audio, matte, loop_clock, reuse.patch_source)
     clock.seconds.update({f"render.{stage}": seconds for stage, seconds in loop_clock.seconds.items()})
+    tally = _merged_tally(reuse, outcomes, span.frame_count)
+    pins = getattr(backend, "pins", None)
+    incremental.store_record(prepared.records, keys, tally.reasons, tally.run_starts, pins(job, plan) if pins else None,
+                             request.codec, request.out, written.shape, written.dtype, request.matte,
+                             request.matte_codec)
 
     flags = render_flags(tally.reasons)
     otio_written = None
@@ -469,4 +540,21 @@ def render(
         stage_seconds=clock.seconds, warnings=warnings, frames_patched=tally.patched, passthrough=tally.passthrough,
         run_starts=tally.run_starts,
         analysis=prepared.analysis, flags=flags, sheet=sheet,
+        frames_reused=reuse.reused, frames_rendered=span.frame_count - reuse.reused, frames_warmup=reuse.warmup,
     )
+
+
+def _merged_tally(reuse: incremental.ReusePlan, outcomes: incremental.RowOutcomes, count: int) -> Tally:
+    """What each row of the patch is: drawn now, or as the previous render drew it."""
+    tally = Tally()
+    previous = reuse.previous
+    for row in range(count):
+        if reuse.write[row]:
+            outcome, starts = outcomes.outcome[row], row in outcomes.run_start
+        else:
+            assert previous is not None
+            outcome, starts = previous.outcomes[row], row in previous.run_starts
+        tally.add(outcome)
+        if starts:
+            tally.run_starts.append(row)
+    return tally

@@ -123,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"contact sheet {result.sheet}")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
     print(f"{result.frames_patched} frames re-rendered by {result.backend}; {stages}")
+    if result.frames_reused:
+        print(f"incremental: {result.frames_rendered} frames drawn, {result.frames_reused} copied from the previous"
+              f" patch of this span ({result.frames_warmup} drawn only to warm up)")
     for warning in result.warnings:
         print(f"warning: {warning}")
     for marker in report["markers"]:

@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if done.sheet:
         print(f"contact sheet {done.sheet}")
     print(f"{done.frames_patched} frames re-rendered by {done.backend}")
+    if done.qc.get("reuse.reused"):
+        print(f"incremental: {int(done.qc['reuse.rendered'])} frames drawn, {int(done.qc['reuse.reused'])} copied"
+              " from the previous patch of this span")
     for flag in done.flags:
         print(f"marker: {flag.label}")
     for warning in done.warnings:

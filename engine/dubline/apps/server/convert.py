@@ -134,6 +134,8 @@ def render_done(result: Any) -> pb.RenderDone:
     qc.update({f"share.render.{stage}": float(share) for stage, share in result.loop_shares.items()})
     qc.update({f"passthrough.{reason}": float(n) for reason, n in result.passthrough.items()})
     qc.update({f"analysis.{name}": float(v) for name, v in getattr(result, "analysis", {}).items()})
+    # Incremental re-render: rows copied from the previous patch of the span, drawn, drawn to warm up.
+    qc.update({f"reuse.{name}": float(getattr(result, f"frames_{name}", 0)) for name in ("reused", "rendered", "warmup")})
     otio_json = Path(result.otio_path).read_text() if result.otio_path else ""
     return pb.RenderDone(
         out=str(result.out),

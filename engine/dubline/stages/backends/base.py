@@ -78,6 +78,9 @@ class BackendJob:
     dub_audio: AudioClip  # 16 kHz mono, aligned to the span (neural backends need it)
     progress: ProgressSink
     cancel: CancelToken | None
+    #: what the backend's ``pins`` said after the previous render of this span (None: none known);
+    #: a selection-style backend keeps those choices where the dub did not change
+    previous: Any = None
 
 
 #: ``MouthPatch.reason`` of a frame whose own mouth a backend keeps because the dub is silent there
@@ -113,4 +116,15 @@ class Backend(Protocol):
         """Whatever the backend decides for the whole span before frames stream (its plan)."""
 
     def patches(self, job: BackendJob, plan: Any, frames: Iterable[VideoFrame]) -> Iterator[tuple[VideoFrame, MouthPatch]]:
-        """One (frame, patch) per input frame, in order."""
+        """One (frame, patch) per input frame, in order (``frames`` may skip rows of the span:
+        an incremental re-render decodes only the frames it draws again)."""
+
+
+#: Optional backend methods for incremental re-renders (``dubline.pipeline.incremental``):
+#:
+#: ``frame_keys(job, plan) -> list[str]``: per span row, a digest of everything that row's
+#: ``MouthPatch`` depends on besides the source frame's pixels (two renders with equal keys draw
+#: the same patch); without it every row depends on the whole dub and option set.
+#: ``pins(job, plan) -> Any``: a picklable summary of the plan handed back as ``job.previous``
+#: on the next render of the span.
+INCREMENTAL_METHODS = ("frame_keys", "pins")

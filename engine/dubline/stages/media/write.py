@@ -34,6 +34,7 @@ from dubline.stages.media.colour import (
 )
 from dubline.stages.media.layout import apply_layout, put_alpha
 from dubline.stages.media.probe import layout_name
+from dubline.stages.media.remux import INTRA_CODECS, OrderedMuxer, PacketSource, ReusedFrame
 from dubline.stages.media.types import (
     AudioClip,
     ColourTags,
@@ -85,8 +86,9 @@ PATCH_CODECS: dict[str, _Codec] = {
     "h264": _Codec("libx264", {(False, False): "yuv420p", (True, False): "yuv420p10le"}, {"crf": "18", "preset": "medium"},
                    (".mov", ".mp4"), even_width=True, even_height=True, codes_fields=True,
                    label="H.264", description="4:2:0 (High 10 for deeper sources), small files for review"),
+    # A key frame per picture: each stands alone, so a re-render can copy it (media.remux).
     "ffv1": _Codec("ffv1", {(False, False): "bgr0", (False, True): "bgra", (True, False): "rgb48le", (True, True): "rgba64le"},
-                   {}, (".mkv",), rgb=True, label="FFV1", description="lossless RGB, 8 or 16-bit"),
+                   {"g": "1"}, (".mkv",), rgb=True, label="FFV1", description="lossless RGB, 8 or 16-bit"),
     "png": _Codec("png", {(False, False): "rgb24", (False, True): "rgba", (True, False): "rgb48be", (True, True): "rgba64be"},
                   {}, (".mov",), rgb=True, label="PNG", description="lossless RGB, 8 or 16-bit, one image per frame"),
 }
@@ -96,7 +98,7 @@ _MUXERS = {".mov": "mov", ".mp4": "mp4", ".mkv": "matroska"}
 
 
 def write_patch(
-    frames: Iterable[np.ndarray | VideoFrame],
+    frames: Iterable[np.ndarray | VideoFrame | ReusedFrame],
     path: str | Path,
     codec: str,
     rate: Fraction,
@@ -106,6 +108,7 @@ def write_patch(
     overwrite: bool = False,
     inputs: Mapping[str, str | os.PathLike | None] | None = None,
     layout: PictureLayout | None = None,
+    reuse: Path | None = None,
 ) -> Path:
     """Encode ``frames`` (RGB, or RGBA for ``prores4444``, ``ffv1`` and ``png``; uint8, or uint16
     for sources above 8 bits) to ``path`` and return it.
@@ -120,7 +123,10 @@ def write_patch(
     frames iterator) never leaves a partial file under ``path``. Odd sizes for codecs that
     subsample chroma raise ``InvalidInputError`` rather than being padded, because a patch
     must overlay its source pixel for pixel. ``inputs`` (what each is -> path) are files the
-    patch may never replace, checked before encoding and again before publishing.
+    patch may never replace, checked before encoding and again before publishing. A
+    ``ReusedFrame`` among ``frames`` is copied as coded from the previous patch ``reuse`` (same
+    codec and size, an intra-frame codec: ``remux.INTRA_CODECS``), which may be ``path`` itself:
+    it is read while the new file is written under its temporary name.
     """
     path = Path(path)
     if codec not in PATCH_CODECS:
@@ -136,15 +142,22 @@ def write_patch(
     first = next(iterator, None)
     if first is None:
         raise InvalidInputError(f"no frames to write to {path}")
-    first_image = _image_of(first, spec, 0)
+    if reuse is not None and codec not in INTRA_CODECS:
+        raise InvalidInputError(f"{codec} frames depend on each other and cannot be copied from {reuse}")
+    first_image = first.template() if isinstance(first, ReusedFrame) else _image_of(first, spec, 0)
     height, width = first_image.shape[:2]
     _check_size(width, height, spec, codec)
 
     temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
     try:
         with writing(path):  # a full, read-only or vanished disk: one error naming the patch
-            _encode(temporary, spec, rate, width, height, first_image, iterator, start_timecode, colour_tags, audio, path,
-                    layout)
+            source = PacketSource(reuse, rate) if reuse is not None else None
+            try:
+                _encode(temporary, spec, rate, width, height, first, iterator, start_timecode, colour_tags, audio, path,
+                        layout, source)
+            finally:
+                if source is not None:
+                    source.close()
             publish(temporary, path, overwrite, inputs)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -152,7 +165,9 @@ def write_patch(
     return path
 
 
-def _image_of(frame: np.ndarray | VideoFrame, spec: _Codec, position: int) -> np.ndarray:
+def _image_of(frame: np.ndarray | VideoFrame | ReusedFrame, spec: _Codec, position: int) -> np.ndarray:
+    if isinstance(frame, ReusedFrame):
+        return frame.template()
     image = frame.image if isinstance(frame, VideoFrame) else frame
     if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.ndim != 3:
         raise InvalidInputError(f"frame {position} is not an (H, W, 3) uint8 or uint16 image")
@@ -175,9 +190,11 @@ def _check_size(width: int, height: int, spec: _Codec, codec: str) -> None:
         )
 
 
-def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: int, first_image: np.ndarray,
-            rest: Iterator, start_timecode: str | None, colour_tags: ColourTags | None,
-            audio: AudioClip | None, final: Path, layout: PictureLayout | None) -> None:
+def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: int,
+            first: np.ndarray | VideoFrame | ReusedFrame, rest: Iterator, start_timecode: str | None,
+            colour_tags: ColourTags | None, audio: AudioClip | None, final: Path, layout: PictureLayout | None,
+            reuse: PacketSource | None) -> None:
+    first_image = _image_of(first, spec, 0)
     deep, alpha = first_image.dtype == np.uint16, first_image.shape[2] == 4
     pix_fmt = spec.pix_fmt(deep, alpha)
     with av.open(str(temporary), "w", format=_MUXERS[final.suffix.lower()]) as container:
@@ -197,36 +214,52 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
         frame_period = Fraction(1) / rate
         in_format = ("rgba64le" if alpha else "rgb48le") if deep else ("rgba" if alpha else "rgb24")
         reformatter = VideoReformatter()  # one swscale context for every frame
-        image, position = first_image, 0
+        muxer = OrderedMuxer(container, stream, rate, copying=reuse is not None)
+        item, image, position = first, first_image, 0
         while True:
-            if image.shape != first_image.shape or image.dtype != first_image.dtype:
+            if isinstance(item, ReusedFrame):
+                if reuse is None or item.position != position:
+                    raise InvalidInputError(f"frame {position} of {final.name} asks for a frame of no previous patch")
+                if (width, height) != (reuse.width, reuse.height):
+                    raise InvalidInputError(f"{reuse.path} is {reuse.width}x{reuse.height}, not {width}x{height}")
+                muxer.copied(position, reuse.data(position))
+            elif image.shape != first_image.shape or image.dtype != first_image.dtype:
                 raise InvalidInputError(
                     f"frame {position} is {image.shape[1]}x{image.shape[0]}x{image.shape[2]} {image.dtype}, not"
                     f" {width}x{height}x{first_image.shape[2]} {first_image.dtype} like frame 0"
                 )
-            frame = av.VideoFrame.from_ndarray(image, format=in_format)
-            if pix_fmt != in_format:
-                frame = reformatter.reformat(frame, format=pix_fmt, dst_colorspace=None if spec.rgb else matrix,
-                                             dst_color_range=RANGES_CODES[colour_tags.range] if tagged_range else None,
-                                             interpolation=FROM_RGB)
-            if alpha and not spec.rgb:
-                put_alpha(frame, image[..., 3])
-            for attribute, code in frame_colour.items():
-                setattr(frame, attribute, code)
-            frame.pts, frame.time_base = position, frame_period
-            for packet in stream.encode(fields(frame) if fields is not None else frame):
-                container.mux(packet)
+            else:
+                _encode_image(stream, muxer, reformatter, image, in_format, pix_fmt, spec, matrix,
+                              RANGES_CODES[colour_tags.range] if tagged_range else None, alpha, frame_colour,
+                              position, frame_period, fields)
             position += 1
             if audio_writer is not None:
                 audio_writer.write_until(position * frame_period)  # keep the streams interleaved
-            following = next(rest, None)
-            if following is None:
+            item = next(rest, None)
+            if item is None:
                 break
-            image = _image_of(following, spec, position)
+            image = _image_of(item, spec, position)
         for packet in stream.encode():
-            container.mux(packet)
+            muxer.encoded(packet)
+        muxer.finish()
         if audio_writer is not None:
             audio_writer.write_until(None)
+
+
+def _encode_image(stream, muxer: OrderedMuxer, reformatter: VideoReformatter, image: np.ndarray, in_format: str,
+                  pix_fmt: str, spec: _Codec, matrix, colour_range, alpha: bool, frame_colour: dict,
+                  position: int, frame_period: Fraction, fields) -> None:
+    frame = av.VideoFrame.from_ndarray(image, format=in_format)
+    if pix_fmt != in_format:
+        frame = reformatter.reformat(frame, format=pix_fmt, dst_colorspace=None if spec.rgb else matrix,
+                                     dst_color_range=colour_range, interpolation=FROM_RGB)
+    if alpha and not spec.rgb:
+        put_alpha(frame, image[..., 3])
+    for attribute, code in frame_colour.items():
+        setattr(frame, attribute, code)
+    frame.pts, frame.time_base = position, frame_period
+    for packet in stream.encode(fields(frame) if fields is not None else frame):
+        muxer.encoded(packet)
 
 
 RANGES_CODES = {name: code for code, name in RANGES.items()}
@@ -293,7 +326,7 @@ class BackgroundWriter:
 
     def __init__(self, path: Path, codec: str, rate: Fraction, start_timecode: str | None, overwrite: bool = False,
                  inputs: Mapping[str, str | os.PathLike | None] | None = None, colour_tags: ColourTags | None = None,
-                 layout: PictureLayout | None = None) -> None:
+                 layout: PictureLayout | None = None, reuse: Path | None = None) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
         self.path = path
@@ -317,7 +350,7 @@ class BackgroundWriter:
             start = time.perf_counter()
             try:
                 write_patch(frames(), path, codec, rate, start_timecode, colour_tags, overwrite=overwrite, inputs=inputs,
-                            layout=layout)
+                            layout=layout, reuse=reuse)
             except BaseException as error:  # handed to the caller in close()
                 self._error = error
             finally:
@@ -326,7 +359,7 @@ class BackgroundWriter:
         self._thread = threading.Thread(target=run, name=f"writer-{path.name}", daemon=True)
         self._thread.start()
 
-    def put(self, image: np.ndarray) -> None:
+    def put(self, image: np.ndarray | ReusedFrame) -> None:
         self._put(image)
 
     def _put(self, item: object) -> None:

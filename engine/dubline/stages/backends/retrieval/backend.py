@@ -28,7 +28,7 @@ from dubline.stages.backends.base import (
     BackendJob,
     MouthPatch,
 )
-from dubline.stages.backends.retrieval import transition
+from dubline.stages.backends.retrieval import incremental, transition
 from dubline.stages.backends.retrieval.select import (
     KEEP_OWN,
     LibraryFeatures,
@@ -66,6 +66,10 @@ class RetrievalPlan:
     run_starts: np.ndarray  # (T,) bool: the frame starts a new run of material (a cut)
     #: (T, 68, 2) the landmarks each frame's matte is cut from, steadied over time (NaN: no patch)
     matte_points: np.ndarray
+    #: (T,) the target aperture the transfer corrects each frame's opening to (the dub's, or the
+    #: previous render's where the dub did not change: ``incremental.kept``)
+    aperture: np.ndarray
+    targets: SelectionTargets | None = None
 
 
 def pose_features(faces: FaceTrack) -> np.ndarray:
@@ -142,11 +146,24 @@ class RetrievalBackend:
             own_aperture=faces.aperture[first:end].astype(np.float64),
         )
         params, transfer_params = _params(job.options)
-        selection = select_frames(library, targets, params, job.expression)
+        settings = incremental.settings_of(params, job.expression)
+        targets, pinned = incremental.kept(job, targets, rows_clip, rows_frame, settings)
+        selection = select_frames(library, targets, params, job.expression, pinned)
         partner, weight = transition.schedule(selection, library.consecutive, transfer_params.transition_frames)
         starts = transition.run_starts(selection, library.consecutive)
-        plan = RetrievalPlan(rows_clip, rows_frame, selection, partner, weight, starts, np.empty((0, 68, 2)))
+        plan = RetrievalPlan(rows_clip, rows_frame, selection, partner, weight, starts, np.empty((0, 68, 2)),
+                             targets.aperture, targets)
         return replace(plan, matte_points=_steady_matte_points(job, plan, transfer_params))
+
+    def frame_keys(self, job: BackendJob, plan: RetrievalPlan) -> list[str]:
+        """Per output frame, what its patch depends on (``incremental.frame_keys``)."""
+        return incremental.frame_keys(job, plan, repr(_params(job.options)[1]))
+
+    def pins(self, job: BackendJob, plan: RetrievalPlan) -> incremental.RetrievalPins:
+        """The targets and choices the next render of the span keeps where its dub is unchanged."""
+        assert plan.targets is not None
+        settings = incremental.settings_of(_params(job.options)[0], job.expression)
+        return incremental.pins(job, plan.targets, plan.selection, plan.rows_clip, plan.rows_frame, settings)
 
     def patches(
         self, job: BackendJob, plan: RetrievalPlan, frames: Iterable[media.VideoFrame]
@@ -170,7 +187,7 @@ class RetrievalBackend:
                 yield frame, MouthPatch(None, None, DUB_SILENT_REASON, starts)
                 continue
             target_points = faces.landmarks[frame.index].astype(np.float64)
-            aperture = float(job.target_aperture[t])
+            aperture = float(plan.aperture[t])
             dtype = frame.image.dtype
             shown = _aligned(library, t, row, target_points, aperture, transfer_params, view.display_shape, dtype)
             if partner != transition.NO_PARTNER:
@@ -216,7 +233,7 @@ def _steady_matte_points(job: BackendJob, plan: RetrievalPlan, params: TransferP
         for row in rows:
             clip = job.library[int(plan.rows_clip[row])]
             library_points = clip.faces.landmarks[int(plan.rows_frame[row])].astype(np.float64)
-            points = matte_landmarks(points, transferred_landmarks(library_points, target[t], float(job.target_aperture[t]), params))
+            points = matte_landmarks(points, transferred_landmarks(library_points, target[t], float(plan.aperture[t]), params))
         reach[t] = (points - target[t]) / iod[t]
     furthest = np.full_like(reach, np.nan)
     steady = np.full_like(reach, np.nan)

@@ -30,6 +30,10 @@ LUMA_SCALE = 12.0
 
 #: Selection index meaning "keep the target frame's own mouth" (silence with a resting mouth).
 KEEP_OWN = -1
+#: ``pinned`` value of an output frame chosen afresh; and the cost added to every other choice
+#: of a pinned frame (far above any real path's cost, finite so sums stay ordered).
+UNPINNED = -3
+PINNED_ELSEWHERE = 1e9
 
 
 @dataclass(frozen=True)
@@ -240,13 +244,23 @@ def select_frames(
     targets: SelectionTargets,
     params: SelectionParams = SelectionParams(),
     expression: str = "as-source",
+    pinned: np.ndarray | None = None,
 ) -> np.ndarray:
     """Library row per output frame, or ``KEEP_OWN`` where the dub is silent and the target
-    frame's own mouth is already at rest."""
+    frame's own mouth is already at rest.
+
+    ``pinned`` (T,) holds a previous render's choice per output frame to keep (a library row or
+    ``KEEP_OWN``), or ``UNPINNED`` where the frame is chosen afresh: the path is forced through
+    the kept choices, so the frames chosen afresh join them as any cut or run would."""
     if len(library.aperture) == 0:
         raise ValueError("the mouth library is empty: no usable face of the speaker in the source")
     bias = expression_bias(library.width, library.aperture, expression, library.lips, params.expression_weight)
     unary = unary_costs(library, targets, params, bias)
+    if pinned is not None:
+        forced = np.flatnonzero(pinned >= 0)
+        kept = unary[forced, pinned[forced]]
+        unary[forced] += PINNED_ELSEWHERE
+        unary[forced, pinned[forced]] = kept
     consecutive = library.consecutive.copy()
     consecutive[0] = False
     jumps = JumpCosts.build(library, params)
@@ -255,7 +269,10 @@ def select_frames(
 
     silent = targets.voiced < params.silence_threshold
     at_rest = np.nan_to_num(targets.own_aperture, nan=np.inf) <= params.rest_aperture
-    return np.where(silent & at_rest, KEEP_OWN, path)
+    selection = np.where(silent & at_rest, KEEP_OWN, path)
+    if pinned is not None:
+        selection = np.where(pinned != UNPINNED, pinned, selection)
+    return selection
 
 
 def cap_reuse(

@@ -26,6 +26,8 @@ Options (``--backend-option`` / ``RenderRequest.backend_options``):
 
 from __future__ import annotations
 
+import hashlib
+
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -222,6 +224,25 @@ class Wav2LipBackend:
             reference_frames=references,
             reference_crops=crops,
         )
+
+    def frame_keys(self, job: BackendJob, plan: Wav2LipPlan) -> list[str]:
+        """Per output frame, what its generated face depends on besides the frame's pixels: its
+        crop box, its reference frame, the dub's mel window around it, the generator (an edit of
+        the dub changes only the frames whose 0.2 s mel window overlaps it)."""
+        first, _ = job.span
+        faces = job.source.faces
+        options = Wav2LipOptions.parse(job.options)
+        generator = f"wav2lip:{options.checkpoint}:{options.device}:{plan.reference}:{options.deterministic}"
+        keys = []
+        for t in range(len(plan.reference_frames)):
+            index = first + t
+            digest = hashlib.blake2b(digest_size=16)
+            for part in (f"{generator}:{index}:{faces.reason[index]}:{int(plan.reference_frames[t])}".encode(),
+                         np.asarray(plan.crop_boxes[index]).tobytes(), np.asarray(plan.mel_windows[t]).tobytes(),
+                         np.asarray(faces.landmarks[index], np.float64).tobytes()):
+                digest.update(part)
+            keys.append(digest.hexdigest())
+        return keys
 
     def patches(
         self, job: BackendJob, plan: Wav2LipPlan, frames: Iterable[media.VideoFrame]
