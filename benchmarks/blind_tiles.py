@@ -41,7 +41,8 @@ def _close_up(image: np.ndarray, landmarks: np.ndarray, iod: float) -> np.ndarra
     half = 1.1 * iod
     x0, y0 = int(centre[0] - half), int(centre[1] - 0.9 * half)
     region = image[max(y0, 0) : y0 + int(2 * half), max(x0, 0) : x0 + int(2 * half)]
-    return cv2.resize(region, (TILE, TILE), interpolation=cv2.INTER_AREA)
+    # 8-bit, as a viewer shows it (the ProRes decodes of patched and untouched frames are 16-bit alike)
+    return media.to_8bit(cv2.resize(region, (TILE, TILE), interpolation=cv2.INTER_AREA))
 
 
 def _through_prores(images: list[np.ndarray], rate, work: Path) -> list[np.ndarray]:
@@ -54,6 +55,7 @@ def _through_prores(images: list[np.ndarray], rate, work: Path) -> list[np.ndarr
 
 def make_kit(renders: Path, out: Path, per_pair: int, seed: int) -> None:
     rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
     cache = renders / "cache"
     results = {row["pair"]: row for row in json.loads((renders / "results.json").read_text())}
     tiles: list[tuple[np.ndarray, dict]] = []
