@@ -36,6 +36,9 @@ from mediagen import (
     truncate,
 )
 
+# Real renders of clips cut from ../shared/media (face and speech analysis included): the slow tier.
+pytestmark = pytest.mark.slow
+
 CLIP_FRAMES = 30  # the speaker clip used: the first 30 frames (1.2 s) of speaker_a
 PARALLEL = 3
 
