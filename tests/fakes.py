@@ -63,6 +63,10 @@ class FakeAnalyses:
     def __bool__(self) -> bool:  # a provider that has analysed nothing yet is still one
         return True
 
+    def pending(self) -> list:
+        """Clips an idle engine would analyse further: none (a fake analysis is whole)."""
+        return []
+
     def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None, span=None,
                 timings=None) -> ClipAnalysis:
         self.calls.append(Path(path))
