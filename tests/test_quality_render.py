@@ -82,6 +82,12 @@ def test_run_boundaries_reach_qc_and_the_lips_are_the_patchs(shared_media: Path,
     assert report.run_boundaries == len(result.run_starts)
     assert len(report.per_frame["local_pac"]) == 60 and len(report.per_frame["motion_residual"]) == 60
     assert sum(report.per_frame["run_start"]) == len(result.run_starts)
+    # per frame, for the timeline's identity and seam markers (pipeline.flags)
+    patched = [t for t, p in enumerate(report.per_frame["patched"]) if p]
+    for name in ("identity_distance", "seam"):
+        values = np.array(report.per_frame[name], dtype=float)
+        assert len(values) == 60 and np.isfinite(values[patched]).mean() > 0.8, name
+    assert abs(np.nanmean(report.per_frame["identity_distance"]) - report.identity_distance) < 1e-6
     assert report.lip_colour is not None and report.lip_colour["within"], report.lip_colour
     # On every patched frame the matte is 1 on the lips the patch shows: no band of the source's
     # mouth under them (the old matte was 0.23 there on this speaker's short upper lip).

@@ -260,6 +260,7 @@ def run_qc(
     out_boxes = np.full((frame_count, 4), np.nan)
     tally, flicker, residual = _Tally(), FlickerMeter(), MotionResidualMeter()
     seams = []
+    seam_per_frame = np.full(frame_count, np.nan)  # for timeline markers (pipeline.flags)
     frames = _PerFrame(frame_count)
     for row, frame in enumerate(media.read_span(patch, timing.frames_to_range(0, frame_count, video.rate))):
         box = None if source_faces is None else source_faces.boxes[first + row]
@@ -296,6 +297,7 @@ def run_qc(
                 out8, src8 = media.to_8bit(out), media.to_8bit(src)
                 soft = lower_face_matte(points, src.shape[:2])
                 seams.append(seam_score(out8, src8, soft))
+                seam_per_frame[row] = seams[-1]
                 flicker.add(out8, src8, mouth)
                 residual.add(out8, src8, mouth)
                 frames.change[row] = _ratio_or_nan(*flicker.last_change)
@@ -318,6 +320,8 @@ def run_qc(
         frames.series["run_start"] = marks
     if source_faces is not None and source_frames is not None:
         report.identity_distance = identity_distance(out_descriptors, src_descriptors)
+        frames.series["identity_distance"] = np.linalg.norm(out_descriptors - src_descriptors, axis=1)  # NaN: no face
+        frames.series["seam"] = seam_per_frame
         report.outside_diff_pixels = tally.diff_pixels
         report.outside_exact = tally.diff_pixels == 0
         report.psnr_outside_db = tally.psnr()
