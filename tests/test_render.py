@@ -98,11 +98,14 @@ def test_silent_dub_keeps_the_mouth_closed_or_at_rest(tmp_path, cache, speaker_b
 @pytest.mark.parametrize("backend,options", [("retrieval", {}),
                                              ("wav2lip", {"deterministic": True, "device": "cpu", "batch_size": 8})])
 def test_threaded_frame_loop_writes_the_one_thread_loops_frames(tmp_path, cache, speaker_b, shared_media, backend,
-                                                                options) -> None:
-    # Real backends on threads: the retrieval backend reads library frames in its own thread, the
-    # wav2lip generator runs a chunk ahead on another; neither may change a pixel.
+                                                                options, monkeypatch) -> None:
+    # Real backends on threads: the retrieval backend transfers mouths on two threads, the wav2lip
+    # generator runs a chunk ahead on another; neither may change a pixel.
+    from dubline.stages.backends.retrieval import backend as retrieval
+
     outputs = {}
     for pipelined in (True, False):
+        monkeypatch.setattr(retrieval, "TRANSFER_THREADS", 2 if pipelined else 1)
         out, matte = tmp_path / f"{pipelined}.mkv", tmp_path / f"{pipelined}_matte.mkv"
         result = render(RenderRequest(video=speaker_b, audio=shared_media / "dub_en_16k.wav", span="30-56", out=out,
                                       codec="ffv1", matte=matte, backend=backend, backend_options=options),
@@ -112,7 +115,7 @@ def test_threaded_frame_loop_writes_the_one_thread_loops_frames(tmp_path, cache,
     for threaded, inline in zip(outputs[True], outputs[False]):
         for a, b in zip(threaded, inline, strict=True):
             np.testing.assert_array_equal(a, b)
-    assert not [t.name for t in threading.enumerate() if t.name.startswith(("render-", "writer-"))]
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("render-", "writer-", "dubline-retrieval"))]
 
 
 @pytest.mark.slow

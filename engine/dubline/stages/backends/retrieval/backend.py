@@ -11,10 +11,15 @@ The transfer works on upright, square-pixel crops in the face track's coordinate
 ``FrameView``: exact for rotations and flips, resampled only for an anamorphic clip), at the
 target's bit depth; the result is put back on the target's stored grid, so a sideways phone clip
 or an anamorphic one gets the same mouth as an upright one.
+
+One module because the plan, the per-frame patch and the library crops it reads are one backend's
+state: split, each piece would take the whole plan and job as arguments anyway.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -168,45 +173,76 @@ class RetrievalBackend:
     def patches(
         self, job: BackendJob, plan: RetrievalPlan, frames: Iterable[media.VideoFrame]
     ) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
+        """Each frame's patch, in order. The library crops are looked up here, one frame after the
+        other (they are read in windows); the transfer, the morph and the copy back to the stored
+        grid, which depend only on the frame, run on ``TRANSFER_THREADS`` threads, at most
+        ``TRANSFER_AHEAD`` frames ahead (OpenCV and numpy release the GIL), so the patches are the
+        same as one thread's."""
         first, _ = job.span
         faces = job.source.faces
-        view = job.source.view
         _, transfer_params = _params(job.options)
         library = _LibraryCrops(job, plan, transfer_params)
-        for frame in frames:
-            if job.cancel is not None:
-                job.cancel.check()
-            t = frame.index - first
-            row, partner = int(plan.selection[t]), int(plan.partner[t])
-            starts = bool(plan.run_starts[t])
-            reason = str(faces.reason[frame.index])
-            if reason:
-                yield frame, MouthPatch(None, None, reason, starts)
-                continue
-            if row == KEEP_OWN and partner == transition.NO_PARTNER:
-                yield frame, MouthPatch(None, None, DUB_SILENT_REASON, starts)
-                continue
-            target_points = faces.landmarks[frame.index].astype(np.float64)
-            aperture = float(plan.aperture[t])
-            dtype = frame.image.dtype
-            shown = _aligned(library, t, row, target_points, aperture, transfer_params, view.display_shape, dtype)
-            if partner != transition.NO_PARTNER:
-                other = _aligned(library, t, partner, target_points, aperture, transfer_params, view.display_shape,
-                                 dtype)
-                roi = _union(shown.roi, other.roi)
-                crop = None if roi is None else _morphed(
-                    view, frame.image, shown, other, roi, float(plan.partner_weight[t]),
-                    float(faces.inter_ocular[frame.index]), transfer_params,
-                )
-            else:
-                roi, crop = shown.roi, shown.crop
-            if roi is None or crop is None:
-                yield frame, MouthPatch(None, None, DUB_SILENT_REASON, starts)
-                continue
-            stored_crop, (x0, y0, x1, y1) = view.stored_region(crop, roi, frame.image.shape)
-            image = frame.image.copy()
-            image[y0:y1, x0:x1] = stored_crop
-            yield frame, MouthPatch(image, view.to_stored(plan.matte_points[t]), "", starts)
+        pending: deque[tuple[media.VideoFrame, Future | MouthPatch]] = deque()
+        with ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="dubline-retrieval") as pool:
+            try:
+                for frame in frames:
+                    if job.cancel is not None:
+                        job.cancel.check()
+                    t = frame.index - first
+                    row, partner = int(plan.selection[t]), int(plan.partner[t])
+                    starts = bool(plan.run_starts[t])
+                    reason = str(faces.reason[frame.index])
+                    if reason or (row == KEEP_OWN and partner == transition.NO_PARTNER):
+                        pending.append((frame, MouthPatch(None, None, reason or DUB_SILENT_REASON, starts)))
+                    else:
+                        crops = {r: library.crop(t, r, frame.image.dtype) for r in (row, partner) if r >= 0}
+                        pending.append((frame, pool.submit(_patch, job, plan, transfer_params, frame, crops)))
+                    while len(pending) > TRANSFER_AHEAD:
+                        yield _done(pending.popleft())
+                while pending:
+                    yield _done(pending.popleft())
+            finally:
+                for _, work in pending:
+                    if isinstance(work, Future):
+                        work.cancel()
+
+
+#: Threads that transfer and morph mouths, and how many frames they may run ahead of the consumer.
+TRANSFER_THREADS = 2
+TRANSFER_AHEAD = 4
+
+
+def _done(item: tuple[media.VideoFrame, Future | MouthPatch]) -> tuple[media.VideoFrame, MouthPatch]:
+    frame, work = item
+    return frame, (work.result() if isinstance(work, Future) else work)
+
+
+def _patch(job: BackendJob, plan: RetrievalPlan, params: TransferParams, frame: media.VideoFrame,
+           crops: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> MouthPatch:
+    """One frame's patch from the library crops it shows (``crops``: row -> crop, origin, landmarks)."""
+    first, _ = job.span
+    faces, view = job.source.faces, job.source.view
+    t = frame.index - first
+    row, partner = int(plan.selection[t]), int(plan.partner[t])
+    starts = bool(plan.run_starts[t])
+    target_points = faces.landmarks[frame.index].astype(np.float64)
+    aperture = float(plan.aperture[t])
+    shown = _aligned(crops, row, target_points, aperture, params, view.display_shape)
+    if partner != transition.NO_PARTNER:
+        other = _aligned(crops, partner, target_points, aperture, params, view.display_shape)
+        roi = _union(shown.roi, other.roi)
+        crop = None if roi is None else _morphed(
+            view, frame.image, shown, other, roi, float(plan.partner_weight[t]),
+            float(faces.inter_ocular[frame.index]), params,
+        )
+    else:
+        roi, crop = shown.roi, shown.crop
+    if roi is None or crop is None:
+        return MouthPatch(None, None, DUB_SILENT_REASON, starts)
+    stored_crop, (x0, y0, x1, y1) = view.stored_region(crop, roi, frame.image.shape)
+    image = frame.image.copy()
+    image[y0:y1, x0:x1] = stored_crop
+    return MouthPatch(image, view.to_stored(plan.matte_points[t]), "", starts)
 
 
 #: Frames each side over which the matte's reach is steadied (its border must not breathe).
@@ -346,13 +382,13 @@ class _Shown:
     roi: tuple[int, int, int, int] | None
 
 
-def _aligned(library: _LibraryCrops, t: int, row: int, target_points: np.ndarray, aperture: float,
-             params: TransferParams, shape: tuple[int, int], dtype: np.dtype) -> _Shown:
-    """Library ``row``'s mouth transferred onto output frame ``t`` (display space), or the frame's
-    own mouth for ``KEEP_OWN``; ``shape`` is the target's display size."""
+def _aligned(crops: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], row: int, target_points: np.ndarray,
+             aperture: float, params: TransferParams, shape: tuple[int, int]) -> _Shown:
+    """Library ``row``'s mouth (its crop in ``crops``) transferred onto the target (display space),
+    or the frame's own mouth for ``KEEP_OWN``; ``shape`` is the target's display size."""
     if row == KEEP_OWN:
         return _Shown(None, target_points, None)
-    crop, offset, points = library.crop(t, row, dtype)
+    crop, offset, points = crops[row]
     result = transfer_mouth(crop, points - offset, shape, target_points, aperture, params)
     return _Shown(result.crop, result.landmarks, result.roi)
 
