@@ -59,3 +59,32 @@ def in_process_engine(tmp_path: Path):
     server.start()
     yield address
     server.stop(1)
+
+
+@pytest.fixture()
+def fake_engine(tmp_path: Path, monkeypatch):
+    """``fake_engine(**options)`` starts an engine in this process with the fake backend and
+    ``FakeAnalyses(**options)`` as its resident analyses, the test's folder as its media root, and
+    returns a client to it; both are closed after the test."""
+    from dubline.apps.server import servicer
+    from dubline.apps.server.app import create_server
+    from dubline_client import EngineClient
+    from fakes import FakeAnalyses, register_fake_backend
+
+    started = []
+
+    def start(**options):
+        register_fake_backend(monkeypatch)
+        monkeypatch.setattr(servicer, "ResidentAnalyses", lambda *args, **kwargs: FakeAnalyses(**options))
+        address = f"unix:{tmp_path / 'engine.sock'}"
+        server, _ = create_server(address, media_roots=[tmp_path], cache_root=tmp_path / "cache",
+                                  work_dir=tmp_path / "work")
+        server.start()
+        client = EngineClient(address, timeout=60)
+        started.append((server, client))
+        return client
+
+    yield start
+    for server, client in started:
+        client.close()
+        server.stop(1)

@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from dubline_client import EngineClient, frames_span, render_spec
 from dubline.core import timing
 from dubline.stages import media
-from fakes import FakeAnalyses, register_fake_backend, write_clip
+from dubline_client import EngineClient, frames_span, render_spec
+from fakes import write_clip
 
 NO_FACE = frozenset(range(30, 34))
 
@@ -23,20 +23,8 @@ def _frames(path: Path, first: int, end: int) -> list[np.ndarray]:
 
 
 @pytest.fixture()
-def engine(tmp_path: Path, monkeypatch):
-    from dubline.apps.server import servicer
-    from dubline.apps.server.app import create_server
-
-    register_fake_backend(monkeypatch)
-    monkeypatch.setattr(servicer, "ResidentAnalyses", lambda *args, **kwargs: FakeAnalyses(no_face_frames=NO_FACE))
-    address = f"unix:{tmp_path / 'engine.sock'}"
-    server, _ = create_server(address, media_roots=[tmp_path], cache_root=tmp_path / "cache",
-                              work_dir=tmp_path / "work")
-    server.start()
-    client = EngineClient(address, timeout=60)
-    yield client
-    client.close()
-    server.stop(1)
+def engine(fake_engine):
+    return fake_engine(no_face_frames=NO_FACE)
 
 
 def test_progress_events_carry_pictures_and_done_carries_the_markers(engine: EngineClient, tmp_path: Path) -> None:
