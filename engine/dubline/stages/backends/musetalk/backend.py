@@ -42,6 +42,7 @@ from dubline.core.errors import InvalidInputError
 from dubline.core.models import CONFIG_KEY, MODELS_ENV, config_path, model_dir
 from dubline.stages import media
 from dubline.stages.backends.base import BackendInfo, BackendJob, MouthPatch
+from dubline.stages.backends.generated_faces import torch_device
 from dubline.stages.backends.musetalk import layout
 from dubline.stages.backends.musetalk.audio import (
     LEAD_STEPS,
@@ -104,11 +105,7 @@ class MuseTalkOptions:
             raise InvalidInputError(
                 f"unknown musetalk backend option(s) {', '.join(unknown)}; known: {', '.join(_OPTION_NAMES)}"
             )
-        device = str(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if device.split(":")[0] not in ("cpu", "cuda"):
-            raise InvalidInputError(f"musetalk option device must be 'cpu' or 'cuda', got {device!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InvalidInputError("musetalk option device='cuda' was given but this torch has no CUDA device")
+        device = torch_device(options, "musetalk")
         reference = str(options.get("reference", "same"))
         if reference not in REFERENCES:
             raise InvalidInputError(f"musetalk option reference must be one of {', '.join(REFERENCES)}, got {reference!r}")

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from dubline.core.errors import InvalidInputError
-from dubline.stages.media import FrameView, convert_depth, to_8bit
+from dubline.stages.backends.generated_faces import paste_generated
+from dubline.stages.media import FrameView, to_8bit
 
 FACE_SIZE = 256
 #: scripts/inference.py --extra_margin default: px added below the chin (v1.5).
@@ -93,12 +94,6 @@ def paste_face(image: np.ndarray, box: np.ndarray, face: np.ndarray, view: Frame
 
     Only the box changes; the compositor decides (by the matte) which of it reaches the output.
     """
-    x1, y1, x2, y2 = (int(v) for v in box)
     if face.shape != (FACE_SIZE, FACE_SIZE, 3):
         raise InvalidInputError(f"musetalk generated face must be 256x256x3, got {face.shape}")
-    resized = convert_depth(cv2.resize(face, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR), image.dtype)
-    if view is not None:
-        resized, (x1, y1, x2, y2) = view.stored_region(resized, (x1, y1, x2, y2), image.shape)
-    out = image.copy()
-    out[y1:y2, x1:x2] = resized
-    return out
+    return paste_generated(image, box, face, view, cv2.INTER_LINEAR)

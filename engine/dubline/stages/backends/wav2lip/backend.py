@@ -27,7 +27,6 @@ Options (``--backend-option`` / ``RenderRequest.backend_options``):
 from __future__ import annotations
 
 import hashlib
-
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +44,7 @@ from dubline.core.errors import InvalidInputError
 from dubline.core.models import registry
 from dubline.stages import media
 from dubline.stages.backends.base import BackendInfo, BackendJob, MouthPatch
+from dubline.stages.backends.generated_faces import torch_device
 from dubline.stages.backends.references import reference_frames
 from dubline.stages.backends.wav2lip.checkpoint import (
     GENERATOR_FILES,
@@ -95,11 +95,7 @@ class Wav2LipOptions:
             raise InvalidInputError(
                 f"unknown wav2lip backend option(s) {', '.join(unknown)}; known: {', '.join(_OPTION_NAMES)}"
             )
-        device = str(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if device.split(":")[0] not in ("cpu", "cuda"):
-            raise InvalidInputError(f"wav2lip option device must be 'cpu' or 'cuda', got {device!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InvalidInputError("wav2lip option device='cuda' was given but this torch has no CUDA device")
+        device = torch_device(options, "wav2lip")
         batch_size = None
         if options.get("batch_size") is not None:
             try:

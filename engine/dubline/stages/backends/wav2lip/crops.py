@@ -25,8 +25,9 @@ import cv2
 import numpy as np
 
 from dubline.core.errors import InvalidInputError
+from dubline.stages.backends.generated_faces import paste_generated
 from dubline.stages.backends.wav2lip.model import FACE_SIZE
-from dubline.stages.media import FrameView, convert_depth, to_8bit
+from dubline.stages.media import FrameView, to_8bit
 
 #: Bottom padding as a fraction of the detector box height (official: 10 px on ~100 px faces).
 PAD_BOTTOM_FRACTION = 0.10
@@ -105,13 +106,7 @@ def paste_face(image: np.ndarray, box: np.ndarray, face: np.ndarray, view: Frame
 
     Only the box changes; the compositor decides (by the matte) which of it reaches the output.
     """
-    x0, y0, x1, y1 = (int(v) for v in box)
     if face.shape != (FACE_SIZE, FACE_SIZE, 3):
         raise InvalidInputError(f"wav2lip generated face must be {FACE_SIZE}x{FACE_SIZE}x3, got {face.shape}")
-    resized = convert_depth(cv2.resize(face, (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC), image.dtype)
-    if view is not None:
-        resized, (x0, y0, x1, y1) = view.stored_region(resized, (x0, y0, x1, y1), image.shape)
-    out = image.copy()
-    out[y0:y1, x0:x1] = resized
-    return out
+    return paste_generated(image, box, face, view, cv2.INTER_CUBIC)
 
