@@ -265,36 +265,26 @@ class EngineClient:
 
         Closing the iterator early (or the deadline passing) cancels the job on the engine.
         """
-        try:
-            call = self._stub.Render(pb.RenderRequest(spec=spec), timeout=timeout, metadata=self._metadata)
-        except grpc.RpcError as error:
-            raise EngineError.from_rpc(error) from None
-        try:
-            for event in call:
-                yield event
-        except grpc.RpcError as error:
-            raise EngineError.from_rpc(error) from None
-        finally:
-            call.cancel()
+        return self._stream(self._stub.Render, pb.RenderRequest(spec=spec), timeout)
 
     def render_and_wait(self, spec: pb.RenderSpec, on_event=None, timeout: float | None = None) -> pb.RenderDone:
         """Render and return the ``done`` event; ``EngineError`` for an ``error`` event."""
-        for event in self.render(spec, timeout=timeout):
-            if on_event is not None:
-                on_event(event)
-            kind = event.WhichOneof("event")
-            if kind == "done":
-                return event.done
-            if kind == "error":
-                raise EngineError(event.error.code, event.error.message)
-        raise EngineError("UNAVAILABLE", "the engine ended the render stream without a result")
+        return _done_of(self.render(spec, timeout=timeout), on_event, "render")
 
     def render_batch(self, request: pb.BatchRequest, timeout: float | None = None) -> Iterator[pb.BatchEvent]:
         """Start a batch and yield its events: planned, each shot's (started, running, retry, done,
         skipped, failed, cancelled), then done. Closing the iterator early stops the batch
         (finished shots are kept)."""
+        return self._stream(self._stub.RenderBatch, request, timeout)
+
+    def render_batch_and_wait(self, request: pb.BatchRequest, on_event=None, timeout: float | None = None) -> pb.BatchDone:
+        """Run a batch and return its ``done`` event; ``EngineError`` for an ``error`` event."""
+        return _done_of(self.render_batch(request, timeout=timeout), on_event, "batch")
+
+    def _stream(self, method, request, timeout: float | None) -> Iterator:
+        """The events of a server-streaming call; closing the iterator cancels the call."""
         try:
-            call = self._stub.RenderBatch(request, timeout=timeout, metadata=self._metadata)
+            call = method(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise EngineError.from_rpc(error) from None
         try:
@@ -304,18 +294,6 @@ class EngineClient:
             raise EngineError.from_rpc(error) from None
         finally:
             call.cancel()
-
-    def render_batch_and_wait(self, request: pb.BatchRequest, on_event=None, timeout: float | None = None) -> pb.BatchDone:
-        """Run a batch and return its ``done`` event; ``EngineError`` for an ``error`` event."""
-        for event in self.render_batch(request, timeout=timeout):
-            if on_event is not None:
-                on_event(event)
-            kind = event.WhichOneof("event")
-            if kind == "done":
-                return event.done
-            if kind == "error":
-                raise EngineError(event.error.code, event.error.message)
-        raise EngineError("UNAVAILABLE", "the engine ended the batch stream without a result")
 
     def cancel(self, job_id: str, timeout: float | None = None) -> pb.JobStatus:
         return self._call(self._stub.Cancel, pb.JobRequest(job_id=job_id), timeout)
@@ -348,3 +326,17 @@ class EngineClient:
         if source_frame is not None:
             request.source_frame.CopyFrom(source_frame)
         return self._call(self._stub.RenderFrame, request, timeout)
+
+
+def _done_of(events: Iterator, on_event, what: str):
+    """The ``done`` of a stream of events (each shown to ``on_event``); ``EngineError`` for an
+    ``error`` event or a stream that ends without either."""
+    for event in events:
+        if on_event is not None:
+            on_event(event)
+        kind = event.WhichOneof("event")
+        if kind == "done":
+            return event.done
+        if kind == "error":
+            raise EngineError(event.error.code, event.error.message)
+    raise EngineError("UNAVAILABLE", f"the engine ended the {what} stream without a result")
