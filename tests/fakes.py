@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dubline.core import timing
 from dubline.core.errors import InvalidInputError, ModelNotFoundError
 from dubline.core.landmarks import face_template_68
 from dubline.stages import media
@@ -206,3 +207,17 @@ class FixedAnalyses:
     def analyse(self, path: Path, speaker: SpeakerHint | None, progress=None, cancel=None, span=None,
                 timings=None) -> ClipAnalysis:
         return self.analyses[Path(path).resolve()]
+
+
+def speech_dub(path: Path, seconds: float) -> Path:
+    """A 16 kHz dub of ``seconds``: a 220 Hz tone switched on and off three times a second (speech
+    for the analysis, silence between)."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    samples = (0.2 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    return media.write_audio(media.AudioClip(samples, 16000), path)
+
+
+def all_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of a clip, as stored."""
+    info = media.probe(path)
+    return [f.image for f in media.read_span(path, timing.frames_to_range(0, info.video.frame_count, info.video.rate))]

@@ -15,7 +15,6 @@ import opentimelineio as otio
 import pytest
 from dubline.apps.batch import BatchOptions, WorkerRecipe, finish, plan_input, run_batch
 from dubline.apps.cli.main import main
-from dubline.core import timing
 from dubline.core.errors import InvalidInputError, OutputExistsError
 from dubline.pipeline.batch import (
     JobDefaults,
@@ -30,7 +29,13 @@ from dubline.pipeline.batch import (
 )
 from dubline.pipeline.batch.identity import ShotFace
 from dubline.stages import media
-from fakes import FakeAnalyses, register_fake_backend, write_clip
+from fakes import (
+    FakeAnalyses,
+    all_frames,
+    register_fake_backend,
+    speech_dub,
+    write_clip,
+)
 
 RATE = Fraction(25)
 
@@ -38,17 +43,6 @@ RATE = Fraction(25)
 @pytest.fixture(autouse=True)
 def fake_backend(monkeypatch) -> None:
     register_fake_backend(monkeypatch)
-
-
-def _dub(path: Path, seconds: float) -> Path:
-    t = np.arange(int(seconds * 16000)) / 16000
-    samples = (0.2 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
-    return media.write_audio(media.AudioClip(samples, 16000), path)
-
-
-def _frames(path: Path) -> list[np.ndarray]:
-    info = media.probe(path)
-    return [f.image for f in media.read_span(path, timing.frames_to_range(0, info.video.frame_count, info.video.rate))]
 
 
 def _options(tmp_path: Path, report: Path, **changes) -> BatchOptions:
@@ -63,7 +57,7 @@ def shots(tmp_path: Path) -> Path:
     media_dir.mkdir()
     write_clip(media_dir / "a.mkv", frames=8)
     write_clip(media_dir / "b.mkv", frames=8, timecode="02:00:00:00")
-    _dub(media_dir / "dub.wav", 0.4)
+    speech_dub(media_dir / "dub.wav", 0.4)
     out = tmp_path / "out"
     out.mkdir()
     jobs = {
@@ -147,7 +141,7 @@ def test_batch_renders_resumes_and_reports(shots: Path, tmp_path: Path) -> None:
     assert {s: o.state for s, o in again.outcomes.items()} == {"a": "skipped", "b": "skipped", "bad": "failed"}
     assert a.stat().st_mtime_ns == stamp and again.outcomes["a"].render["frames_written"] == 5
     (tmp_path / "media" / "dub.wav").unlink()
-    _dub(tmp_path / "media" / "dub.wav", 0.5)
+    speech_dub(tmp_path / "media" / "dub.wav", 0.5)
     third = run_batch(batch.jobs, _options(tmp_path, report_dir))
     assert third.outcomes["a"].state == "done" and third.outcomes["b"].state == "done"
     # A patch edited (or replaced) since it was recorded is not taken as finished.
@@ -216,7 +210,7 @@ def _timeline(tmp_path: Path) -> Path:
     media_dir.mkdir(exist_ok=True)
     a = write_clip(media_dir / "a.mkv", frames=8)
     b = write_clip(media_dir / "b.mkv", frames=8, timecode="02:00:00:00")
-    dub = _dub(media_dir / "dub.wav", 1.0)
+    dub = speech_dub(media_dir / "dub.wav", 1.0)
 
     def clip(name, path, start_tc_frames, first, count):
         reference = otio.schema.ExternalReference(
@@ -284,7 +278,7 @@ def test_reel_batch_writes_every_patch_on_one_new_top_track(tmp_path: Path) -> N
     assert written.metadata["dubline"]["batch"]["patches"] == 4
     # The patch of 'insert' has the frames of b.mkv 3-5 with the fake mouth; its source timecode.
     patch = Path(top[2].media_reference.target_url)
-    assert media.probe(patch).video.start_timecode == "02:00:00:03" and len(_frames(patch)) == 2
+    assert media.probe(patch).video.start_timecode == "02:00:00:03" and len(all_frames(patch)) == 2
     # A re-run replaces the timeline the batch wrote; a user's file there is refused.
     assert plan_input(timeline=timeline, out=out).timeline_out == out
     other = tmp_path / "mine.otio"

@@ -21,14 +21,18 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import numpy as np
 import pytest
-
-from fakes import FakeAnalyses, install_fake_backend, register_fake_backend, write_clip
-
 from dubline.apps.batch import BatchOptions, WorkerRecipe, finish, plan_input, run_batch
 from dubline.apps.batch.pools import start_ray
-from dubline.core import timing
 from dubline.pipeline.batch import ShotSettings
 from dubline.stages import media
+from fakes import (
+    FakeAnalyses,
+    all_frames,
+    install_fake_backend,
+    register_fake_backend,
+    speech_dub,
+    write_clip,
+)
 
 TESTS = Path(__file__).resolve().parent
 REPOSITORY = TESTS.parent
@@ -55,24 +59,13 @@ def fake_backend(monkeypatch) -> None:
     register_fake_backend(monkeypatch)
 
 
-def _dub(path: Path, seconds: float) -> Path:
-    t = np.arange(int(seconds * 16000)) / 16000
-    samples = (0.2 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
-    return media.write_audio(media.AudioClip(samples, 16000), path)
-
-
-def _frames(path: Path) -> list[np.ndarray]:
-    info = media.probe(path)
-    return [f.image for f in media.read_span(path, timing.frames_to_range(0, info.video.frame_count, info.video.rate))]
-
-
 def _job_list(tmp_path: Path, out: str, pause: Path | None) -> Path:
     media_dir = tmp_path / "media"
     if not media_dir.exists():
         media_dir.mkdir()
         for name in "abcd":
             write_clip(media_dir / f"{name}.mkv", frames=12)
-        _dub(media_dir / "dub.wav", 0.6)
+        speech_dub(media_dir / "dub.wav", 0.6)
     (tmp_path / out).mkdir()
     options = {"pause_once": str(pause)} if pause else {}
     jobs = {"defaults": {"backend": "fake", "codec": "ffv1", "backend_options": options},
@@ -122,7 +115,7 @@ def test_a_worker_killed_mid_shot_is_restarted_and_the_shot_rendered_again(local
     again = run_batch(reference.jobs, BatchOptions(workers=0, settings=settings, recipe=WorkerRecipe(analyses=FakeAnalyses)))
     assert all(o.state == "done" for o in again.outcomes.values())
     for name in "abcd":
-        patch, expected = _frames(out / f"{name}.mkv"), _frames(tmp_path / "reference" / f"{name}.mkv")
+        patch, expected = all_frames(out / f"{name}.mkv"), all_frames(tmp_path / "reference" / f"{name}.mkv")
         assert len(patch) == 10 and all(np.array_equal(x, y) for x, y in zip(patch, expected)), name
 
 

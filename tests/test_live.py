@@ -6,35 +6,26 @@ from __future__ import annotations
 
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from dubline_client import frames_span, pb, rational, render_spec
-
-from dubline.core import timing
 from dubline.pipeline import RenderRequest, render
 from dubline.pipeline.live import render_live, shown_first_order
-from dubline.stages import media
+from dubline_client import frames_span, pb, rational, render_spec
 from fakes import BACKEND as FAKE
-from fakes import FakeAnalyses, register_fake_backend, write_clip
+from fakes import (
+    FakeAnalyses,
+    all_frames,
+    register_fake_backend,
+    speech_dub,
+    write_clip,
+)
 
 
 @pytest.fixture(autouse=True)
 def fake_backend(monkeypatch) -> None:
     register_fake_backend(monkeypatch)
-
-
-def _dub(path: Path, seconds: float) -> Path:
-    t = np.arange(int(seconds * 16000)) / 16000
-    samples = (0.2 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
-    return media.write_audio(media.AudioClip(samples, 16000), path)
-
-
-def _frames(path: Path) -> list[np.ndarray]:
-    info = media.probe(path)
-    return [f.image for f in media.read_span(path, timing.frames_to_range(0, info.video.frame_count, info.video.rate))]
 
 
 def test_render_order_starts_at_the_asked_frame():
@@ -46,7 +37,7 @@ def test_render_order_starts_at_the_asked_frame():
 
 def test_live_render_shows_the_asked_frame_first_and_writes_what_render_writes(tmp_path: Path):
     clip = write_clip(tmp_path / "clip.mkv", frames=12)
-    dub = _dub(tmp_path / "dub.wav", 0.4)
+    dub = speech_dub(tmp_path / "dub.wav", 0.4)
     request = RenderRequest(video=clip, audio=dub, span="1-11", out=tmp_path / "live.mkv", codec="ffv1",
                             matte=tmp_path / "live.matte.mkv", backend="fake")
     seen: list[object] = []
@@ -59,9 +50,9 @@ def test_live_render_shows_the_asked_frame_first_and_writes_what_render_writes(t
         result = render(RenderRequest(video=clip, audio=dub, span=f"{first}-{end}", out=tmp_path / f"{name}.mkv",
                                       codec="ffv1", matte=tmp_path / f"{name}.matte.mkv", backend="fake"),
                         analyses=FakeAnalyses(), cache_root=tmp_path / "cache")
-        return _frames(result.out), _frames(result.matte)
+        return all_frames(result.out), all_frames(result.matte)
 
-    patch, matte = _frames(live.out), _frames(live.matte)
+    patch, matte = all_frames(live.out), all_frames(live.matte)
     whole, whole_matte = rendered(1, 11, "whole")
     # Before the asked frame the live render is the sequential one; from it on, a render starting there.
     for row in range(5):
@@ -121,7 +112,7 @@ def servicer(tmp_path: Path):
 def test_render_frame_answers_the_asked_frame_before_the_span_is_done(servicer, tmp_path: Path, monkeypatch):
     gate = _Gated(monkeypatch, hold_before=7)  # the render stops just after frame 6, the asked one
     clip = write_clip(tmp_path / "clip.mkv", frames=12)
-    spec = render_spec(str(clip), str(_dub(tmp_path / "dub.wav", 0.4)), frames_span(2, 10, 25), "", backend="fake")
+    spec = render_spec(str(clip), str(speech_dub(tmp_path / "dub.wav", 0.4)), frames_span(2, 10, 25), "", backend="fake")
     first = _ask(servicer, spec, 6)
     assert first.status in (pb.FRAME_STATUS_NOT_READY, pb.FRAME_STATUS_READY)
     answer = _until_ready(servicer, spec, 6)
@@ -139,5 +130,5 @@ def test_render_frame_answers_the_asked_frame_before_the_span_is_done(servicer, 
         assert _ask(servicer, spec, frame).status == pb.FRAME_STATUS_READY
     final = _ask(servicer, spec, 6)
     assert np.array_equal(np.frombuffer(final.image.data, np.uint8), early)  # what was shown early stays
-    patch = _frames(Path(job.result.out))
+    patch = all_frames(Path(job.result.out))
     np.testing.assert_array_equal(patch[4], early.reshape(patch[4].shape[0], patch[4].shape[1], 4)[..., :3])
