@@ -3,8 +3,9 @@ backend on Ray.
 
     python benchmarks/bench_batch.py [--media ../shared/media] [--parts all|workers|cluster|fault|overhead]
 
-* workers   wall time with 1 and 2 local workers, each from a cold analysis cache (the same work);
-            speed-up target >= 1.6x on 2 cores
+* workers   wall time with 1 and 2 local workers, each from a cold analysis cache (the same work):
+            1 worker of 1 CPU, 1 worker of all CPUs, 2 workers of 1 CPU each (the default on 2
+            cores); speed-up target >= 1.6x on 2 cores
 * cluster   a simulated multi-node cluster (ray.cluster_utils.Cluster: 1, 2, 4 nodes of 1 CPU each,
             joined by address): shots/min per node count on a warm cache, and the scheduling
             overhead per shot (driver's start-to-result time less the worker's own shot time)
@@ -98,9 +99,10 @@ class Timer:
             self.ended[event.shot] = now
 
 
-def run(jobs_path: Path, workers: int, cache: Path, address: str | None = None, on_event=None, stop=None):
+def run(jobs_path: Path, workers: int, cache: Path, address: str | None = None, on_event=None, stop=None,
+        cpus_per_worker: int | None = None):
     batch = plan_input(job_list=jobs_path)
-    options = BatchOptions(workers=workers, ray_address=address,
+    options = BatchOptions(workers=workers, ray_address=address, cpus_per_worker=cpus_per_worker,
                            settings=ShotSettings(report_dir=batch.report_dir, cache_root=cache, overwrite=True))
     timer = Timer()
 
@@ -126,21 +128,28 @@ def clear_outputs(out: Path) -> None:
 
 
 def part_workers(shots, dub, work) -> dict:
+    """1 worker of 1 CPU, 1 worker of all CPUs, and the default (one worker per CPU, 1 CPU each),
+    each from a cold cache (the same work), alternating in one run."""
     print(f"\n== 1 vs 2 local workers, {len(shots)} shots of {SHOT_FRAMES} frames, cold cache each (load {load()})")
     figures = {}
-    for workers in (1, 2):
+    for name, workers, share in (("1 worker x 1 CPU", 1, 1), ("1 worker x all CPUs", 1, None),
+                                 ("2 workers x 1 CPU", 2, None)):
         out = work / f"w{workers}"
         clear_outputs(out)
         jobs = job_list(shots, dub, out)
         cache = work / f"cache-w{workers}"
         shutil.rmtree(cache, ignore_errors=True)  # cold: each run analyses every shot
-        report, _, wall, phase, _ = run(jobs, workers, cache)
+        report, result, wall, phase, _ = run(jobs, workers, cache, cpus_per_worker=share)
         assert report["counts"]["done"] == len(shots), report["counts"]
-        figures[workers] = (wall, phase)
-        print(f"{workers} worker(s): wall {wall:.1f} s (Ray start included), shots phase {phase:.1f} s, "
-              f"{len(shots) / phase * 60:.1f} shots/min (load {load()})")
-    print(f"speed-up 2 vs 1 workers: wall {figures[1][0] / figures[2][0]:.2f}x, shots phase "
-          f"{figures[1][1] / figures[2][1]:.2f}x (target >= 1.6x)")
+        figures[name] = (wall, phase)
+        busy = sum(outcome.seconds for outcome in result.outcomes.values())
+        print(f"{name} ({result.run['where']}): wall {wall:.1f} s (Ray start included), shots phase {phase:.1f} s, "
+              f"{len(shots) / phase * 60:.1f} shots/min, sum of shot seconds {busy:.1f} s (load {load()})")
+    one, both, two = (figures[name] for name in ("1 worker x 1 CPU", "1 worker x all CPUs", "2 workers x 1 CPU"))
+    print(f"speed-up 2 workers vs 1, each 1 CPU: wall {one[0] / two[0]:.2f}x, shots phase {one[1] / two[1]:.2f}x "
+          f"(target >= 1.6x)")
+    print(f"speed-up 2 workers x 1 CPU vs 1 worker x all CPUs: wall {both[0] / two[0]:.2f}x, shots phase "
+          f"{both[1] / two[1]:.2f}x")
     return figures
 
 

@@ -364,14 +364,32 @@ def test_cli_exit_status_and_report(shots: Path, tmp_path: Path, capsys) -> None
 
 
 def test_gpu_backends_get_one_worker_per_gpu_each_holding_one() -> None:
-    from dubline.apps.batch.runner import worker_plan
+    from dubline.apps.batch.runner import WorkerPlan, worker_plan
 
-    assert worker_plan(None, cpus=64, gpus=8, gpu_backend=True) == (8, 1)
-    assert worker_plan(4, cpus=64, gpus=8, gpu_backend=True) == (4, 1)
-    assert worker_plan(16, cpus=64, gpus=8, gpu_backend=True) == (8, 1)
-    assert worker_plan(None, cpus=64, gpus=8, gpu_backend=False) == (64, 0)
-    assert worker_plan(None, cpus=2, gpus=0, gpu_backend=True) == (2, 0)
-    assert worker_plan(3, cpus=2, gpus=0, gpu_backend=False) == (3, 0)
+    assert worker_plan(None, cpus=64, gpus=8, gpu_backend=True) == WorkerPlan(8, 8, 1)
+    assert worker_plan(4, cpus=64, gpus=8, gpu_backend=True) == WorkerPlan(4, 16, 1)
+    assert worker_plan(16, cpus=64, gpus=8, gpu_backend=True) == WorkerPlan(8, 8, 1)
+    assert worker_plan(None, cpus=64, gpus=8, gpu_backend=False) == WorkerPlan(64, 1, 0)
+    assert worker_plan(None, cpus=2, gpus=0, gpu_backend=True) == WorkerPlan(2, 1, 0)
+    assert worker_plan(3, cpus=2, gpus=0, gpu_backend=False) == WorkerPlan(3, 1, 0)
+
+
+def test_each_worker_gets_a_share_of_the_cpus_that_fits_a_node() -> None:
+    from dubline.apps.batch.pools import local_ray_cpus
+    from dubline.apps.batch.runner import WorkerPlan, worker_plan
+
+    # One worker on a 2-CPU Ray may use both; two get one each; asked-for shares win.
+    assert worker_plan(1, cpus=2, gpus=0, gpu_backend=False) == WorkerPlan(1, 2, 0)
+    assert worker_plan(2, cpus=2, gpus=0, gpu_backend=False) == WorkerPlan(2, 1, 0)
+    assert worker_plan(1, cpus=2, gpus=0, gpu_backend=False, cpus_per_worker=1) == WorkerPlan(1, 1, 0)
+    # A share is never larger than the largest node (an actor cannot span nodes).
+    assert worker_plan(2, cpus=48, gpus=0, gpu_backend=False, largest_node_cpus=16) == WorkerPlan(2, 16, 0)
+    # A local Ray advertises enough CPUs for the workers asked for, and at least the machine's.
+    from dubline.core.cpus import machine_cpus
+
+    assert local_ray_cpus(None, None) == machine_cpus()
+    assert local_ray_cpus(machine_cpus() + 3, None) == machine_cpus() + 3
+    assert local_ray_cpus(2, machine_cpus()) == 2 * machine_cpus()
 
 
 def test_speaker_hints_from_clip_metadata(tmp_path: Path) -> None:

@@ -105,6 +105,7 @@ def test_a_worker_killed_mid_shot_is_restarted_and_the_shot_rendered_again(local
     assert all(o.state == "done" for o in run.outcomes.values())
     assert all(not o.worker.endswith(f":{killed}") for o in run.outcomes.values())
     assert "local Ray" in report["run"]["where"] and report["run"]["workers"] == 2
+    assert "workers of 1 CPU each" in report["run"]["where"]  # 2 CPUs shared by 2 workers
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.mkv" for n in "abcd"] +
                                                           [f"{n}.mkv.dubline.json" for n in "abcd"])

@@ -27,6 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
+from dubline.core.cpus import cpu_budget
 from dubline.core.errors import InvalidInputError
 from dubline.core.lru import LruStore
 from dubline.core.progress import CancelToken, ProgressSink, no_progress
@@ -54,8 +55,13 @@ from dubline.stages.faces import (
 )
 from dubline.stages.speech.calibration import calibrate_speaker, default_calibration
 
-#: Threads analysing blocks at once (dlib and the decoder release the GIL: one per core helps).
-DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
+#: Most threads analysing blocks at once (dlib and the decoder release the GIL: one per CPU helps).
+MAX_WORKERS = 4
+
+
+def default_workers() -> int:
+    """Threads analysing blocks at once: one per CPU of this process's budget, at most MAX_WORKERS."""
+    return max(1, min(MAX_WORKERS, cpu_budget()))
 
 
 class AnalysisProvider(Protocol):
@@ -153,13 +159,14 @@ def analyse_planned(
     cache_root: Path | None = None,
     progress: ProgressSink = no_progress,
     cancel: CancelToken | None = None,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
     timings: dict[str, float] | None = None,
 ) -> ClipAnalysis:
     """Analyse the blocks of ``plan`` not yet done, then assemble every block done so far."""
     if plan.block != face_params.detect_every:
         raise InvalidInputError(f"the plan's blocks of {plan.block} frames are not the face stage's {face_params.detect_every}")
     timings = {} if timings is None else timings
+    workers = workers or default_workers()
     started = time.perf_counter()
     caches = SourceCaches.of(media.media_fingerprint(path), face_params, info.video.rate, cache_root)
     done = done_blocks(caches, plan.block_count)
@@ -199,7 +206,7 @@ def analyse_clip(
     *,
     span: tuple[int, int] | None = None,
     budget: AnalysisBudget = WHOLE_FILE,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
     timings: dict[str, float] | None = None,
 ) -> ClipAnalysis:
     """Face track, own speech and speaker calibration of what ``budget`` plans for ``span`` (the
@@ -215,7 +222,7 @@ class DiskAnalyses:
 
     cache_root: Path | None = None
     budget: AnalysisBudget = AnalysisBudget()
-    workers: int = DEFAULT_WORKERS
+    workers: int | None = None
 
     def analyse(self, path: Path, speaker: SpeakerHint | None, progress: ProgressSink = no_progress,
                 cancel: CancelToken | None = None, span: tuple[int, int] | None = None,
@@ -244,7 +251,7 @@ class ResidentAnalyses:
     """
 
     def __init__(self, capacity: int, cache_root: Path | None = None, budget: AnalysisBudget = AnalysisBudget(),
-                 workers: int = DEFAULT_WORKERS, face_params: FaceTrackParams = FaceTrackParams()) -> None:
+                 workers: int | None = None, face_params: FaceTrackParams = FaceTrackParams()) -> None:
         self.cache_root = cache_root
         self.budget = budget
         self.workers = workers

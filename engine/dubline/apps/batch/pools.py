@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dubline.apps.batch.worker import ShotWorker, WorkerRecipe, WorkerState
+from dubline.core.cpus import machine_cpus
 from dubline.core.errors import InvalidInputError
 from dubline.pipeline.batch import ShotSettings
 
@@ -44,6 +45,13 @@ class RayPlace:
     gpus: int
     nodes: int
     started_here: bool
+    largest_node_cpus: int = 0
+
+
+def local_ray_cpus(workers: int | None, cpus_per_worker: int | None) -> int:
+    """CPUs a local Ray advertises: this machine's, or more when the workers asked for need more
+    (``--workers 4`` on two cores still starts four workers; they share the cores)."""
+    return max(machine_cpus(), (workers or 0) * (cpus_per_worker or 1))
 
 
 def start_ray(address: str | None, cpus: int | None = None) -> RayPlace:
@@ -66,18 +74,20 @@ def start_ray(address: str | None, cpus: int | None = None) -> RayPlace:
         common = dict(include_dashboard=False, configure_logging=False, log_to_driver=False, namespace="dubline")
         try:
             if address is None:
-                ray.init(num_cpus=cpus or os.cpu_count() or 1, **common)
+                ray.init(num_cpus=cpus or machine_cpus(), **common)
             else:
                 ray.init(address=address, **common)
         except (ConnectionError, ValueError, RuntimeError) as error:
             raise InvalidInputError(f"--ray-address {address}: cannot join the Ray cluster there: {error}") from None
         started = True
     resources = ray.cluster_resources()
-    nodes = len([n for n in ray.nodes() if n.get("Alive")])
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = len(alive)
+    largest = max((int(n.get("Resources", {}).get("CPU", 0)) for n in alive), default=0)
     cpus_total, gpus_total = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
     where = f"local Ray ({cpus_total} CPUs)" if address is None else \
         f"Ray cluster at {address} ({nodes} nodes, {cpus_total} CPUs, {gpus_total} GPUs)"
-    return RayPlace(where, cpus_total, gpus_total, nodes, started)
+    return RayPlace(where, cpus_total, gpus_total, nodes, started, largest)
 
 
 def stop_ray(place: RayPlace) -> None:
@@ -88,10 +98,10 @@ def stop_ray(place: RayPlace) -> None:
 
 
 class RayPool:
-    """``count`` ShotWorker actors, each with ``cpus`` CPUs and ``gpus`` GPUs, restarted (and
-    their calls retried) up to ``retries`` times when their process dies."""
+    """``count`` ShotWorker actors, each with ``cpus`` CPUs (its threads sized to them) and ``gpus``
+    GPUs, restarted (and their calls retried) up to ``retries`` times when their process dies."""
 
-    def __init__(self, count: int, settings: ShotSettings, recipe: WorkerRecipe, cpus: float = 1, gpus: float = 0,
+    def __init__(self, count: int, settings: ShotSettings, recipe: WorkerRecipe, cpus: int = 1, gpus: float = 0,
                  retries: int = 2) -> None:
         import ray
 
@@ -100,7 +110,7 @@ class RayPool:
             num_cpus=cpus, num_gpus=gpus, max_restarts=retries, max_task_retries=retries,
             max_concurrency=ACTOR_CONCURRENCY,
         )
-        self._args = (settings, recipe)
+        self._args = (settings, recipe, cpus)
         self.actors = [self._remote.remote(*self._args) for _ in range(count)]
 
     def __len__(self) -> int:

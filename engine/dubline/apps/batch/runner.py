@@ -31,6 +31,7 @@ from dubline.apps.batch.pools import (
     RayPlace,
     RayPool,
     WorkerLost,
+    local_ray_cpus,
     start_ray,
     stop_ray,
 )
@@ -58,6 +59,7 @@ POLL_SECONDS = 0.5
 class BatchOptions:
     workers: int | None = None  # None: one per CPU of the Ray (per GPU for GPU backends); 0: this process
     ray_address: str | None = None  # None: a local Ray started here
+    cpus_per_worker: int | None = None  # None: an equal share of the Ray's CPUs
     cross_shot_library: bool = False
     retries: int = 2  # restarts of a dead worker (and retries of its shot)
     settings: ShotSettings = ShotSettings()
@@ -93,12 +95,27 @@ def _uses_gpu(jobs: list[ShotJob]) -> bool:
     return any(get_backend(job.backend).info.prefers_gpu for job in jobs)
 
 
-def worker_plan(requested: int | None, cpus: int, gpus: int, gpu_backend: bool) -> tuple[int, int]:
-    """(workers, GPUs each): for a backend that prefers the GPU on a Ray with GPUs, one worker per
-    GPU (at most ``requested``), each holding one; otherwise ``requested`` or one per CPU, no GPU."""
+@dataclass(frozen=True)
+class WorkerPlan:
+    count: int
+    cpus: int  # each worker's share: Ray reserves it, and the worker sizes its threads by it
+    gpus: int  # each
+
+
+def worker_plan(requested: int | None, cpus: int, gpus: int, gpu_backend: bool,
+                cpus_per_worker: int | None = None, largest_node_cpus: int | None = None) -> WorkerPlan:
+    """For a backend that prefers the GPU on a Ray with GPUs, one worker per GPU (at most
+    ``requested``), each holding one; otherwise ``requested`` workers or one per CPU, no GPU. Each
+    worker gets ``cpus_per_worker`` CPUs, by default an equal share of the Ray's (at least one, at
+    most what the largest node has), so N workers on a machine do not each start a thread per core."""
     if gpu_backend and gpus > 0:
-        return min(requested or gpus, gpus), 1
-    return max(requested or cpus, 1), 0
+        count, gpus_each = min(requested or gpus, gpus), 1
+    else:
+        count, gpus_each = max(requested or cpus, 1), 0
+    share = cpus_per_worker or max(1, cpus // count)
+    if largest_node_cpus:
+        share = min(share, largest_node_cpus)
+    return WorkerPlan(count, max(1, share), gpus_each)
 
 
 class _Driver:
@@ -217,10 +234,14 @@ def run_batch(jobs: list[ShotJob], options: BatchOptions = BatchOptions(),
         if options.workers == 0:
             pool, where, count = InlinePool(options.settings, options.recipe), "this process", 1
         else:
-            place = start_ray(options.ray_address, options.workers)
-            count, gpus = worker_plan(options.workers, place.cpus, place.gpus, _uses_gpu(runnable))
-            pool = RayPool(count, options.settings, options.recipe, gpus=gpus, retries=options.retries)
-            where = place.where + (f", {count} GPU workers" if gpus else f", {count} workers")
+            place = start_ray(options.ray_address, local_ray_cpus(options.workers, options.cpus_per_worker))
+            plan = worker_plan(options.workers, place.cpus, place.gpus, _uses_gpu(runnable), options.cpus_per_worker,
+                               place.largest_node_cpus)
+            pool = RayPool(plan.count, options.settings, options.recipe, cpus=plan.cpus, gpus=plan.gpus,
+                           retries=options.retries)
+            count = plan.count
+            kind = "GPU workers" if plan.gpus else "workers"
+            where = place.where + f", {count} {kind} of {plan.cpus} CPU{'s' if plan.cpus > 1 else ''} each"
         driver = _Driver(pool, on_event, stop)
         on_event(BatchEvent("phase", message="check"))
         for shot, problem in driver.check(runnable).items():

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from dubline.core.cpus import limit_cpus
 from dubline.core.progress import CancelToken
 from dubline.pipeline import AnalysisProvider, ResidentAnalyses
 from dubline.pipeline.batch import (
@@ -55,7 +56,9 @@ class WorkerState:
 
 
 class ShotWorker:
-    def __init__(self, settings: ShotSettings, recipe: WorkerRecipe = WorkerRecipe()) -> None:
+    def __init__(self, settings: ShotSettings, recipe: WorkerRecipe = WorkerRecipe(), cpus: int | None = None) -> None:
+        if cpus is not None:  # this worker's share of its machine (None: all of it)
+            limit_cpus(cpus)
         if recipe.setup is not None:
             recipe.setup()
         self.settings = settings

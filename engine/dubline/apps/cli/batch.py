@@ -32,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--report", type=Path, help="report folder: report.json and sheets/ (default: <out or list stem>_report)")
     parser.add_argument("--workers", type=int, help="workers (default: one per CPU of the Ray, one per GPU for GPU "
                                                     "backends); 0 runs shots one by one in this process without Ray")
+    parser.add_argument("--cpus-per-worker", type=int,
+                        help="CPUs each worker reserves and sizes its threads to (default: an equal share of the Ray's)")
     parser.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT) instead of starting a local Ray")
     parser.add_argument("--cross-shot-library", action="store_true",
                         help="a shot may draw mouths from every shot of the same person (clustered by face identity)")
@@ -64,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 0:
         raise InvalidInputError("--workers must be 0 or more")
+    if args.cpus_per_worker is not None and args.cpus_per_worker < 1:
+        raise InvalidInputError("--cpus-per-worker must be 1 or more")
     if args.workers == 0 and args.ray_address:
         raise InvalidInputError("--workers 0 runs in this process; it cannot be combined with --ray-address")
     defaults = JobDefaults(
@@ -81,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     for warning in batch.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     options = BatchOptions(
-        workers=args.workers, ray_address=args.ray_address, cross_shot_library=args.cross_shot_library,
+        workers=args.workers, cpus_per_worker=args.cpus_per_worker, ray_address=args.ray_address,
+        cross_shot_library=args.cross_shot_library,
         retries=args.retries, settings=ShotSettings(report_dir=batch.report_dir, overwrite=args.overwrite,
                                                     cache_root=args.cache, qc=args.qc),
     )

@@ -12,6 +12,7 @@ import av
 import numpy as np
 import opentimelineio as otio
 
+from dubline.core.cpus import codec_threads
 from dubline.core.errors import MediaDecodeError, MediaTooLargeError
 from dubline.core.timing import snap_rate
 from dubline.stages.media.colour import colour_tags, pixel_format_facts
@@ -61,6 +62,7 @@ def video_info(container, stream, path: Path) -> VideoStreamInfo:
     pixel_format = _checked_frame_format(context, stream, path)
     if not context.is_open:
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = codec_threads()
     rate = _stream_rate(stream, path)
     time_base = Fraction(stream.time_base)
     start_pts = stream.start_time if stream.start_time is not None else 0

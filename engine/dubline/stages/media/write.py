@@ -17,6 +17,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from dubline.core.cpus import codec_threads
 from dubline.core.errors import (
     InvalidInputError,
     InvalidRateError,
@@ -202,6 +203,7 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
                                                                             else spec.options))
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = codec_threads()
         apply_colour(stream.codec_context, colour_tags, spec.rgb)
         fields = apply_layout(stream, layout, spec.codes_fields) if layout is not None else None
         matrix = MATRIX_CODES.get(colour_tags.matrix) if colour_tags is not None and colour_tags.matrix else None

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from dubline.core.cpus import cpu_budget
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.stages import media
 from dubline.stages.backends.base import (
@@ -175,7 +176,7 @@ class RetrievalBackend:
     ) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
         """Each frame's patch, in order. The library crops are looked up here, one frame after the
         other (they are read in windows); the transfer, the morph and the copy back to the stored
-        grid, which depend only on the frame, run on ``TRANSFER_THREADS`` threads, at most
+        grid, which depend only on the frame, run on up to ``TRANSFER_THREADS`` threads, at most
         ``TRANSFER_AHEAD`` frames ahead (OpenCV and numpy release the GIL), so the patches are the
         same as one thread's."""
         first, _ = job.span
@@ -183,7 +184,8 @@ class RetrievalBackend:
         _, transfer_params = _params(job.options)
         library = _LibraryCrops(job, plan, transfer_params)
         pending: deque[tuple[media.VideoFrame, Future | MouthPatch]] = deque()
-        with ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="dubline-retrieval") as pool:
+        threads = max(1, min(TRANSFER_THREADS, cpu_budget()))
+        with ThreadPoolExecutor(threads, thread_name_prefix="dubline-retrieval") as pool:
             try:
                 for frame in frames:
                     if job.cancel is not None:
@@ -207,7 +209,8 @@ class RetrievalBackend:
                         work.cancel()
 
 
-#: Threads that transfer and morph mouths, and how many frames they may run ahead of the consumer.
+#: Most threads that transfer and morph mouths (fewer on a smaller CPU budget), and how many
+#: frames they may run ahead of the consumer.
 TRANSFER_THREADS = 2
 TRANSFER_AHEAD = 4
 
