@@ -88,3 +88,37 @@ def fake_engine(tmp_path: Path, monkeypatch):
     for server, client in started:
         client.close()
         server.stop(1)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost / 127.0.0.1 (cert, key), made with the openssl command."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+#: The bearer token of ``tls_engine``.
+TLS_ENGINE_TOKEN = "a-token-of-sixteen-plus"
+
+
+@pytest.fixture()
+def tls_engine(certificate, tmp_path: Path) -> str:
+    """An engine in this process on 127.0.0.1 over TLS (``certificate``) with ``TLS_ENGINE_TOKEN``:
+    its address, as an engine on another machine is reached."""
+    from dubline.apps.server.app import create_server
+    from dubline.apps.server.security import read_tls
+
+    server, port = create_server("127.0.0.1:0", token=TLS_ENGINE_TOKEN, tls=read_tls(*certificate),
+                                 cache_root=tmp_path / "tls-cache")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(1)

@@ -126,6 +126,19 @@ def test_client_environment_is_found_from_the_dubline_executable(tmp_path: Path)
     assert not engine.is_local("10.0.0.7:50917")
 
 
+def test_settings_reach_an_engine_on_another_machine_over_tls(tls_engine: str, certificate) -> None:
+    from conftest import TLS_ENGINE_TOKEN
+
+    settings = engine.EngineSettings(address=tls_engine, token=TLS_ENGINE_TOKEN, tls_ca=str(certificate[0]))
+    assert engine._serving(dubline_client, settings, timeout=10)
+    with settings.client(dubline_client, 10) as client:
+        assert client.capabilities().api == "dubline.v1"
+    # Without the authority the add-on cannot talk to it (and never sends the token in clear).
+    with pytest.raises(dubline_client.EngineError, match="in clear"):
+        engine.EngineSettings(address=tls_engine.replace("127.0.0.1", "localhost.invalid"),
+                              token=TLS_ENGINE_TOKEN).client(dubline_client, 5)
+
+
 def test_local_engine_refuses_clearly_without_starting(tmp_path: Path) -> None:
     address = f"unix:{tmp_path}/none.sock"
     local = engine.LocalEngine()

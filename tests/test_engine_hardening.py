@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
-import shutil
 import socket
 import subprocess
 import sys
@@ -176,19 +175,6 @@ def test_grpc_calls_wait_for_budget_and_are_refused_unread_when_none_comes(engin
 
 
 # -- TLS and the token ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost / 127.0.0.1, made with the openssl command."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
-
 
 TOKEN = "a-token-of-sixteen-plus"
 

@@ -6,6 +6,7 @@ uses. The live check in Resolve is outstanding (docs/RESOLVE.md).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -90,6 +91,30 @@ def test_settings_come_from_the_config_file_and_the_environment(tmp_path: Path) 
     assert dubline_resolve.load_settings({}, tmp_path / "absent.json").engine_address == dubline_resolve.DEFAULT_ENGINE_ADDRESS
     with pytest.raises(MediaError, match="unknown patch codec 'mpeg2'"):
         dubline_resolve.load_settings({"DUBLINE_CODEC": "mpeg2"}, tmp_path / "absent.json")
+
+
+def test_the_bridge_reaches_an_engine_on_another_machine_over_tls(tls_engine: str, certificate, tmp_path: Path) -> None:
+    from conftest import TLS_ENGINE_TOKEN
+
+    token = tmp_path / "token"
+    token.write_text(TLS_ENGINE_TOKEN + "\n")
+    config = tmp_path / "resolve.json"
+    config.write_text(json.dumps({"engine": tls_engine, "token_file": str(token), "tls_ca": str(certificate[0])}))
+    settings = dubline_resolve.load_settings({}, config)
+    with dubline_resolve.connect(settings) as client:
+        assert client.health() == "SERVING"
+        assert client.capabilities().api == "dubline.v1"
+    # The OTIO path hands the same authority to `dubline otio`.
+    from types import SimpleNamespace
+
+    from dubline_resolve.otio_roundtrip import dubline_otio_command
+
+    span = SimpleNamespace(source_first=0, source_end=10)  # the command needs only the frames
+    command = dubline_otio_command(settings, tmp_path / "in.otio", "clip", span, str(tmp_path / "dub.wav"),
+                                   tmp_path / "out.otio")
+    assert command[command.index("--tls-ca") + 1] == str(certificate[0])
+    with pytest.raises(dubline_resolve.EngineUnavailableError, match="not a readable file"):
+        dubline_resolve.load_settings({"DUBLINE_TLS_CA": str(tmp_path / "absent.pem")}, config)
 
 
 # -- selection and source frames ---------------------------------------------------------------------

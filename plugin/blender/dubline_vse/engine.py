@@ -36,6 +36,13 @@ class EngineSettings:
     executable: str = ""
     auto_start: bool = True
     start_timeout: float = 90.0
+    tls_ca: str = ""  # PEM of the engine's certificate authority: TLS to an engine on another machine
+    tls_server_name: str = ""  # the name its certificate carries, when the address is not it
+
+    def client(self, client_module: ModuleType, timeout: float):
+        """An ``EngineClient`` for these settings (TLS when a certificate authority is set)."""
+        return client_module.EngineClient(self.address, token=self.token or None, timeout=timeout,
+                                          tls_ca=self.tls_ca or None, tls_server_name=self.tls_server_name or None)
 
 
 def python_tag() -> str:
@@ -193,7 +200,7 @@ class LocalEngine:
 
 
 def _serving(client_module: ModuleType, settings: EngineSettings, timeout: float) -> bool:
-    client = client_module.EngineClient(settings.address, token=settings.token or None, timeout=timeout)
+    client = settings.client(client_module, timeout)
     try:
         return client.health(timeout=timeout) == "SERVING"
     except client_module.EngineError:

@@ -123,7 +123,7 @@ class JobRunner:
         self.engine.stop()
 
     def _send_cancel(self, job_id: str, settings: EngineSettings) -> None:
-        client = self.client.EngineClient(settings.address, token=settings.token or None, timeout=5.0)
+        client = settings.client(self.client, 5.0)
         try:
             client.cancel(job_id)
         except self.client.EngineError:
@@ -167,7 +167,7 @@ class JobRunner:
             order.video, order.audio, order.span_text, order.out,
             backend=order.backend, codec=order.codec, audio_offset=order.audio_offset,
         )
-        with self.client.EngineClient(settings.address, token=settings.token or None, timeout=30.0) as client:
+        with settings.client(self.client, 30.0) as client:
             for event in client.render(spec):
                 first_id = not job.job_id and event.job_id
                 job.job_id = event.job_id or job.job_id

@@ -72,7 +72,7 @@ def ask(client: ModuleType, settings: EngineSettings, timeout: float = 30.0) -> 
     answer can take seconds (it imports each backend to describe it)."""
     from importlib import import_module
 
-    with client.EngineClient(settings.address, token=settings.token or None, timeout=timeout) as engine:
+    with settings.client(client, timeout) as engine:
         choices = import_module(f"{client.__name__}.choices").from_capabilities(engine.capabilities())
     remember(settings.address, choices)
     return choices

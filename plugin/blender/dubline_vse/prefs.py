@@ -21,6 +21,15 @@ class DUBLINE_AP_preferences(bpy.types.AddonPreferences):
         name="Token", subtype="PASSWORD",
         description="Bearer token of an engine started with --token-file (stored in Blender's preferences in clear)",
     )
+    tls_ca: StringProperty(
+        name="TLS Certificate Authority", subtype="FILE_PATH",
+        description="PEM file of the certificate authority of an engine on another machine (started with "
+                    "--tls-cert/--tls-key); empty: a local engine without TLS",
+    )
+    tls_server_name: StringProperty(
+        name="TLS Server Name",
+        description="The host name in the engine's certificate, when the address differs from it (e.g. an IP)",
+    )
     auto_start: BoolProperty(
         name="Start a Local Engine", default=True,
         description="Run `dubline serve` when no engine answers at a local address; it stops with the add-on",
@@ -39,6 +48,8 @@ class DUBLINE_AP_preferences(bpy.types.AddonPreferences):
         layout = self.layout
         layout.prop(self, "address")
         layout.prop(self, "token")
+        layout.prop(self, "tls_ca")
+        layout.prop(self, "tls_server_name")
         row = layout.row()
         row.prop(self, "auto_start")
         row.prop(self, "start_timeout")
@@ -72,6 +83,8 @@ def settings(context: bpy.types.Context) -> engine.EngineSettings:
     return engine.EngineSettings(
         address=prefs.address.strip(), token=prefs.token.strip(), executable=prefs.executable.strip(),
         auto_start=prefs.auto_start, start_timeout=prefs.start_timeout,
+        tls_ca=bpy.path.abspath(prefs.tls_ca) if prefs.tls_ca.strip() else "",
+        tls_server_name=prefs.tls_server_name.strip(),
     )
 
 

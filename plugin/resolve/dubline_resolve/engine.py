@@ -34,6 +34,8 @@ class BridgeSettings:
     engine_address: str = DEFAULT_ENGINE_ADDRESS
     token: str | None = None
     token_file: str | None = None      # handed to `dubline otio --token-file`
+    tls_ca: str | None = None          # PEM of a remote engine's certificate authority (TLS)
+    tls_server_name: str | None = None  # the name in its certificate, when the address is not it
     codec: str = ""                    # empty: the engine's default
     backend: str = ""                  # empty: the engine's default
     patch_dir: str | None = None       # default: a dubline_patches folder beside the dub
@@ -63,9 +65,10 @@ def _read_token(path: str) -> str:
 
 
 def load_settings(environ: Mapping[str, str] = os.environ, config_path: Path | None = None) -> BridgeSettings:
-    """Settings from the JSON config file (keys: engine, token_file, codec, backend, patch_dir, dubline_cli,
-    connect_timeout), each overridden by ``DUBLINE_ENGINE``, ``DUBLINE_TOKEN_FILE``, ``DUBLINE_CODEC``,
-    ``DUBLINE_BACKEND``, ``DUBLINE_PATCH_DIR``, ``DUBLINE_CLI``."""
+    """Settings from the JSON config file (keys: engine, token_file, tls_ca, tls_server_name, codec,
+    backend, patch_dir, dubline_cli, connect_timeout), each overridden by ``DUBLINE_ENGINE``,
+    ``DUBLINE_TOKEN_FILE``, ``DUBLINE_TLS_CA``, ``DUBLINE_CODEC``, ``DUBLINE_BACKEND``,
+    ``DUBLINE_PATCH_DIR``, ``DUBLINE_CLI``."""
     path = config_path if config_path is not None else default_config_path(environ)
     config: dict = {}
     if path.is_file():
@@ -80,6 +83,9 @@ def load_settings(environ: Mapping[str, str] = os.environ, config_path: Path | N
         return environ.get(env_name) or config.get(key) or default
 
     token_file = pick("DUBLINE_TOKEN_FILE", "token_file", None)
+    tls_ca = pick("DUBLINE_TLS_CA", "tls_ca", None)
+    if tls_ca and not Path(tls_ca).expanduser().is_file():
+        raise EngineUnavailableError(f"the engine's TLS certificate authority {tls_ca} is not a readable file")
     codec = pick("DUBLINE_CODEC", "codec", "")
     if codec:
         try:
@@ -90,6 +96,8 @@ def load_settings(environ: Mapping[str, str] = os.environ, config_path: Path | N
         engine_address=pick("DUBLINE_ENGINE", "engine", DEFAULT_ENGINE_ADDRESS),
         token=_read_token(token_file) if token_file else None,
         token_file=token_file,
+        tls_ca=str(Path(tls_ca).expanduser()) if tls_ca else None,
+        tls_server_name=config.get("tls_server_name") or None,
         codec=codec,
         backend=pick("DUBLINE_BACKEND", "backend", ""),
         patch_dir=pick("DUBLINE_PATCH_DIR", "patch_dir", None),
@@ -101,7 +109,8 @@ def load_settings(environ: Mapping[str, str] = os.environ, config_path: Path | N
 
 def connect(settings: BridgeSettings) -> EngineClient:
     """A client whose engine answered within ``connect_timeout``; otherwise a message saying how to start one."""
-    client = EngineClient(settings.engine_address, token=settings.token, timeout=30.0)
+    client = EngineClient(settings.engine_address, token=settings.token, timeout=30.0, tls_ca=settings.tls_ca,
+                          tls_server_name=settings.tls_server_name)
     try:
         client.wait_until_ready(timeout=settings.connect_timeout)
         status = client.health()

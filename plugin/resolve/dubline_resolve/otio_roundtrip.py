@@ -60,6 +60,8 @@ def dubline_otio_command(settings: BridgeSettings, timeline_in: Path, clip: str,
         command += ["--backend", settings.backend]
     if settings.token_file:
         command += ["--token-file", settings.token_file]
+    if settings.tls_ca:
+        command += ["--tls-ca", settings.tls_ca]
     for key, value in settings.backend_options.items():
         command += ["--backend-option", f"{key}={value}"]
     return command
