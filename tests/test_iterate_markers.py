@@ -124,10 +124,11 @@ def test_render_writes_a_contact_sheet(rendered) -> None:
     assert result.to_dict()["sheet"] == str(result.sheet)
 
 
-def test_otio_round_trip_puts_markers_on_the_patch_clip(rendered, tmp_path: Path, monkeypatch) -> None:
+def _round_trip(clip: Path, dub: Path, tmp_path: Path, monkeypatch, wrap=lambda renderer: renderer):
+    """``dubline otio``'s round trip of the span on a one-clip cut of ``clip``, rendered in process
+    by the fake backend (through ``wrap``)."""
     from dubline.pipeline import timeline as rt
 
-    clip, dub, result = rendered
     editor = otio.schema.Timeline(name="cut")
     track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     available = otio.opentime.TimeRange(otio.opentime.RationalTime(90000, 25), otio.opentime.RationalTime(60, 25))
@@ -145,11 +146,53 @@ def test_otio_round_trip_puts_markers_on_the_patch_clip(rendered, tmp_path: Path
 
     monkeypatch.setattr(rt, "render", lambda request, **kw: render(
         request, **{**kw, "analyses": FakeAnalyses(no_face_frames=NO_FACE)}))
-    done = rt.round_trip(prepared, renderer)
-    written = otio.adapters.read_from_file(str(done.timeline))
-    patch_clip = next(c for t in written.video_tracks() if t.name == PATCH_TRACK_NAME
-                      for c in t if isinstance(c, otio.schema.Clip))
+    return rt.round_trip(prepared, wrap(renderer))
+
+
+def _patch_clip(timeline: Path) -> otio.schema.Clip:
+    written = otio.adapters.read_from_file(str(timeline))
+    return next(c for t in written.video_tracks() if t.name == PATCH_TRACK_NAME
+                for c in t if isinstance(c, otio.schema.Clip))
+
+
+def test_otio_round_trip_puts_markers_on_the_patch_clip(rendered, tmp_path: Path, monkeypatch) -> None:
+
+    clip, dub, result = rendered
+    done = _round_trip(clip, dub, tmp_path, monkeypatch)
+    patch_clip = _patch_clip(done.timeline)
     assert [m.name for m in patch_clip.markers] == [f.label(SPAN[0]) for f in result.flags]
+
+
+def test_otio_with_qc_marks_what_qc_found_beside_the_render_flags(rendered, tmp_path: Path, monkeypatch) -> None:
+    # `dubline otio --qc`: qc measures the written patch against the source span and the dub; its
+    # flags join the render's as markers. qc itself is replaced by what it would report (weak sync
+    # on patch frames 30-34), so this checks the plumbing, not qc's numbers.
+    from dubline.pipeline import qc as qc_module
+    from dubline.pipeline import timeline as rt
+
+    clip, dub, result = rendered
+    count = SPAN[1] - SPAN[0]
+    local = [0.6] * count
+    local[30:34] = [-0.3] * 4
+    measured = {}
+
+    class Report:
+        def to_dict(self) -> dict:
+            return {"frames": count, "pac_sync": 0.5, "per_frame": {"local_pac": local}}
+
+    def fake_qc(patch, audio, source=None, span=None, audio_offset=None, progress=None, **_):
+        measured.update(patch=Path(patch), audio=audio, source=source, span=span)
+        return Report()
+
+    monkeypatch.setattr(qc_module, "run_qc", fake_qc)
+    done = _round_trip(clip, dub, tmp_path, monkeypatch, rt.with_qc)
+    assert measured["patch"] == done.patch and measured["source"] == clip
+    assert measured["span"] == timing.frames_to_range(*SPAN, RATE)
+    assert done.render["qc"]["pac_sync"] == 0.5
+    patch_clip = _patch_clip(done.timeline)
+    expected = flags_of(result.to_dict(), Report().to_dict())
+    assert FrameFlag(30, 34, "sync", "weak sync") in expected
+    assert [m.name for m in patch_clip.markers] == [f.label(SPAN[0]) for f in expected]
 
 
 def test_qc_flags_from_per_frame_arrays() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,27 @@ def engine_renderer(client: Any, on_event: Callable[[Any], None] | None = None) 
         return PatchMedia(Path(done.out), int(done.frames_written), start, flags), report, list(done.warnings)
 
     return render
+
+
+def with_qc(renderer: Renderer, progress: Any = None) -> Renderer:
+    """``renderer``, then qc of the patch it wrote against the source span and the dub: the report
+    gains ``qc`` and the patch's flags gain qc's, so the timeline's markers say what qc found too.
+    The patch is read where it was written (an engine's patch on storage this machine sees)."""
+    from dubline.pipeline.flags import flags_of
+    from dubline.pipeline.qc import run_qc
+
+    def render_then_measure(plan: PatchPlan, patch: Path, settings: RenderSettings, overwrite: bool):
+        patch_media, report, warnings = renderer(plan, patch, settings, overwrite)
+        first, end = plan.file_frames()
+        qc = run_qc(Path(patch_media.path), settings.audio, source=plan.clip.media,
+                    span=timing.frames_to_range(first, end, plan.rate),
+                    audio_offset=timing.seconds_time(settings.audio_offset), progress=progress or no_progress)
+        report["qc"] = qc.to_dict()
+        flags = tuple(flags_of({"flags": [flag.to_dict() for flag in patch_media.flags]}, report["qc"]))
+        report["flags"] = [flag.to_dict() for flag in flags]
+        return replace(patch_media, flags=flags), report, warnings
+
+    return render_then_measure
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--token-file", type=Path, help="file holding the engine's bearer token")
     add_tls_argument(parser)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the engine to answer")
+    parser.add_argument("--qc", action="store_true",
+                        help="measure the patch's quality numbers (in --json) and mark what qc finds on the timeline")
     parser.add_argument("--dry-run", action="store_true",
                         help="check everything a render checks but the pixels (clip, span, media rate and length, "
                              "dub, outputs), print the plan, render nothing")
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                 return 2
         else:
             renderer = functools.partial(rt.render_in_process, progress=bar)
-            result = _round_trip(args, settings, renderer, edl_rate)
+            result = _round_trip(args, settings, rt.with_qc(renderer, bar) if args.qc else renderer, edl_rate)
     finally:
         bar.close()
     if args.json:
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"patch {result.patch}")
     for warning in result.warnings:
         print(f"warning: {warning}")
+    if "qc" in result.render:
+        print("qc: " + json.dumps(result.render["qc"]))
     return 0
 
 
@@ -128,7 +132,8 @@ def _via_engine(args: argparse.Namespace, settings, edl_rate, bar):
     try:
         with EngineClient(args.engine, token=token, timeout=args.timeout, tls_ca=args.tls_ca) as engine:
             engine.wait_until_ready(args.timeout)
-            return _round_trip(args, settings, rt.engine_renderer(engine, on_event), edl_rate)
+            renderer = rt.engine_renderer(engine, on_event)
+            return _round_trip(args, settings, rt.with_qc(renderer, bar) if args.qc else renderer, edl_rate)
     except EngineError as error:
         print(f"dubline otio: error: {error.code}: {error.message}", file=sys.stderr)
         return None
