@@ -174,6 +174,30 @@ def test_grpc_calls_wait_for_budget_and_are_refused_unread_when_none_comes(engin
     assert budget.wait_idle(30)  # each call gives its bytes back when it has ended
 
 
+def test_a_connection_with_no_call_open_is_closed_when_idle(tmp_path: Path) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    address = f"unix:{tmp_path / 'idle.sock'}"
+    server, _ = create_server(address, cache_root=tmp_path / "cache", idle_connection_seconds=0.5)
+    server.start()
+    states, closed = [], threading.Event()
+
+    def watch(state) -> None:
+        states.append(state)
+        if state != grpc.ChannelConnectivity.READY and grpc.ChannelConnectivity.READY in states:
+            closed.set()  # was connected, and the engine let the connection go
+
+    channel = grpc.insecure_channel(address)
+    try:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        channel.subscribe(watch, try_to_connect=False)
+        assert closed.wait(30), states
+    finally:
+        channel.close()
+        server.stop(1)
+
+
 # -- TLS and the token ---------------------------------------------------------------------------------
 
 TOKEN = "a-token-of-sixteen-plus"

@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Engine"].full_name
 #: gRPC threads: every streaming render holds one while its job runs, so keep many more than jobs.
 RPC_THREADS = 32
+#: A client that vanished (laptop closed, cable pulled) is found by a keepalive ping unanswered
+#: for KEEPALIVE_TIMEOUT_SECONDS, sent after KEEPALIVE_SECONDS of silence, and its connection is
+#: closed (its calls cancelled); a connection with no call open is closed after IDLE_CONNECTION_SECONDS.
+KEEPALIVE_SECONDS = 60
+KEEPALIVE_TIMEOUT_SECONDS = 20
+IDLE_CONNECTION_SECONDS = 300
 
 
 class EngineServer:
@@ -104,6 +110,7 @@ def create_server(
     batch_recipe: WorkerRecipe | None = None,
     analysis_budget: AnalysisBudget = AnalysisBudget(),
     idle_analysis: bool = True,
+    idle_connection_seconds: float = IDLE_CONNECTION_SECONDS,
 ) -> tuple[EngineServer, int]:
     """An engine bound to ``address`` (``HOST:PORT``, port 0 picks one, or ``unix:PATH``), not yet
     started. Returns it and the bound TCP port (0 for a unix socket).
@@ -117,6 +124,8 @@ def create_server(
     analyses).
     ``analysis_budget`` is what a render analyses of its source before it starts; with
     ``idle_analysis`` the engine analyses the rest of rendered clips while no job runs.
+    Connections with no call open are closed after ``idle_connection_seconds``; vanished clients
+    are found by keepalive pings.
     """
     listen = parse_listen(address)
     if not listen.local and not token:
@@ -158,6 +167,10 @@ def create_server(
         options=[
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.keepalive_time_ms", KEEPALIVE_SECONDS * 1000),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_SECONDS * 1000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.max_connection_idle_ms", int(idle_connection_seconds * 1000)),
         ],
         maximum_concurrent_rpcs=RPC_THREADS - 2,
     )
