@@ -240,8 +240,9 @@ def run_batch(jobs: list[ShotJob], options: BatchOptions = BatchOptions(),
             pool = RayPool(plan.count, options.settings, options.recipe, cpus=plan.cpus, gpus=plan.gpus,
                            retries=options.retries)
             count = plan.count
-            kind = "GPU workers" if plan.gpus else "workers"
-            where = place.where + f", {count} {kind} of {plan.cpus} CPU{'s' if plan.cpus > 1 else ''} each"
+            kind = ("GPU worker" if plan.gpus else "worker") + ("s" if count > 1 else "")
+            share = f"{plan.cpus} CPU{'s' if plan.cpus > 1 else ''}" + (" each" if count > 1 else "")
+            where = place.where + f", {count} {kind} of {share}"
         driver = _Driver(pool, on_event, stop)
         on_event(BatchEvent("phase", message="check"))
         for shot, problem in driver.check(runnable).items():
