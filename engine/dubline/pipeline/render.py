@@ -259,6 +259,37 @@ def _decode_depth(video: media.VideoStreamInfo) -> int:
     return int(np.clip(DECODE_AHEAD_BYTES // max(1, video.width * video.height * 3), 4, 64))
 
 
+class _OneBlasThread:
+    """numpy's BLAS on one thread while any render's frame loop runs (a context, re-entrant across
+    threads: the first loop in limits it, the last one out restores the process's setting).
+
+    The loop's products are small (an RBF warp field, colour transforms) and its stages already
+    fill the cores; with threads of its own OpenBLAS spins against them (the warp field's product
+    took 8-15 ms instead of 0.4 on 2 busy cores). The numbers are the same: a product's sums are
+    split between threads by rows, not reordered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loops = 0
+        self._limits: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._loops == 0:
+                self._limits = threadpool_limits(1, user_api="blas")
+            self._loops += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._loops -= 1
+            if self._loops == 0:
+                self._limits.restore_original_limits()
+                self._limits = None
+
+
+ONE_BLAS_THREAD = _OneBlasThread()
+
+
 class _SerialProgress:
     """A progress sink callable from the loop's threads: calls reach the caller's sink one at a time."""
 
@@ -510,12 +541,7 @@ def render(
         matte = media.BackgroundWriter(request.matte, request.matte_codec, span.video.rate, timecode,
                                        request.overwrite, request.inputs(), span.video.colour, span.video.layout,
                                        reuse=reuse.matte_source)
-    # numpy's BLAS on one thread while the loop runs: its products here are small (an RBF field, a
-    # colour transform) and the loop's stages already fill the cores; with its own threads OpenBLAS
-    # spins against them (the warp field's product took 8-15 ms instead of 0.4 on 2 busy cores).
-    # The numbers are the same (each product's sums are split by rows, not reordered).
-    with clock.stage("render_and_encode"), threadpool_limits(1, user_api="blas"), \
-            FrameLoop(loop_clock, threaded=pipelined) as loop:
+    with clock.stage("render_and_encode"), ONE_BLAS_THREAD, FrameLoop(loop_clock, threaded=pipelined) as loop:
         drawn = _frame_loop(loop, request, backend, job, plan, span, outcomes, reuse, matte is not None, preview)
         _write(request, _handed_to_encoder(drawn, span, reuse, matte, written, progress, cancel), span, timecode,
                job.dub_audio, matte, loop_clock, reuse.patch_source)
