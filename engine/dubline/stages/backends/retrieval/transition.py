@@ -103,22 +103,7 @@ def _flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     flow = getattr(_FLOWS, "dis", None)
     if flow is None:
         flow = _FLOWS.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow.setFinestScale(finest_flow_scale(first.shape))
     return flow.calc(first, second, None)
-
-
-#: The flow is refined down to the coarsest pyramid level at which the region is still this many
-#: pixels across (never finer than the medium preset's level 1, half resolution).
-FLOW_MIN_SIDE = 64
-
-
-def finest_flow_scale(shape: tuple[int, ...]) -> int:
-    """The DIS pyramid level (0: full resolution) the flow of a region of ``shape`` stops at: the
-    flow's resolution follows the face, not the frame. A 1080p mouth region (~375 x 550) stops at
-    level 2 instead of the preset's 1: its flow costs 3.7x less, and the morphs come out within
-    47-50 dB of the finer flow's (the motion between two mouths is smooth, and the dissolve shows
-    mostly one real image)."""
-    return max(1, int(np.log2(max(min(shape[:2]), 1) / FLOW_MIN_SIDE)))
 
 
 def dissolve_weight(motion: float, steepness: float = 3.0) -> float:
