@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from fakes import FakeAnalyses, FakeBackendError, register_fake_backend, write_clip
 
@@ -102,6 +103,42 @@ def test_stage_seconds_and_shares(clip: Path, tmp_path: Path, pipelined: bool) -
         assert shares[stage] == pytest.approx(seconds[f"render.{stage}"] / wall, abs=1e-3)
     if not pipelined:  # one thread (but the matte's own writer): busy times are parts of the wall time
         assert sum(seconds[f"render.{stage}"] for stage in LOOP_STAGES if stage != "matte") <= wall * 1.001
+
+
+def _blas_threads() -> set[int]:
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+@pytest.fixture()
+def two_blas_threads() -> Iterator[None]:
+    with threadpool_limits(2, user_api="blas"):
+        if _blas_threads() != {2}:
+            pytest.skip("BLAS cannot run two threads here")
+        yield
+
+
+def test_the_frame_loop_runs_blas_on_one_thread_and_restores_it(clip: Path, tmp_path: Path, monkeypatch,
+                                                                 two_blas_threads) -> None:
+    seen: list[set[int]] = []
+    composite = render_module._composite_stage
+
+    def watched(*args, **kwargs):
+        seen.append(_blas_threads())
+        yield from composite(*args, **kwargs)
+
+    monkeypatch.setattr(render_module, "_composite_stage", watched)
+    render(_request(clip, tmp_path), analyses=FakeAnalyses(), cache_root=tmp_path / "cache")
+    assert seen == [{1}]
+    assert _blas_threads() == {2}
+
+
+def test_overlapping_frame_loops_restore_blas_threads_when_the_last_ends(two_blas_threads) -> None:
+    loops = render_module.ONE_BLAS_THREAD
+    with loops:
+        with loops:  # a second render's loop, on another thread in the engine
+            assert _blas_threads() == {1}
+        assert _blas_threads() == {1}  # the first loop still runs
+    assert _blas_threads() == {2}
 
 
 def test_without_a_matte_the_matte_stage_is_zero(clip: Path, tmp_path: Path) -> None:

@@ -94,21 +94,24 @@ def open_mouth_to(points: np.ndarray, target_aperture: float, params: TransferPa
 
 
 def _rbf(xs: np.ndarray, ys: np.ndarray, controls: np.ndarray, sigma: float) -> np.ndarray:
-    """exp(-(|p - c| / sigma)^2) for points (xs, ys) x controls, float64 (G, C).
+    """exp(-(|p - c| / sigma)^2) for the points of the grid ``ys`` x ``xs`` (row-major) x controls,
+    float64 (G, C).
 
     The same operations as ``np.linalg.norm`` over the (G, C, 2) differences, in place on (G, C)
-    arrays: the same numbers at a fraction of the cost (the warp's largest cost before).
+    arrays: the same numbers at a fraction of the cost (the warp's largest cost before). The squared
+    differences are taken per grid column and row and only added on the whole grid (the same
+    numbers: the grid is regular).
     """
     dx = xs[:, None] - controls[None, :, 0]
     dy = ys[:, None] - controls[None, :, 1]
     np.multiply(dx, dx, out=dx)
     np.multiply(dy, dy, out=dy)
-    np.add(dx, dy, out=dx)
-    np.sqrt(dx, out=dx)
-    np.divide(dx, sigma, out=dx)
-    np.square(dx, out=dx)
-    np.negative(dx, out=dx)
-    return np.exp(dx, out=dx)
+    distance = np.add(dx[None, :, :], dy[:, None, :]).reshape(len(ys) * len(xs), len(controls))
+    np.sqrt(distance, out=distance)
+    np.divide(distance, sigma, out=distance)
+    np.square(distance, out=distance)
+    np.negative(distance, out=distance)
+    return np.exp(distance, out=distance)
 
 
 def _warp_field(
@@ -122,11 +125,11 @@ def _warp_field(
     kernel = np.exp(-((distances / sigma) ** 2)) + 1e-3 * np.eye(len(controls))
     weights = np.linalg.solve(kernel, displacement)
     height, width = shape
-    ys, xs = np.mgrid[0:height:step, 0:width:step].astype(np.float64)
-    field = _rbf(xs.ravel(), ys.ravel(), controls, sigma) @ weights
+    ys, xs = np.arange(0, height, step, dtype=np.float64), np.arange(0, width, step, dtype=np.float64)
+    field = _rbf(xs, ys, controls, sigma) @ weights
     # Never move a pixel further than the largest landmark displacement.
     limit = max(float(np.abs(displacement).max()), 1e-6)
-    field = np.clip(field, -limit, limit).reshape(xs.shape + (2,)).astype(np.float32)
+    field = np.clip(field, -limit, limit).reshape(len(ys), len(xs), 2).astype(np.float32)
     field = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
     # Pixel coordinates plus the field (coordinates broadcast rather than built as two full grids).
     return (np.arange(width, dtype=np.float32)[None, :] + field[..., 0],
@@ -191,11 +194,20 @@ def transfer_mouth(
 def _mouth_laplacian(image: np.ndarray, points: np.ndarray, margin: float) -> np.ndarray | None:
     """The Laplacian (grey, float) at the pixels of the outer-lip polygon grown by ``margin`` px
     (the region ``qc``'s sharpness compares), 1-D; None when the region is degenerate."""
+    region = _mouth_region(image.shape, points, margin)
+    return None if region is None else _laplacian_in(image, region)
+
+
+def _mouth_region(shape: tuple[int, ...], points: np.ndarray,
+                  margin: float) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """(box, bool mask on the box) of the outer-lip polygon grown by ``margin`` px in an image of
+    ``shape``; None when it is degenerate. Computed once where two images share it (the dilation
+    is the costly part)."""
     mouth = points[lm.OUTER_LIP]
     x0, y0 = np.floor(mouth.min(axis=0) - margin - 1).astype(int)
     x1, y1 = np.ceil(mouth.max(axis=0) + margin + 1).astype(int) + 1
     x0, y0 = max(x0, 0), max(y0, 0)
-    x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
+    x1, y1 = min(x1, shape[1]), min(y1, shape[0])
     if x1 - x0 < 3 or y1 - y0 < 3:
         return None
     region = np.zeros((y1 - y0, x1 - x0), np.uint8)
@@ -205,8 +217,14 @@ def _mouth_laplacian(image: np.ndarray, points: np.ndarray, margin: float) -> np
         region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
     if np.count_nonzero(region) < 9:
         return None
-    grey = image[y0:y1, x0:x1].astype(np.float32) @ _GREY_WEIGHTS
-    return cv2.Laplacian(grey, cv2.CV_32F, ksize=3)[region.astype(bool)]
+    return (slice(y0, y1), slice(x0, x1)), region.astype(bool)
+
+
+def _laplacian_in(image: np.ndarray, region: tuple[tuple[slice, slice], np.ndarray]) -> np.ndarray:
+    """The Laplacian (grey, float) of ``image`` at the pixels of ``region`` (``_mouth_region``), 1-D."""
+    (rows, cols), mask = region
+    grey = image[rows, cols].astype(np.float32) @ _GREY_WEIGHTS
+    return cv2.Laplacian(grey, cv2.CV_32F, ksize=3)[mask]
 
 
 def restore_detail(
@@ -240,13 +258,13 @@ def sharpen_to(
 ) -> np.ndarray:
     """``crop`` unsharp-masked so its mouth's detail (``mouth_detail``) reaches ``wanted``, never
     above it, within ``max_detail_gain``."""
-    margin = 0.15 * iod
-    current = _mouth_laplacian(crop, crop_points, margin)
-    if current is None:
+    region = _mouth_region(crop.shape, crop_points, 0.15 * iod)
+    if region is None:
         return crop
+    current = _laplacian_in(crop, region)
     blurred = cv2.GaussianBlur(crop, (0, 0), params.detail_sigma)
     detail = crop.astype(np.float32) - blurred.astype(np.float32)
-    detail_laplacian = _mouth_laplacian(detail, crop_points, margin)
+    detail_laplacian = _laplacian_in(detail, region)
     a, b = current.ravel().astype(np.float64), detail_laplacian.ravel().astype(np.float64)
     var_a, var_b = a.var(), b.var()
     covariance = float(np.mean((a - a.mean()) * (b - b.mean())))

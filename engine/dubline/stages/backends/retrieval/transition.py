@@ -127,7 +127,8 @@ def morph(first: np.ndarray, second: np.ndarray, amount: float, steepness: float
     forward = _flow(grey_first, grey_second)
     backward = _flow(grey_second, grey_first)
     height, width = grey_first.shape
-    base_y, base_x = np.mgrid[0:height, 0:width].astype(np.float32)
+    # Pixel coordinates broadcast along rows and columns rather than built as two full grids.
+    base_y, base_x = np.arange(height, dtype=np.float32)[:, None], np.arange(width, dtype=np.float32)[None, :]
     # A point of the in-between image came from first at x - amount * flow, from second at
     # x - (1 - amount) * the reverse flow (the flows read at x: fine for smooth mouth motion).
     moved_first = cv2.remap(
