@@ -48,8 +48,14 @@ class TransferParams:
     grid_step: int = 4  # the warp field is solved on a grid this many pixels apart
     detail_sigma: float = 1.0  # pixels: the band the unsharp mask restores
     max_detail_gain: float = 2.0  # a bound on the unsharp mask's amount
+    #: the mouth detail the restore aims at, as a share of the library frame's own
+    detail_target: float = 1.0
     #: frames each side of a cut between runs over which one mouth morphs into the other (0: cut)
     transition_frames: int = 1
+    #: Gaussian sigma (output frames) the opening correction is smoothed with over time (0: each
+    #: frame's own): the correction follows what selection left between the chosen mouths and the
+    #: target, which jumps from frame to frame and moves the lower lip up and down with it
+    opening_smoothing: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -225,7 +231,7 @@ def restore_detail(
     reference = mouth_detail(library_image, library_points, iod)
     if reference is None:
         return crop
-    return sharpen_to(crop, crop_points, reference, iod, params)
+    return sharpen_to(crop, crop_points, reference * params.detail_target, iod, params)
 
 
 def mouth_detail(image: np.ndarray, points: np.ndarray, iod: float) -> float | None:
