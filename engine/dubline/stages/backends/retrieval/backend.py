@@ -73,7 +73,7 @@ class RetrievalPlan:
     #: (T, 68, 2) the landmarks each frame's matte is cut from, steadied over time (NaN: no patch)
     matte_points: np.ndarray
     #: (T,) the target aperture the transfer corrects each frame's opening to (the dub's, or the
-    #: previous render's where the dub did not change: ``incremental.kept``)
+    #: previous render's where the dub did not change: ``incremental.kept``; ``steady_opening``)
     aperture: np.ndarray
     targets: SelectionTargets | None = None
 
@@ -157,8 +157,9 @@ class RetrievalBackend:
         selection = select_frames(library, targets, params, job.expression, pinned)
         partner, weight = transition.schedule(selection, library.consecutive, transfer_params.transition_frames)
         starts = transition.run_starts(selection, library.consecutive)
+        aperture = steady_opening(targets.aperture, library.aperture, selection, transfer_params)
         plan = RetrievalPlan(rows_clip, rows_frame, selection, partner, weight, starts, np.empty((0, 68, 2)),
-                             targets.aperture, targets)
+                             aperture, targets)
         return replace(plan, matte_points=_steady_matte_points(job, plan, transfer_params))
 
     def frame_keys(self, job: BackendJob, plan: RetrievalPlan) -> list[str]:
@@ -246,6 +247,25 @@ def _patch(job: BackendJob, plan: RetrievalPlan, params: TransferParams, frame: 
     image = frame.image.copy()
     image[y0:y1, x0:x1] = stored_crop
     return MouthPatch(image, view.to_stored(plan.matte_points[t]), "", starts)
+
+
+def steady_opening(target: np.ndarray, library_aperture: np.ndarray, selection: np.ndarray,
+                   params: TransferParams) -> np.ndarray:
+    """(T,) the aperture each frame's transfer corrects its mouth to: the chosen mouth's own plus
+    the correction towards ``target`` (bounded as the transfer bounds it), smoothed over time with
+    ``params.opening_smoothing`` (frames without a library mouth neither take nor give one)."""
+    if params.opening_smoothing <= 0:
+        return target
+    from scipy.ndimage import gaussian_filter1d
+
+    shown = selection >= 0
+    own = np.where(shown, library_aperture[np.maximum(selection, 0)], np.nan)
+    change = np.clip(target - own, -params.max_opening_change, params.max_opening_change)
+    known = shown & np.isfinite(change)
+    weight = gaussian_filter1d(known.astype(np.float64), params.opening_smoothing, mode="nearest")
+    total = gaussian_filter1d(np.where(known, change, 0.0), params.opening_smoothing, mode="nearest")
+    smoothed = np.divide(total, weight, out=np.zeros_like(total), where=weight > 1e-6)
+    return np.where(known, own + smoothed, target)
 
 
 #: Frames each side over which the matte's reach is steadied (its border must not breathe).
