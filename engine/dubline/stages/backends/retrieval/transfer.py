@@ -56,8 +56,10 @@ class TransferParams:
     #: encode alone keeps 0.92-0.99 on untouched frames); 1.1 took that pair's sharpness ratio
     #: 0.86 -> 0.95 (a variance 10 % up is 5 % more amplitude, no visible halo)
     detail_target: float = 1.1
-    #: frames each side of a cut between runs over which one mouth morphs into the other (0: cut)
-    transition_frames: int = 2
+    #: frames each side of a cut between runs over which one mouth morphs into the other (0: cut).
+    #: 4 (was 2): on the six shared pairs flicker 0.97-1.13 -> 0.95-1.09 with PAC equal or higher
+    #: (speaker_b x dub_ja_24bit 0.70 -> 0.73); more frames morphed costs render time
+    transition_frames: int = 4
     #: Gaussian sigma (output frames) the opening correction is smoothed with over time (0: each
     #: frame's own): the correction follows what selection left between the chosen mouths and the
     #: target, which jumps from frame to frame and moves the lower lip up and down with it
