@@ -326,7 +326,8 @@ class ResidentAnalyses:
         batch = missing[:max_blocks]
         if batch:
             caches = SourceCaches.of(media.media_fingerprint(path), self.face_params, current.info.video.rate, self.cache_root)
-            analyse_blocks(path, current.info, plan, batch, caches, self.face_params, self.workers, no_progress, cancel)
+            analyse_blocks(path, current.info, plan, batch, caches, self.face_params, self.workers or default_workers(),
+                           no_progress, cancel)
             with self._key_lock(key):
                 latest = self._store.get(key) or current
                 wanted = AnalysisPlan(plan.frame_count, plan.block, (), tuple(b for b in range(plan.block_count)
