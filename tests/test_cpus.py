@@ -36,9 +36,11 @@ from dubline.apps.batch.worker import ShotWorker
 from dubline.pipeline.analysis import default_workers
 from dubline.pipeline.batch import ShotSettings
 from dubline.stages.media.write import codec_threads
+from dubline.core.cpus import cpu_budget
 ShotWorker(ShotSettings(cache_root={str(tmp_path)!r}), cpus=1)
-print(cv2.getNumThreads(), torch.get_num_threads(), default_workers(), codec_threads())
+print(cv2.getNumThreads(), torch.get_num_threads(), default_workers(), codec_threads(), cpu_budget())
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[:3] == ["1", "1", "1"]
     assert out[3] == ("0" if cpus.machine_cpus() == 1 else "1")
+    assert out[4] == "1"  # what the render reads to run its frame loop in one thread

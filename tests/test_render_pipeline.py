@@ -105,6 +105,30 @@ def test_stage_seconds_and_shares(clip: Path, tmp_path: Path, pipelined: bool) -
         assert sum(seconds[f"render.{stage}"] for stage in LOOP_STAGES if stage != "matte") <= wall * 1.001
 
 
+@pytest.mark.parametrize("budget, threaded", [("1", False), (None, True)])
+def test_the_loop_runs_on_threads_only_with_more_than_one_cpu(clip: Path, tmp_path: Path, monkeypatch,
+                                                              budget: str | None, threaded: bool) -> None:
+    # A batch worker kept to one CPU runs its stages one after the other; a machine of its own overlaps them.
+    from dubline.core import cpus
+    render_module = importlib.import_module("dubline.pipeline.render")
+
+    if budget is None:
+        monkeypatch.delenv(cpus.ENVIRONMENT, raising=False)
+        if cpus.machine_cpus() == 1:
+            pytest.skip("one CPU here: the loop is never threaded")
+    else:
+        monkeypatch.setenv(cpus.ENVIRONMENT, budget)
+    loops = []
+
+    def recording_loop(clock, threaded):
+        loops.append(threaded)
+        return FrameLoop(clock, threaded=threaded)
+
+    monkeypatch.setattr(render_module, "FrameLoop", recording_loop)
+    render(_request(clip, tmp_path), analyses=FakeAnalyses(), cache_root=tmp_path / "cache")
+    assert loops == [threaded]
+
+
 def _blas_threads() -> set[int]:
     return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 

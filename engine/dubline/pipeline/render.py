@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from dubline.core import timing
 from dubline.core.cache import check_root as check_cache_root
+from dubline.core.cpus import cpu_budget
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.core.flags import FrameFlag
 from dubline.core.paths import publish_file
@@ -512,14 +513,18 @@ def render(
     cache_root: Path | None = None,
     analyses: AnalysisProvider | None = None,
     *,
-    pipelined: bool = True,
+    pipelined: bool | None = None,
     preview: PreviewSink | None = None,
 ) -> RenderResult:
     """Render the patch for one span. ``analyses`` provides the clip analyses (default: computed
     from the on-disk cache under ``cache_root``; the engine passes its resident ones). ``preview``
     is offered every patched frame as it is pasted (the engine sends some of them as progress pictures).
     ``pipelined=False`` runs the frame loop's stages in this thread, one after the other: the
-    reference the threaded loop is tested against (the frames are the same)."""
+    reference the threaded loop is tested against (the frames are the same). By default the loop
+    runs on threads when this process may use more than one CPU (``core.cpus``): a batch worker
+    kept to one CPU gains nothing from overlapping stages it cannot run at once."""
+    if pipelined is None:
+        pipelined = cpu_budget() > 1
     progress = _SerialProgress(progress)
     prepared = prepare_span(request, progress, cancel, cache_root, analyses)
     span, backend, job, plan, clock, warnings = (prepared.span, prepared.backend, prepared.job, prepared.plan,
