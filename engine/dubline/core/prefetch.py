@@ -12,6 +12,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
 
+from dubline.core.cpus import cpu_budget
+
 T = TypeVar("T")
 
 _END = object()
@@ -88,8 +90,33 @@ class Prefetched(Generic[T]):
             self._thread.join()
 
 
-def prefetched(items: Iterable[T], depth: int = 4, name: str = "dubline-prefetch") -> Prefetched[T]:
+class InlineItems(Generic[T]):
+    """``items`` produced in the consumer's own thread, with Prefetched's calls: what a process
+    kept to one CPU gets (a producer thread there only takes CPU from the consumer)."""
+
+    def __init__(self, items: Iterable[T]) -> None:
+        self._source = iter(items)
+
+    def start(self) -> InlineItems[T]:
+        return self
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        return next(self._source)
+
+    def close(self) -> None:
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
+
+
+def prefetched(items: Iterable[T], depth: int = 4, name: str = "dubline-prefetch") -> Prefetched[T] | InlineItems[T]:
     """``items``, produced on a background thread up to ``depth`` ahead. The thread starts on the
     first ``next`` (or ``start()``); an exception raised while producing is raised to the consumer at
-    that point; ``close()`` stops the producer and closes ``items`` (call it when done early)."""
+    that point; ``close()`` stops the producer and closes ``items`` (call it when done early).
+    In a process kept to one CPU (``core.cpus``) the items are produced in the consumer's thread."""
+    if cpu_budget() <= 1:
+        return InlineItems(items)
     return Prefetched(items, depth, name)

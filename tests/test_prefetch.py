@@ -1,0 +1,49 @@
+"""Items produced ahead on a thread, or in the consumer's thread in a process kept to one CPU."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from dubline.core import cpus
+from dubline.core.prefetch import prefetched
+
+
+def _items(count: int, threads: list[str], closed: threading.Event):
+    try:
+        for item in range(count):
+            threads.append(threading.current_thread().name)
+            yield item
+    finally:
+        closed.set()
+
+
+@pytest.mark.parametrize("budget, producer", [("1", "consumer"), (None, "dubline-prefetch")])
+def test_items_come_in_order_from_a_thread_unless_kept_to_one_cpu(monkeypatch, budget, producer) -> None:
+    if budget is None:
+        monkeypatch.delenv(cpus.ENVIRONMENT, raising=False)
+        if cpus.machine_cpus() == 1:
+            pytest.skip("one CPU here: items are always produced inline")
+    else:
+        monkeypatch.setenv(cpus.ENVIRONMENT, budget)
+    threads: list[str] = []
+    closed = threading.Event()
+    consumer = threading.current_thread().name
+    ahead = prefetched(_items(5, threads, closed), depth=2)
+    assert list(ahead) == [0, 1, 2, 3, 4]
+    assert set(threads) == {consumer if producer == "consumer" else producer}
+    assert closed.wait(10)
+
+
+@pytest.mark.parametrize("budget", ["1", None])
+def test_closing_early_closes_the_items(monkeypatch, budget) -> None:
+    if budget is None:
+        monkeypatch.delenv(cpus.ENVIRONMENT, raising=False)
+    else:
+        monkeypatch.setenv(cpus.ENVIRONMENT, budget)
+    closed = threading.Event()
+    ahead = prefetched(_items(100, [], closed), depth=2)
+    assert next(ahead) == 0
+    ahead.close()
+    assert closed.wait(10)
