@@ -122,3 +122,16 @@ def tls_engine(certificate, tmp_path: Path) -> str:
     server.start()
     yield f"127.0.0.1:{port}"
     server.stop(1)
+
+
+def set_cpu_budget(monkeypatch, budget: str | None, needs_cores: bool = False) -> None:
+    """Run the test as a process kept to ``budget`` CPUs (None: the whole machine, skipped on a
+    one-CPU machine when ``needs_cores``: there nothing is ever threaded)."""
+    from dubline.core import cpus
+
+    if budget is not None:
+        monkeypatch.setenv(cpus.ENVIRONMENT, budget)
+        return
+    monkeypatch.delenv(cpus.ENVIRONMENT, raising=False)
+    if needs_cores and cpus.machine_cpus() == 1:
+        pytest.skip("one CPU here: nothing runs on a thread of its own")

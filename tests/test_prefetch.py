@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from dubline.core import cpus
+from conftest import set_cpu_budget
 from dubline.core.prefetch import prefetched
 
 
@@ -21,12 +21,7 @@ def _items(count: int, threads: list[str], closed: threading.Event):
 
 @pytest.mark.parametrize("budget, producer", [("1", "consumer"), (None, "dubline-prefetch")])
 def test_items_come_in_order_from_a_thread_unless_kept_to_one_cpu(monkeypatch, budget, producer) -> None:
-    if budget is None:
-        monkeypatch.delenv(cpus.ENVIRONMENT, raising=False)
-        if cpus.machine_cpus() == 1:
-            pytest.skip("one CPU here: items are always produced inline")
-    else:
-        monkeypatch.setenv(cpus.ENVIRONMENT, budget)
+    set_cpu_budget(monkeypatch, budget, needs_cores=True)
     threads: list[str] = []
     closed = threading.Event()
     consumer = threading.current_thread().name
@@ -38,10 +33,7 @@ def test_items_come_in_order_from_a_thread_unless_kept_to_one_cpu(monkeypatch, b
 
 @pytest.mark.parametrize("budget", ["1", None])
 def test_closing_early_closes_the_items(monkeypatch, budget) -> None:
-    if budget is None:
-        monkeypatch.delenv(cpus.ENVIRONMENT, raising=False)
-    else:
-        monkeypatch.setenv(cpus.ENVIRONMENT, budget)
+    set_cpu_budget(monkeypatch, budget)
     closed = threading.Event()
     ahead = prefetched(_items(100, [], closed), depth=2)
     assert next(ahead) == 0

@@ -109,15 +109,10 @@ def test_stage_seconds_and_shares(clip: Path, tmp_path: Path, pipelined: bool) -
 def test_the_loop_runs_on_threads_only_with_more_than_one_cpu(clip: Path, tmp_path: Path, monkeypatch,
                                                               budget: str | None, threaded: bool) -> None:
     # A batch worker kept to one CPU runs its stages one after the other; a machine of its own overlaps them.
-    from dubline.core import cpus
-    render_module = importlib.import_module("dubline.pipeline.render")
+    from conftest import set_cpu_budget
 
-    if budget is None:
-        monkeypatch.delenv(cpus.ENVIRONMENT, raising=False)
-        if cpus.machine_cpus() == 1:
-            pytest.skip("one CPU here: the loop is never threaded")
-    else:
-        monkeypatch.setenv(cpus.ENVIRONMENT, budget)
+    render_module = importlib.import_module("dubline.pipeline.render")
+    set_cpu_budget(monkeypatch, budget, needs_cores=True)
     loops = []
 
     def recording_loop(clock, threaded):
