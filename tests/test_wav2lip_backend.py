@@ -152,6 +152,21 @@ def test_default_batch_size_per_device_and_frame_size():
             assert batch >= 1 and (batch == 1 or batch * shape[0] * shape[1] * 3 <= CHUNK_FRAME_BYTES)
 
 
+def test_chunks_start_and_end_small_and_cover_the_span():
+    from dubline.stages.backends.wav2lip.backend import chunk_sizes
+
+    assert chunk_sizes(200, 64) == [8, 16, 32, 64, 24, 32, 16, 8]
+    assert chunk_sizes(40, 64) == [8, 16, 8, 8]
+    assert chunk_sizes(20, 8) == [8, 8, 4]  # nothing smaller than a batch of 8 to ramp from
+    assert chunk_sizes(0, 64) == []
+    for total in range(0, 300, 7):
+        for batch in (1, 8, 16, 64, 128):
+            sizes = chunk_sizes(total, batch)
+            assert sum(sizes) == total and all(0 < size <= batch for size in sizes)
+            if total >= 2 * 8:  # the generator starts early, the tail is short
+                assert sizes[0] == min(8, batch) and sizes[-1] <= 8
+
+
 def test_missing_weights_name_the_expected_file(tmp_path, monkeypatch):
     monkeypatch.setenv(MODELS_ENV, str(tmp_path))
     with pytest.raises(ModelNotFoundError, match="wav2lip_gan.pth") as caught:

@@ -5,9 +5,9 @@ registry (a missing file fails here, before any frame is rendered), build the pe
 windows of the dub, the crop boxes of the whole source (``crops``), and the reference frame of
 every output frame; with ``reference="rest"`` the few reference frames are decoded now and kept as
 96x96 crops.
-patches: stream the span in chunks of ``batch_size`` frames: crop the usable faces, run the
-generator on the chunk (on a thread of its own, one chunk ahead of the rest), and place each
-generated face into a full-frame copy of its frame. The shared compositor (``composite.paste``)
+patches: stream the span in chunks (``chunk_sizes``: small at both ends of the span, ``batch_size``
+between): crop the usable faces, run the generator on the chunk (on a thread of its own, one chunk
+ahead of the rest), and place each generated face into a full-frame copy of its frame. The shared compositor (``composite.paste``)
 blends it inside the lower-face matte.
 
 Options (``--backend-option`` / ``RenderRequest.backend_options``):
@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import islice
+from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,10 @@ REFERENCES = ("rest", "same")
 #: less per frame (2 shared cores, CPU ms per frame: batch 16: 220, 32: 190, 64: 171, 128: 157);
 #: a GPU wants large batches to be kept busy.
 DEFAULT_BATCH_SIZES = {"cpu": 64, "cuda": 128}
+#: The first and last chunks of a span: the generator waits for the first chunk's frames to be
+#: decoded, and the last chunk is composited and encoded after the generator is done, so both ends
+#: start this small and double towards ``batch_size`` (outputs do not depend on the chunking).
+SMALLEST_CHUNK = 8
 #: ... within this many bytes of full frames per chunk: two chunks are held at once (one with the
 #: generator, one being composited), so large frames get smaller default batches (1080p: 64, 4K: 16).
 CHUNK_FRAME_BYTES = 512 * 2**20
@@ -129,6 +133,25 @@ def default_batch_size(device: str, frame_shape: tuple[int, ...]) -> int:
     while batch > 1 and batch * frame_bytes > CHUNK_FRAME_BYTES:
         batch //= 2
     return batch
+
+
+def chunk_sizes(total: int, batch: int, smallest: int = SMALLEST_CHUNK) -> list[int]:
+    """Frames per streamed chunk for a span of ``total`` frames: ``smallest``, doubling up to
+    ``batch``, full batches, then halving back to ``smallest`` at the end (a short span takes its
+    small chunks from both ends alike); they add up to ``total``."""
+    head: list[int] = []
+    tail: list[int] = []
+    remaining = total
+    size = min(smallest, batch)
+    while size < batch and remaining:
+        for side in (head, tail):
+            take = min(size, remaining)
+            if take:
+                side.append(take)
+                remaining -= take
+        size *= 2
+    middle = [batch] * (remaining // batch) + ([remaining % batch] if remaining % batch else [])
+    return head + middle + tail[::-1]
 
 
 def generator_for(options: Wav2LipOptions) -> nn.Module:
@@ -243,17 +266,20 @@ class Wav2LipBackend:
     def patches(
         self, job: BackendJob, plan: Wav2LipPlan, frames: Iterable[media.VideoFrame]
     ) -> Iterator[tuple[media.VideoFrame, MouthPatch]]:
-        """Chunks of ``batch_size`` frames; the generator works on the next chunk (on its own thread)
+        """Chunks of ``chunk_sizes`` frames; the generator works on the next chunk (on its own thread)
         while this one's faces are placed and handed on, so the generator rarely waits for the
         compositor or the encoder."""
         frames = iter(frames)
+        first, end = job.span
+        batch = plan.runner.batch_size
+        sizes = chain(chunk_sizes(end - first, batch), repeat(batch))
         generating = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-wav2lip")
         try:
             done, pending = 0, None
             while True:
                 if job.cancel is not None:
                     job.cancel.check()
-                chunk = list(islice(frames, plan.runner.batch_size))
+                chunk = list(islice(frames, next(sizes)))
                 following = (chunk, generating.submit(_generate, job, plan, chunk, done)) if chunk else None
                 done += len(chunk)
                 if pending is not None:
