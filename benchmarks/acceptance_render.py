@@ -134,6 +134,11 @@ def main() -> None:
                    "largest_boundaries": largest}
             rows.append(row)
             lips, expression = qc.lip_colour or {}, qc.expression or {}
+            by_lip = qc.lip_colour_by_lip or {}
+            per_lip = " ".join(
+                f"{part} {_fmt(lip.get('saturation'), 3)} [{_fmt(lip.get('saturation_low'), 3)}.."
+                f"{_fmt(lip.get('saturation_high'), 3)}] {_fmt(lip.get('hue'), 1)}deg"
+                f"{'' if lip.get('within') else ' OUT'}" for part, lip in by_lip.items())
             print(f"{name:30s} PAC {qc.pac_sync:5.2f} id {qc.identity_distance:5.3f} psnr {qc.psnr_outside_db:5.1f} "
                   f"seam {qc.seam:4.2f} flicker {qc.flicker_ratio:4.2f} (motion {_fmt(qc.flicker_ratio_motion)}) "
                   f"sharp {qc.sharpness_ratio:4.2f} (matched {_fmt(qc.sharpness_ratio_matched)}, untouched "
@@ -141,6 +146,7 @@ def main() -> None:
                   f"{_fmt(qc.local_pac_min)} lips sat {_fmt(lips.get('saturation'), 3)} "
                   f"[{_fmt(lips.get('saturation_low'), 3)}..{_fmt(lips.get('saturation_high'), 3)}] "
                   f"hue {_fmt(lips.get('hue'), 1)} [{_fmt(lips.get('hue_low'), 1)}..{_fmt(lips.get('hue_high'), 1)}] "
+                  f"per lip: {per_lip or '-'} "
                   f"expr {_fmt(expression.get('score'))} frames {qc.frames}/{qc.expected_frames} "
                   f"tc {qc.timecode_ok} render {seconds:5.1f}s", flush=True)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1, default=str))

@@ -108,8 +108,13 @@ def score(key_path: Path, picked: list[int]) -> None:
     false_alarms = len(set(picked) - patched)
     # Chance: picking len(picked) tiles at random finds len(picked) * |patched| / |tiles| patched ones.
     chance = len(picked) * len(patched) / len(key)
+    # The chance of finding at least ``hits`` by picking as many tiles at random (hypergeometric).
+    from scipy.stats import hypergeom
+
+    p_value = float(hypergeom.sf(hits - 1, len(key), len(patched), len(picked)))
     print(f"found {hits} of {len(patched)} patched tiles with {false_alarms} false alarms "
-          f"({len(picked)} picked of {len(key)}; chance would find {chance:.1f})")
+          f"({len(picked)} picked of {len(key)}; chance would find {chance:.1f}; "
+          f"{hits} or more by guessing: p = {p_value:.3f})")
 
 
 def main() -> None:

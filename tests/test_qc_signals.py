@@ -6,7 +6,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from dubline.core.landmarks import face_template_68
-from dubline.qc.lips import Spread, circular_median_offset, lip_colour, lip_ring, mouth_expression
+from dubline.qc.lips import (
+    Spread,
+    circular_median_offset,
+    lip_colour,
+    lip_colour_summary,
+    lip_part,
+    lip_ring,
+    mouth_expression,
+)
+from dubline.qc.metrics import QcReport
 from dubline.qc.temporal import MotionResidualMeter, local_pac, matched_detail, motion_residual
 
 FACE = face_template_68((100.0, 100.0), 150.0, mouth_open=0.08)
@@ -41,6 +50,51 @@ def test_lip_colour_reads_saturation_and_hue_and_wraps_red() -> None:
     _, mixed = lip_colour(image, FACE)
     assert abs(mixed) < 3
     assert np.allclose(circular_median_offset(np.array([350.0, 10.0, 190.0]), 0.0), [-10.0, 10.0, -170.0])
+
+
+def _two_lips(upper_rgb: tuple[int, int, int], lower_rgb: tuple[int, int, int]) -> np.ndarray:
+    image = _painted(upper_rgb)
+    image[lip_part(FACE, image.shape[:2], "lower")] = lower_rgb
+    return image
+
+
+def test_each_lip_is_read_apart() -> None:
+    upper, lower = lip_part(FACE, (200, 200), "upper"), lip_part(FACE, (200, 200), "lower")
+    assert upper.sum() > 50 and lower.sum() > 50
+    assert (upper & lower).sum() < 0.1 * min(upper.sum(), lower.sum())  # they share only their edges
+    assert (upper | lower).sum() >= 0.95 * lip_ring(FACE, (200, 200)).sum()
+    image = _two_lips((190, 20, 50), (210, 120, 140))  # crimson upper lip, pale pink lower lip
+    assert lip_colour(image, FACE, "upper")[0] > lip_colour(image, FACE, "lower")[0] + 0.3
+
+
+def test_a_desaturated_lower_lip_is_caught_per_lip() -> None:
+    """The speaker's lower lip always a little paler than her upper lip (as speaker_b's): patched
+    frames whose lower lip lost more of its colour than that are outside her range on that lip,
+    while the upper lip stays within."""
+    rng = np.random.default_rng(3)
+    count = 40
+    measured = {part: np.full((2, count), np.nan) for part in ("upper", "lower")}  # source, patch
+    hues = {part: np.full((2, count), np.nan) for part in ("upper", "lower")}
+    for t in range(count):
+        shade = rng.integers(-6, 7, 3)
+
+        def lips(upper: tuple[int, int, int], lower: tuple[int, int, int]) -> np.ndarray:
+            return _two_lips(tuple(int(v) for v in np.add(upper, shade)), tuple(int(v) for v in np.add(lower, shade)))
+
+        own = lips((190, 30, 55), (205, 70, 95))
+        patched = lips((190, 30, 55), (215, 125, 140))
+        for part in measured:
+            measured[part][0, t], hues[part][0, t] = lip_colour(own, FACE, part)
+            measured[part][1, t], hues[part][1, t] = lip_colour(patched, FACE, part)
+    every = np.ones(count, bool)
+    summaries = {part: lip_colour_summary(measured[part][1], hues[part][1], measured[part][0], hues[part][0], every)
+                 for part in measured}
+    assert summaries["upper"] is not None and summaries["upper"]["within"]
+    assert summaries["lower"] is not None and not summaries["lower"]["within"]
+    assert summaries["lower"]["saturation"] < summaries["lower"]["saturation_low"]
+    report = QcReport(frames=count, lip_colour_by_lip=summaries)
+    assert any(problem.startswith("lower lip colour") for problem in report.failures())
+    assert not any(problem.startswith("upper lip colour") for problem in report.failures())
 
 
 def test_smile_widens_and_lifts_and_head_roll_does_not() -> None:

@@ -73,3 +73,30 @@ def test_morph_moves_the_mouth_instead_of_showing_two() -> None:
     assert len(dark_columns(dissolved)) < 15  # a plain cross-fade only shows two grey discs
     assert np.array_equal(morph(first, second, 0.0), first)
     assert np.array_equal(morph(first, second, 1.0), second)
+
+
+def test_the_inside_of_the_mouth_is_one_mouths_never_a_mix() -> None:
+    """Two insides that do not line up (teeth against a dark open mouth) are never dissolved into
+    each other where ``interior`` is 1: the nearer one shows there, whole; outside it the dissolve
+    mixes as before."""
+    rng = np.random.default_rng(1)
+    teeth = np.full((64, 96, 3), 40, np.uint8)
+    teeth[24:40, 20:76] = 235
+    teeth[24:40, 20:76:8] = 90  # the gaps between teeth
+    dark = np.clip(teeth.astype(int) * 0 + 30 + rng.integers(-3, 4, teeth.shape), 0, 255).astype(np.uint8)
+    interior = np.zeros((64, 96), np.float32)
+    interior[20:44, 16:80] = 1.0
+    inside = interior == 1.0
+    before = morph(teeth, dark, 0.4, interior=interior)
+    after = morph(teeth, dark, 0.6, interior=interior)
+    mixed = morph(teeth, dark, 0.4)
+    band = (slice(27, 37), slice(22, 74))  # the teeth, away from their edges
+
+    def brightness(image: np.ndarray) -> float:
+        return float(np.median(image[band]))
+
+    assert brightness(before) > 200  # white teeth
+    assert brightness(after) < 45  # the dark inside, no teeth showing through
+    assert 100 < brightness(mixed) < 190  # a plain dissolve: grey, the band of the report
+    outside = interior == 0.0
+    assert np.array_equal(before[outside], mixed[outside])

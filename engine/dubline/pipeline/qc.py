@@ -31,7 +31,7 @@ from dubline.core.progress import ProgressSink, no_progress
 from dubline.pipeline.analysis import analyse_clip
 from dubline.pipeline.budget import SPAN_ONLY
 from dubline.pipeline.render import resolve_span, span_start_timecode
-from dubline.qc.lips import Spread, circular_median_offset, lip_colour, mouth_expression
+from dubline.qc.lips import LIP_POLYGONS, Spread, circular_median_offset, lip_colour, lip_colour_summary, mouth_expression
 from dubline.qc.metrics import (
     FlickerMeter,
     QcReport,
@@ -100,11 +100,15 @@ class _PerFrame:
         self.out_detail, self.src_detail = nan(), nan()
         self.out_saturation, self.out_hue, self.src_saturation, self.src_hue = nan(), nan(), nan(), nan()
         self.out_width, self.out_lift, self.src_width, self.src_lift = nan(), nan(), nan(), nan()
+        #: per lip ("upper", "lower"): (out saturation, out hue, source saturation, source hue)
+        self.by_lip = {part: (nan(), nan(), nan(), nan()) for part in LIP_POLYGONS}
         self.src_aperture = nan()  # from the same raw detections as width and lift
         self.series: dict[str, np.ndarray] = {}
 
     def measure_output(self, row: int, image: np.ndarray, landmarks: np.ndarray) -> None:
         self.out_saturation[row], self.out_hue[row] = lip_colour(image, landmarks)
+        for part, (saturation, hue, _, _) in self.by_lip.items():
+            saturation[row], hue[row] = lip_colour(image, landmarks, part)
         self.out_width[row], self.out_lift[row] = mouth_expression(landmarks)
         self.out_detail[row] = mouth_detail(image, mouth_mask(landmarks, image.shape[:2]))
 
@@ -112,6 +116,8 @@ class _PerFrame:
         if not np.all(np.isfinite(landmarks)):
             return
         self.src_saturation[row], self.src_hue[row] = lip_colour(image, landmarks)
+        for part, (_, _, saturation, hue) in self.by_lip.items():
+            saturation[row], hue[row] = lip_colour(image, landmarks, part)
         self.src_width[row], self.src_lift[row] = mouth_expression(landmarks)
         self.src_aperture[row] = lm.inner_lip_aperture(landmarks)
         self.src_detail[row] = mouth_detail(image, mouth_mask(landmarks, image.shape[:2]))
@@ -126,7 +132,10 @@ class _PerFrame:
         matched = matched_detail(self.out_detail, out_aperture, self.src_detail, source_aperture)
         if np.isfinite(matched[patched]).any():
             report.sharpness_ratio_matched = float(np.nanmedian(matched[patched]))
-        report.lip_colour = self._lip_colour()
+        report.lip_colour = lip_colour_summary(self.out_saturation, self.out_hue, self.src_saturation, self.src_hue,
+                                               self.patched)
+        by_lip = {part: lip_colour_summary(*arrays, self.patched) for part, arrays in self.by_lip.items()}
+        report.lip_colour_by_lip = by_lip if all(summary is not None for summary in by_lip.values()) else None
         report.expression = self._expression()
         hue_reference = float(np.nanmedian(self.src_hue)) if np.isfinite(self.src_hue).any() else 0.0
         self.series.update({
@@ -136,39 +145,10 @@ class _PerFrame:
             "sharpness_ratio_matched": matched,
             "lip_saturation": self.out_saturation,
             "lip_hue": circular_median_offset(self.out_hue, hue_reference),
+            **{f"lip_saturation_{part}": arrays[0] for part, arrays in self.by_lip.items()},
             "mouth_width": self.out_width,
             "corner_lift": self.out_lift,
         })
-
-    def _lip_colour(self) -> dict | None:
-        saturation = Spread.of(self.src_saturation)
-        hues = self.src_hue[np.isfinite(self.src_hue)]
-        patched = self.patched & np.isfinite(self.out_saturation)
-        if saturation is None or len(hues) < 5 or not patched.any():
-            return None
-        reference = float(np.degrees(np.arctan2(np.sin(np.radians(hues)).mean(), np.cos(np.radians(hues)).mean())))
-        hue = Spread.of(circular_median_offset(hues, reference))
-        out_hue = circular_median_offset(self.out_hue[patched], reference)
-        mean_hue = float(np.degrees(np.arctan2(np.sin(np.radians(out_hue)).mean(), np.cos(np.radians(out_hue)).mean())))
-        mean_saturation = float(self.out_saturation[patched].mean())
-        outside = ~((self.out_saturation[patched] >= saturation.low) & (self.out_saturation[patched] <= saturation.high)
-                    & (out_hue >= hue.low) & (out_hue <= hue.high))
-        source_hue = circular_median_offset(hues, reference)
-        source_saturation = self.src_saturation[np.isfinite(self.src_hue)]
-        source_outside = ~((source_saturation >= saturation.low) & (source_saturation <= saturation.high)
-                           & (source_hue >= hue.low) & (source_hue <= hue.high))
-        return {
-            "frames": int(patched.sum()),
-            # patched frames outside the ranges on their own, and the share of untouched ones that are
-            # (by the ranges' definition about 10-20 %), to compare like with like
-            "frames_outside": int(outside.sum()),
-            "share_outside": float(outside.mean()),
-            "source_share_outside": float(source_outside.mean()),
-            "saturation": mean_saturation, "saturation_median": saturation.median,
-            "saturation_low": saturation.low, "saturation_high": saturation.high,
-            "hue": mean_hue, "hue_median": hue.median, "hue_low": hue.low, "hue_high": hue.high,
-            "within": saturation.contains(mean_saturation) and hue.contains(mean_hue),
-        }
 
     def _expression(self) -> dict | None:
         """Width and corner lift of the patched frames against the speaker's untouched ones, both

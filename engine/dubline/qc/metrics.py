@@ -326,6 +326,9 @@ class QcReport:
     #: Lip colour and expression of the patched frames against the speaker's untouched frames
     #: (``qc.lips``): the patched frames' mean and the untouched frames' median and 5..95 % range.
     lip_colour: dict | None = None
+    #: The same for each lip apart ({"upper": ..., "lower": ...}): one lip paler than the
+    #: speaker's own can hide in the mean over both.
+    lip_colour_by_lip: dict | None = None
     expression: dict | None = None
     #: Per-frame arrays (one value per patch frame, None where not measured) for timeline markers.
     per_frame: dict[str, list] = field(default_factory=dict)
@@ -375,6 +378,13 @@ class QcReport:
                 f"{self.lip_colour['saturation_high']:.3f}), hue offset {self.lip_colour['hue']:+.1f} deg "
                 f"(range {self.lip_colour['hue_low']:+.1f}..{self.lip_colour['hue_high']:+.1f})"
             )
+        for part, lip in (self.lip_colour_by_lip or {}).items():
+            if lip.get("within") is False:
+                problems.append(
+                    f"{part} lip colour outside the speaker's untouched frames: saturation {lip['saturation']:.3f} "
+                    f"(range {lip['saturation_low']:.3f}..{lip['saturation_high']:.3f}), hue offset "
+                    f"{lip['hue']:+.1f} deg (range {lip['hue_low']:+.1f}..{lip['hue_high']:+.1f})"
+                )
         return problems
 
     def to_dict(self) -> dict:

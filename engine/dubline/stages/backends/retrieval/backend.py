@@ -23,8 +23,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Iterator, Mapping
 
+import cv2
 import numpy as np
 
+from dubline.core import landmarks as lm
 from dubline.core.cpus import cpu_budget
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.stages import media
@@ -432,16 +434,29 @@ def _morphed(view: media.FrameView, image: np.ndarray, first: _Shown, second: _S
     ``second``'s, with the mouth's detail brought back to the two mouths' own, in the proportion
     the dissolve shows them (warps and a dissolve soften)."""
     a, b = _in_region(view, image, first, region), _in_region(view, image, second, region)
-    out = transition.morph(a, b, amount)
     origin = np.array(region[:2], np.float64)
     points_a, points_b = first.landmarks - origin, second.landmarks - origin
+    between = (1.0 - amount) * points_a + amount * points_b
+    interior = _mouth_interior(between, a.shape[:2], iod, params) if params.interior_switch else None
+    out = transition.morph(a, b, amount, interior=interior)
     details = mouth_detail(a, points_a, iod), mouth_detail(b, points_b, iod)
     if None in details:
         return out
     share = transition.dissolve_weight(amount)
     wanted = (1.0 - share) * details[0] + share * details[1]
-    between = (1.0 - amount) * points_a + amount * points_b
     return sharpen_to(out, between, wanted, iod, params)
+
+
+def _mouth_interior(points: np.ndarray, shape: tuple[int, int], iod: float, params: TransferParams) -> np.ndarray:
+    """float32 (H, W): 1 inside the inner-lip polygon of ``points`` grown by
+    ``params.interior_grow`` IOD (the flow-warped teeth do not end exactly on the averaged
+    landmarks), feathered over a couple of pixels."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(points[lm.INNER_LIP] * 16).astype(np.int32)], 1, shift=4)
+    grow = int(round(params.interior_grow * iod))
+    if grow > 0:
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0)
 
 
 def _union(

@@ -64,6 +64,11 @@ class TransferParams:
     #: frame's own): the correction follows what selection left between the chosen mouths and the
     #: target, which jumps from frame to frame and moves the lower lip up and down with it
     opening_smoothing: float = 1.5
+    #: in a transition, show the inside of the mouth (teeth, tongue, the dark) from one of the two
+    #: mouths only, the nearer, instead of dissolving two insides into a smooth band
+    #: (``transition.morph``'s ``interior``); and how far beyond the inner lips that reaches, in IOD
+    interior_switch: bool = True
+    interior_grow: float = 0.02
 
 
 @dataclass(frozen=True)

@@ -114,9 +114,17 @@ def dissolve_weight(motion: float, steepness: float = 3.0) -> float:
     return float((value - low) / (high - low))
 
 
-def morph(first: np.ndarray, second: np.ndarray, amount: float, steepness: float = 3.0) -> np.ndarray:
+def morph(first: np.ndarray, second: np.ndarray, amount: float, steepness: float = 3.0,
+          interior: np.ndarray | None = None) -> np.ndarray:
     """``first`` moved ``amount`` (0..1) of the way to ``second``: both warped along the optical
-    flow between them to the in-between shape and dissolved (RGB, uint8 or uint16, same shape)."""
+    flow between them to the in-between shape and dissolved (RGB, uint8 or uint16, same shape).
+
+    ``interior`` (float32 0..1, the images' size; optional) is where the mouth's inside is: there
+    the dissolve does not mix the two at all but shows the nearer image (``first`` below half way,
+    ``second`` from it). Two sets of teeth, or teeth and a dark open mouth, never line up, and any
+    mix of them reads as one smooth white band without the gaps and highlights of real teeth (on
+    speaker_b the morph's mid frames kept 0.59 of the two mouths' teeth detail); the lips, whose
+    edges the flow does line up, still dissolve."""
     if amount <= 0:
         return first.copy()
     if amount >= 1:
@@ -141,4 +149,9 @@ def morph(first: np.ndarray, second: np.ndarray, amount: float, steepness: float
         borderMode=cv2.BORDER_REFLECT,
     )
     share = dissolve_weight(amount, steepness)
-    return cv2.addWeighted(moved_first, 1.0 - share, moved_second, share, 0.0)
+    if interior is None:
+        return cv2.addWeighted(moved_first, 1.0 - share, moved_second, share, 0.0)
+    nearer = 1.0 if amount >= 0.5 else 0.0
+    weight = (share + (nearer - share) * interior.astype(np.float32))[..., None]
+    mixed = moved_first.astype(np.float32) + weight * (moved_second.astype(np.float32) - moved_first.astype(np.float32))
+    return np.clip(np.rint(mixed), 0, np.iinfo(first.dtype).max).astype(first.dtype)
