@@ -1,4 +1,5 @@
-"""Items produced ahead on a thread, or in the consumer's thread in a process kept to one CPU."""
+"""Items produced ahead on a thread, and work handed to a pool, or both in the caller's thread in a
+process kept to one CPU."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 import pytest
 
 from conftest import set_cpu_budget
-from dubline.core.prefetch import prefetched
+from dubline.core.prefetch import prefetched, work_pool
 
 
 def _items(count: int, threads: list[str], closed: threading.Event):
@@ -39,3 +40,21 @@ def test_closing_early_closes_the_items(monkeypatch, budget) -> None:
     assert next(ahead) == 0
     ahead.close()
     assert closed.wait(10)
+
+
+@pytest.mark.parametrize("budget, worker", [("1", "caller"), (None, "dubline-test")])
+def test_work_runs_on_the_pool_unless_kept_to_one_cpu(monkeypatch, budget, worker) -> None:
+    set_cpu_budget(monkeypatch, budget, needs_cores=True)
+    caller = threading.current_thread().name
+    with work_pool(2, "dubline-test") as pool:
+        futures = [pool.submit(lambda n: (n * n, threading.current_thread().name), n) for n in range(4)]
+        results = [future.result() for future in futures]
+        failed = pool.submit(lambda: 1 / 0)
+    assert [value for value, _ in results] == [0, 1, 4, 9]
+    names = {name for _, name in results}
+    if worker == "caller":
+        assert names == {caller}
+    else:
+        assert all(name.startswith(worker) for name in names)
+    with pytest.raises(ZeroDivisionError):  # a failure reaches whoever asks for the result
+        failed.result()

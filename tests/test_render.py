@@ -16,6 +16,7 @@ from dubline.core.errors import CancelledError, NoFaceError
 from dubline.core.progress import CancelToken
 from dubline.pipeline import RenderRequest, render
 from dubline.stages import media
+from conftest import set_cpu_budget
 from mediagen import AudioSpec, make_video, spec_for
 
 
@@ -100,16 +101,15 @@ def test_silent_dub_keeps_the_mouth_closed_or_at_rest(tmp_path, cache, speaker_b
 def test_threaded_frame_loop_writes_the_one_thread_loops_frames(tmp_path, cache, speaker_b, shared_media, backend,
                                                                 options, monkeypatch) -> None:
     # Real backends on threads: the retrieval backend transfers mouths on two threads, the wav2lip
-    # generator runs a chunk ahead on another; neither may change a pixel.
-    from dubline.stages.backends.retrieval import backend as retrieval
-
+    # generator runs a chunk ahead on another; neither may change a pixel against a process kept to
+    # one CPU, where the loop, the transfers and the generator all run in this thread.
     outputs = {}
     for pipelined in (True, False):
-        monkeypatch.setattr(retrieval, "TRANSFER_THREADS", 2 if pipelined else 1)
+        set_cpu_budget(monkeypatch, None if pipelined else "1", needs_cores=True)
         out, matte = tmp_path / f"{pipelined}.mkv", tmp_path / f"{pipelined}_matte.mkv"
         result = render(RenderRequest(video=speaker_b, audio=shared_media / "dub_en_16k.wav", span="30-56", out=out,
                                       codec="ffv1", matte=matte, backend=backend, backend_options=options),
-                        cache_root=cache, pipelined=pipelined)
+                        cache_root=cache)
         assert result.frames_patched > 20
         outputs[pipelined] = (_frames(out, 0, 26), _frames(matte, 0, 26))
     for threaded, inline in zip(outputs[True], outputs[False]):

@@ -1,4 +1,5 @@
-"""Run an iterator on a background thread a few items ahead of its consumer.
+"""Run an iterator on a background thread a few items ahead of its consumer; hand work to a pool
+of threads. In a process kept to one CPU both run in the caller's thread instead.
 
 Decoding and colour conversion (PyAV, OpenCV) release the GIL, so a reader on its own thread
 overlaps the consumer's work on a second core. The queue is bounded, so at most ``depth`` items
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
 
 from dubline.core.cpus import cpu_budget
 
@@ -120,3 +122,24 @@ def prefetched(items: Iterable[T], depth: int = 4, name: str = "dubline-prefetch
     if cpu_budget() <= 1:
         return InlineItems(items)
     return Prefetched(items, depth, name)
+
+
+class InlineExecutor(Executor):
+    """An Executor that runs each call in the caller's thread when it is submitted."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # handed to whoever asks for the result, as a pool would
+            future.set_exception(error)
+        return future
+
+
+def work_pool(threads: int, name: str) -> Executor:
+    """A pool of ``threads`` threads, or in a process kept to one CPU (``core.cpus``) the caller's
+    own thread: a pool thread there only takes the CPU from the caller, and a batch worker given
+    one CPU by Ray must not keep more than one busy."""
+    if cpu_budget() <= 1:
+        return InlineExecutor()
+    return ThreadPoolExecutor(max(1, threads), thread_name_prefix=name)

@@ -19,7 +19,7 @@ state: split, each piece would take the whole plan and job as arguments anyway.
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from dubline.core import landmarks as lm
 from dubline.core.cpus import cpu_budget
+from dubline.core.prefetch import work_pool
 from dubline.core.errors import InvalidInputError, NoFaceError
 from dubline.stages import media
 from dubline.stages.backends.base import (
@@ -181,14 +182,13 @@ class RetrievalBackend:
         other (they are read in windows); the transfer, the morph and the copy back to the stored
         grid, which depend only on the frame, run on up to ``TRANSFER_THREADS`` threads, at most
         ``TRANSFER_AHEAD`` frames ahead (OpenCV and numpy release the GIL), so the patches are the
-        same as one thread's."""
+        same as one thread's; in a process kept to one CPU, in this thread (``work_pool``)."""
         first, _ = job.span
         faces = job.source.faces
         _, transfer_params = _params(job.options)
         library = _LibraryCrops(job, plan, transfer_params)
         pending: deque[tuple[media.VideoFrame, Future | MouthPatch]] = deque()
-        threads = max(1, min(TRANSFER_THREADS, cpu_budget()))
-        with ThreadPoolExecutor(threads, thread_name_prefix="dubline-retrieval") as pool:
+        with work_pool(min(TRANSFER_THREADS, cpu_budget()), "dubline-retrieval") as pool:
             try:
                 for frame in frames:
                     if job.cancel is not None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import chain, islice, repeat
@@ -42,6 +41,7 @@ from torch import nn
 
 from dubline.core.errors import InvalidInputError
 from dubline.core.models import registry
+from dubline.core.prefetch import work_pool
 from dubline.stages import media
 from dubline.stages.backends.base import BackendInfo, BackendJob, MouthPatch
 from dubline.stages.backends.generated_faces import torch_device
@@ -273,7 +273,7 @@ class Wav2LipBackend:
         first, end = job.span
         batch = plan.runner.batch_size
         sizes = chain(chunk_sizes(end - first, batch), repeat(batch))
-        generating = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-wav2lip")
+        generating = work_pool(1, "render-wav2lip")  # in this thread in a process kept to one CPU
         try:
             done, pending = 0, None
             while True:
