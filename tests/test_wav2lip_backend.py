@@ -141,11 +141,12 @@ def test_default_batch_size_per_device_and_frame_size():
 
     assert Wav2LipOptions.parse({"device": "cpu"}).batch_size is None  # chosen in prepare
     assert Wav2LipOptions.parse({"device": "cpu", "batch_size": "8"}).batch_size == 8
-    assert default_batch_size("cpu", (512, 512)) == 64
+    assert default_batch_size("cpu", (512, 512)) == 16
     assert default_batch_size("cuda:0", (512, 512)) == 128
-    assert default_batch_size("cpu", (1080, 1920)) == 64
+    assert default_batch_size("cpu", (1080, 1920)) == 16
     assert default_batch_size("cuda", (1080, 1920)) == 64  # two chunks of 128 1080p frames: 1.6 GB
-    assert default_batch_size("cpu", (2160, 3840)) == 16
+    assert default_batch_size("cuda", (2160, 3840)) == 16
+    assert default_batch_size("cpu", (4320, 7680)) == 4
     for device in ("cpu", "cuda"):
         for shape in ((96, 96), (1080, 1920), (2160, 3840), (8640, 15360)):
             batch = default_batch_size(device, shape)

@@ -69,16 +69,18 @@ from dubline.stages.speech.mel import (
 )
 
 REFERENCES = ("rest", "same")
-#: Frames per generator call when the options name none, per device. On a CPU larger batches cost
-#: less per frame (2 shared cores, CPU ms per frame: batch 16: 220, 32: 190, 64: 171, 128: 157);
-#: a GPU wants large batches to be kept busy.
-DEFAULT_BATCH_SIZES = {"cpu": 64, "cuda": 128}
+#: Frames per generator call when the options name none, per device. On a CPU the generator shares
+#: the cores with decoding, compositing and encoding; a whole 1080p render there was fastest at 16
+#: (2 quiet cores: 19.9-21.0 s and 38-40 CPU s at 16 against 22.5-23.7 s and 42-44 CPU s at 64),
+#: though the generator alone, under load from other jobs, costs less CPU per frame at 64.
+#: A GPU wants large batches to be kept busy.
+DEFAULT_BATCH_SIZES = {"cpu": 16, "cuda": 128}
 #: The first and last chunks of a span: the generator waits for the first chunk's frames to be
 #: decoded, and the last chunk is composited and encoded after the generator is done, so both ends
 #: start this small and double towards ``batch_size`` (outputs do not depend on the chunking).
 SMALLEST_CHUNK = 8
 #: ... within this many bytes of full frames per chunk: two chunks are held at once (one with the
-#: generator, one being composited), so large frames get smaller default batches (1080p: 64, 4K: 16).
+#: generator, one being composited), so large frames get smaller default batches (CUDA: 1080p 64, 4K 16).
 CHUNK_FRAME_BYTES = 512 * 2**20
 _OPTION_NAMES = ("checkpoint", "deterministic", "batch_size", "device", "reference")
 
@@ -209,7 +211,7 @@ class Wav2LipBackend:
         options={
             "checkpoint": "path of a generator .pth (default: the model directory's)",
             "deterministic": "true: the conformance kit's weights, no file (tests; output is noise)",
-            "batch_size": "frames per generator call (default: 64 on CPU, 128 on CUDA, fewer for large frames)",
+            "batch_size": "frames per generator call (default: 16 on CPU, 128 on CUDA, fewer for large frames)",
             "device": "cpu | cuda (default cuda when available; fp16 on cuda)",
             "reference": "rest (default: a resting-mouth frame of the speaker) | same (the frame itself, official)",
         },
