@@ -374,6 +374,15 @@ def test_gpu_backends_get_one_worker_per_gpu_each_holding_one() -> None:
     assert worker_plan(3, cpus=2, gpus=0, gpu_backend=False) == WorkerPlan(3, 1, 0)
 
 
+def test_analysis_workers_by_default_only_beside_gpu_workers() -> None:
+    from dubline.apps.batch.runner import analysis_plan
+
+    assert analysis_plan(None, 16, gpu_workers=True) == 8
+    assert analysis_plan(None, 16, gpu_workers=False) == 0
+    assert analysis_plan(3, 16, gpu_workers=False) == 3
+    assert analysis_plan(0, 16, gpu_workers=True) == 0
+
+
 def test_each_worker_gets_a_share_of_the_cpus_that_fits_a_node() -> None:
     from dubline.apps.batch.pools import local_ray_cpus
     from dubline.apps.batch.runner import WorkerPlan, worker_plan

@@ -1,7 +1,8 @@
 """``dubline batch`` on a real local Ray with 2 worker actors: a worker process killed mid-shot
 (by pid) is restarted and its shot rendered again, frame for frame what an uninterrupted render
 gives, with no partial file left; and a real render of short shots of the shared clips, whose
-speakers cluster into two persons.
+speakers cluster into two persons; and shots analysed by an analysis worker ahead of the render
+worker that renders them, which finds the analysis in the shared cache.
 
 One Ray is started for the module (workers find ``fakes`` through PYTHONPATH, as a cluster's
 nodes find dubline through their installation). Nothing here waits on a clock: the killed shot
@@ -140,3 +141,47 @@ def test_real_shots_on_two_workers_cluster_into_two_persons(local_ray, shared_me
         assert (batch.report_dir / "sheets" / f"{name}.png").stat().st_size > 0
     assert run.persons["a1"] == run.persons["a2"] != run.persons["b1"] == run.persons["b2"]
     assert report["persons"] == {"1": ["a1", "a2"], "2": ["b1", "b2"]}
+
+
+def test_analysis_workers_analyse_each_shot_before_a_render_worker_takes_it(local_ray, tmp_path: Path) -> None:
+    batch = plan_input(job_list=_job_list(tmp_path, "out", None))
+    recipe = WorkerRecipe(setup=install_fake_backend, analyses=FakeAnalyses)
+    options = BatchOptions(workers=1, analysis_workers=1, recipe=recipe,
+                           settings=ShotSettings(report_dir=batch.report_dir, cache_root=tmp_path / "cache"))
+    events = []
+    run = run_batch(batch.jobs, options, events.append)
+    report = finish(batch, run)
+    assert report["counts"]["done"] == 4, report
+    assert report["run"]["where"].endswith("1 worker of 1 CPU, 1 analysis worker of 1 CPU")
+    order = [(event.kind, event.shot) for event in events if event.kind in ("analysed", "start", "shot")]
+    for name in "abcd":
+        assert order.index(("analysed", name)) < order.index(("start", name)) < order.index(("shot", name))
+    analysers = {event.worker for event in events if event.kind == "analysed"}
+    renderers = {outcome.worker for outcome in run.outcomes.values()}
+    assert len(analysers) == len(renderers) == 1 and analysers.isdisjoint(renderers)  # two processes
+    assert {outcome.analysed_by for outcome in run.outcomes.values()} == analysers
+    assert not any(event.message for event in events if event.kind == "analysed")
+
+
+@pytest.mark.slow
+def test_a_render_worker_finds_its_shots_analysis_in_the_shared_cache(local_ray, shared_media: Path,
+                                                                      tmp_path: Path) -> None:
+    """Real analysis on an analysis worker, real render on a render worker: the render loads the
+    face track and speech from the cache the analysis worker filled and analyses nothing itself."""
+    rows = ["id,video,audio,range,out,audio_offset"]
+    for name, clip, span in (("a", "speaker_a", "10-30"), ("b", "speaker_b", "5-25")):
+        rows.append(f"{name},{shared_media / clip}.mp4,{shared_media / 'dub_en_16k.wav'},{span},out/{name}.mov,0")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "jobs.csv").write_text("\n".join(rows) + "\n")
+    batch = plan_input(job_list=tmp_path / "jobs.csv")
+    options = BatchOptions(workers=1, analysis_workers=1,
+                           settings=ShotSettings(report_dir=batch.report_dir, cache_root=tmp_path / "cache"))
+    run = run_batch(batch.jobs, options)
+    report = finish(batch, run)
+    assert report["counts"]["done"] == 2, [s.get("message") for s in report["shots"]]
+    for outcome in run.outcomes.values():
+        assert outcome.analysed_by and outcome.analysed_by != outcome.worker
+        stages = outcome.render["stage_seconds"]
+        assert "analyse_source.load" in stages  # read from the cache ...
+        assert not [stage for stage in stages if stage.startswith("analyse_source.work")], stages  # ... not analysed
+        assert media.probe(outcome.render["out"]).video.frame_count == 20

@@ -501,6 +501,28 @@ def prepare_span(
     return PreparedSpan(span, backend, job, plan, clock, warnings, analysis, records, previous)
 
 
+def analyse_span(
+    request: RenderRequest,
+    progress: ProgressSink = no_progress,
+    cancel: CancelToken | None = None,
+    cache_root: Path | None = None,
+    analyses: AnalysisProvider | None = None,
+) -> None:
+    """What a render of ``request`` analyses before its first frame (the source over the span, the
+    library files, the dub's speech), done now into the caches under ``cache_root``, so that a
+    render in another process finds them there (a batch's analysis workers run it ahead of the
+    render workers)."""
+    analyses = analyses or DiskAnalyses(cache_root)
+    check_cache_root(cache_root, request.inputs())
+    span = probe_span(request)
+    dub_audio, _ = read_dub(request.audio, request.audio_offset, request.labels["audio_offset"])
+    analyses.analyse(request.video, request.speaker, progress, cancel, span=(span.first, span.end))
+    for path in request.library:
+        analyses.analyse(path, None, progress, cancel)
+    analyse_speech(dub_audio, rate=span.video.rate, frame_count=span.frame_count, length_policy=request.length_policy,
+                   cache=cache_root or True, cancel=cancel)
+
+
 def passthrough_warning(passthrough: dict[str, int]) -> str:
     details = ", ".join(f"{count} {reason}" for reason, count in sorted(passthrough.items()))
     return f"frames passed through untouched: {details}"

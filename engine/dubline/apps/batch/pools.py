@@ -48,10 +48,10 @@ class RayPlace:
     largest_node_cpus: int = 0
 
 
-def local_ray_cpus(workers: int | None, cpus_per_worker: int | None) -> int:
+def local_ray_cpus(workers: int | None, cpus_per_worker: int | None, analysis_workers: int = 0) -> int:
     """CPUs a local Ray advertises: this machine's, or more when the workers asked for need more
     (``--workers 4`` on two cores still starts four workers; they share the cores)."""
-    return max(machine_cpus(), (workers or 0) * (cpus_per_worker or 1))
+    return max(machine_cpus(), (workers or 0) * (cpus_per_worker or 1) + analysis_workers)
 
 
 def start_ray(address: str | None, cpus: int | None = None) -> RayPlace:

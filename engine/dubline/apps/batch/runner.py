@@ -6,6 +6,9 @@
               each shot's library gets other shots' footage of the same person
     run       shots dispatched to idle workers, preferring a worker that already holds the shot's
               clip analysis; each returns done / skipped / failed / cancelled
+    analyse   (with analysis workers: by default on a Ray whose render workers hold GPUs) CPU
+              workers analyse the shots into the shared cache ahead of the render workers, which
+              take each shot once its analysis is there; the identities phase runs on them too
 
 A worker whose process dies is restarted by Ray and its shot retried (``retries`` times); the
 driver sees the new process id and reports the retry. ``stop`` (or Ctrl-C) cancels the shots in
@@ -16,6 +19,7 @@ second Ctrl-C stops at once, and the temporary files of shots cut short are remo
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict
@@ -35,7 +39,7 @@ from dubline.apps.batch.pools import (
     start_ray,
     stop_ray,
 )
-from dubline.apps.batch.worker import WorkerRecipe
+from dubline.apps.batch.worker import Analysed, WorkerRecipe
 from dubline.pipeline.batch import (
     CANCELLED,
     FAILED,
@@ -65,12 +69,17 @@ class BatchOptions:
     settings: ShotSettings = ShotSettings()
     recipe: WorkerRecipe = WorkerRecipe()
     keep_ray: bool = False  # leave a local Ray this call started running (the engine reuses it)
+    #: CPU workers (1 CPU each) that analyse shots ahead of the render workers; None: half the
+    #: Ray's CPUs when the render workers hold GPUs, else none (``analysis_plan``)
+    analysis_workers: int | None = None
 
 
 @dataclass(frozen=True)
 class BatchEvent:
     """``phase`` (message: check / identities / render), ``start``, ``progress`` (stage, done,
-    total, and the worker as host:pid), ``shot`` (outcome), ``retry`` (message: the worker that died)."""
+    total, and the worker as host:pid), ``analysed`` (a shot's analysis is in the shared cache;
+    worker, and message: why it could not be analysed, if so), ``shot`` (outcome), ``retry``
+    (message: the worker that died)."""
 
     kind: str
     shot: str | None = None
@@ -93,6 +102,16 @@ class BatchRun:
 
 def _uses_gpu(jobs: list[ShotJob]) -> bool:
     return any(get_backend(job.backend).info.prefers_gpu for job in jobs)
+
+
+def analysis_plan(requested: int | None, cpus: int, gpu_workers: bool) -> int:
+    """How many 1-CPU workers analyse shots ahead of the render workers: ``requested``, else on a
+    Ray whose render workers hold GPUs half its CPUs (face tracking and speech analysis then run
+    beside the GPUs, which would otherwise wait through them inside their workers), else none
+    (on CPUs alone a worker analysing its own shot loses nothing)."""
+    if requested is not None:
+        return max(0, requested)
+    return cpus // 2 if gpu_workers else 0
 
 
 @dataclass(frozen=True)
@@ -139,18 +158,41 @@ class _Driver:
 
     def _interrupt(self, pending: list[ShotJob]) -> None:
         self.interrupted = True
+        self.stop.set()  # a driver running another pool alongside (analysis workers) stops too
         pending.clear()
         for index in self.in_flight:
             self.pool.cancel(index)
 
+    def _arrive(self, pending: list[ShotJob], arrivals: queue.Queue, wait: bool) -> bool:
+        """Move the jobs that became ready onto ``pending`` (waiting up to POLL_SECONDS for one if
+        ``wait``); False once the end mark (None) has come."""
+        while True:
+            try:
+                job = arrivals.get(timeout=POLL_SECONDS) if wait else arrivals.get_nowait()
+            except queue.Empty:
+                return True
+            if job is None:
+                return False
+            if not self.interrupted:
+                pending.append(job)
+            wait = False
+
     def phase(self, jobs: list[ShotJob], method: str, arguments: Callable[[ShotJob], tuple],
-              on_result: Callable[[ShotJob, Any], None]) -> None:
+              on_result: Callable[[ShotJob, Any], None], arrivals: queue.Queue | None = None) -> None:
+        """Run ``method`` on every job, each on an idle worker. With ``arrivals`` the jobs arrive
+        one by one on that queue instead (None marks the last), as another pool finishes them."""
         if self.interrupted:  # stopped in an earlier phase: start nothing more
+            if arrivals is not None:
+                while arrivals.get() is not None:
+                    pass
             return
         pending = list(jobs)
         handles: dict[int, Any] = {}
-        while pending or handles:
+        arriving = arrivals is not None
+        while pending or handles or arriving:
             try:
+                if arriving:
+                    arriving = self._arrive(pending, arrivals, wait=not pending and not handles)
                 if not self.interrupted and self.stop.is_set():
                     self._interrupt(pending)
                 for index in range(len(self.pool)):
@@ -216,12 +258,19 @@ def run_batch(jobs: list[ShotJob], options: BatchOptions = BatchOptions(),
     outcomes: dict[str, ShotOutcome] = {}
     faces: dict[str, ShotFace] = {}
     libraries: dict[str, tuple[Path, ...]] = {}
+    analysed_by: dict[str, str] = {}
+    lock = threading.Lock()  # events come from the analysis workers' driver thread too
+
+    def event(item: BatchEvent) -> None:
+        with lock:
+            on_event(item)
 
     def finished(job: ShotJob, value: Any) -> None:
         if isinstance(value, WorkerLost):
             value = ShotOutcome(job.id, FAILED, str(value))
+        value.analysed_by = analysed_by.get(job.id, "")
         outcomes[job.id] = value
-        on_event(BatchEvent("shot", job.id, outcome=value))
+        event(BatchEvent("shot", job.id, outcome=value))
 
     for job in jobs:
         if job.problem is not None:
@@ -229,36 +278,48 @@ def run_batch(jobs: list[ShotJob], options: BatchOptions = BatchOptions(),
     runnable = [job for job in jobs if job.problem is None]
     place: RayPlace | None = None
     pool: Any = None
+    analysis_pool: RayPool | None = None
     driver: _Driver | None = None
     try:
         if options.workers == 0:
             pool, where, count = InlinePool(options.settings, options.recipe), "this process", 1
         else:
-            place = start_ray(options.ray_address, local_ray_cpus(options.workers, options.cpus_per_worker))
-            plan = worker_plan(options.workers, place.cpus, place.gpus, _uses_gpu(runnable), options.cpus_per_worker,
-                               place.largest_node_cpus)
+            place = start_ray(options.ray_address, local_ray_cpus(options.workers, options.cpus_per_worker,
+                                                                  options.analysis_workers or 0))
+            gpu_workers = _uses_gpu(runnable) and place.gpus > 0
+            analysers = analysis_plan(options.analysis_workers, place.cpus, gpu_workers)
+            plan = worker_plan(options.workers, max(1, place.cpus - analysers), place.gpus, _uses_gpu(runnable),
+                               options.cpus_per_worker, place.largest_node_cpus)
             pool = RayPool(plan.count, options.settings, options.recipe, cpus=plan.cpus, gpus=plan.gpus,
                            retries=options.retries)
             count = plan.count
             kind = ("GPU worker" if plan.gpus else "worker") + ("s" if count > 1 else "")
             share = f"{plan.cpus} CPU{'s' if plan.cpus > 1 else ''}" + (" each" if count > 1 else "")
             where = place.where + f", {count} {kind} of {share}"
-        driver = _Driver(pool, on_event, stop)
-        on_event(BatchEvent("phase", message="check"))
+            if analysers:
+                analysis_pool = RayPool(analysers, options.settings, options.recipe, cpus=1, retries=options.retries)
+                where += f", {analysers} analysis worker{'s' if analysers > 1 else ''} of 1 CPU"
+        driver = _Driver(pool, event, stop)
+        ahead = _Driver(analysis_pool, _analysis_events(event), stop) if analysis_pool is not None else None
+        event(BatchEvent("phase", message="check"))
         for shot, problem in driver.check(runnable).items():
             finished(next(j for j in runnable if j.id == shot), ShotOutcome(shot, FAILED, problem))
         runnable = [job for job in runnable if job.id not in outcomes]
         if options.cross_shot_library and runnable:
-            on_event(BatchEvent("phase", message="identities"))
-            driver.phase(runnable, "describe", lambda job: (),
-                         lambda job, value: faces.__setitem__(job.id, value) if isinstance(value, ShotFace) else None)
+            event(BatchEvent("phase", message="identities"))
+            (ahead or driver).phase(runnable, "describe", lambda job: (),
+                                    lambda job, value: faces.__setitem__(job.id, value) if isinstance(value, ShotFace) else None)
             persons = cluster_identities({shot: face.descriptor for shot, face in faces.items()})
             libraries = shared_libraries({job.id: job.video for job in runnable}, persons, faces)
-        on_event(BatchEvent("phase", message="render"))
-        driver.phase(runnable, "run", lambda job: (libraries.get(job.id, ()),), finished)
+        event(BatchEvent("phase", message="render"))
+        if ahead is None:
+            driver.phase(runnable, "run", lambda job: (libraries.get(job.id, ()),), finished)
+        else:
+            _render_behind_analysis(ahead, driver, runnable, libraries, analysed_by, event, finished)
     finally:
-        if pool is not None:
-            pool.close()
+        for closing in (pool, analysis_pool):
+            if closing is not None:
+                closing.close()
         if place is not None and not options.keep_ray:
             stop_ray(place)
         for job in runnable:
@@ -269,6 +330,45 @@ def run_batch(jobs: list[ShotJob], options: BatchOptions = BatchOptions(),
     run = {"where": where, "workers": count, "wall_seconds": round(time.perf_counter() - started, 3),
            "cross_shot_library": options.cross_shot_library, "interrupted": bool(driver and driver.interrupted)}
     return BatchRun(outcomes, persons, libraries, run, run["interrupted"])
+
+
+def _analysis_events(event: Callable[[BatchEvent], None]) -> Callable[[BatchEvent], None]:
+    """What the analysis workers' driver reports: their progress and retries (their shots start
+    and finish for the user when the render workers take them)."""
+    def forward(item: BatchEvent) -> None:
+        if item.kind in ("progress", "retry"):
+            event(item)
+
+    return forward
+
+
+def _render_behind_analysis(ahead: _Driver, driver: _Driver, runnable: list[ShotJob],
+                            libraries: dict[str, tuple[Path, ...]], analysed_by: dict[str, str],
+                            event: Callable[[BatchEvent], None], finished: Callable[[ShotJob, Any], None]) -> None:
+    """The analysis workers analyse the shots (on a thread of this process) while the render
+    workers render each shot as soon as its analysis is in the shared cache."""
+    ready: queue.Queue = queue.Queue()
+
+    def analysed(job: ShotJob, value: Any) -> None:
+        worker, problem = (value.worker, value.problem) if isinstance(value, Analysed) else ("", str(value))
+        analysed_by[job.id] = worker
+        event(BatchEvent("analysed", job.id, message=problem, worker=worker))
+        ready.put(job)  # a shot that could not be analysed fails with the reason when it renders
+
+    def analyse_all() -> None:
+        try:
+            ahead.phase(runnable, "analyse", lambda job: (), analysed)
+        finally:
+            ready.put(None)
+
+    thread = threading.Thread(target=analyse_all, name="dubline-batch-analysis", daemon=True)
+    thread.start()
+    try:
+        driver.phase([], "run", lambda job: (libraries.get(job.id, ()),), finished, arrivals=ready)
+    finally:
+        if thread.is_alive():  # the render phase was stopped: so is the analysis
+            ahead.stop.set()
+        thread.join()
 
 
 def _descriptor(shot: str, faces: dict[str, ShotFace], outcomes: dict[str, ShotOutcome]) -> np.ndarray | None:

@@ -12,7 +12,6 @@ and ``cancel`` answer while ``run`` renders.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,10 +25,12 @@ from dubline.pipeline.batch import (
     ShotJob,
     ShotOutcome,
     ShotSettings,
+    analyse_shot,
     describe_shot,
     run_shot,
     unreadable,
 )
+from dubline.pipeline.batch.shot import worker_name
 
 #: Clip analyses a worker keeps in memory (a shot's own clip plus its shared library).
 RESIDENT_ANALYSES = 16
@@ -43,6 +44,14 @@ class WorkerRecipe:
 
     setup: Callable[[], None] | None = None
     analyses: Callable[[], AnalysisProvider] | None = None
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """A shot analysed ahead of its render: by which worker (host:pid), and why not ("": it was)."""
+
+    worker: str
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,18 @@ class ShotWorker:
         finally:
             self._end()
 
+    def analyse(self, job: ShotJob) -> Analysed:
+        """Analyse the shot into the shared caches ahead of its render (an analysis worker's call);
+        a shot that cannot be analysed says why and fails with that reason when it renders."""
+        token = self._begin(job.id)
+        try:
+            analyse_shot(job, self.analyses, self.settings, self._progress(job.id), token)
+            return Analysed(worker_name())
+        except Exception as error:
+            return Analysed(worker_name(), " ".join(f"{job.id}: {error}".split()))
+        finally:
+            self._end()
+
     def run(self, job: ShotJob, library: tuple[Path, ...] = ()) -> ShotOutcome:
         token = self._begin(job.id)
         try:
@@ -116,7 +137,7 @@ class ShotWorker:
     def state(self) -> WorkerState:
         with self._lock:
             shot, stage, done, total = self._state
-        return WorkerState(f"{socket.gethostname()}:{os.getpid()}", os.getpid(), shot, stage, done, total)
+        return WorkerState(worker_name(), os.getpid(), shot, stage, done, total)
 
     def cancel(self) -> bool:
         """Cancel the shot in progress (it stops within one batch of frames and leaves nothing)."""

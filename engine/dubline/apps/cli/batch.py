@@ -34,6 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                                     "backends); 0 runs shots one by one in this process without Ray")
     parser.add_argument("--cpus-per-worker", type=int,
                         help="CPUs each worker reserves and sizes its threads to (default: an equal share of the Ray's)")
+    parser.add_argument("--analysis-workers", type=int,
+                        help="CPU workers (1 CPU each) that analyse shots ahead of the render workers (default: "
+                             "half the Ray's CPUs when the render workers hold GPUs, else 0)")
     parser.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT) instead of starting a local Ray")
     parser.add_argument("--cross-shot-library", action="store_true",
                         help="a shot may draw mouths from every shot of the same person (clustered by face identity)")
@@ -68,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError("--workers must be 0 or more")
     if args.cpus_per_worker is not None and args.cpus_per_worker < 1:
         raise InvalidInputError("--cpus-per-worker must be 1 or more")
+    if args.analysis_workers is not None and args.analysis_workers < 0:
+        raise InvalidInputError("--analysis-workers must be 0 or more")
+    if args.workers == 0 and args.analysis_workers:
+        raise InvalidInputError("--workers 0 runs in this process; it cannot be combined with --analysis-workers")
     if args.workers == 0 and args.ray_address:
         raise InvalidInputError("--workers 0 runs in this process; it cannot be combined with --ray-address")
     defaults = JobDefaults(
@@ -86,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     options = BatchOptions(
         workers=args.workers, cpus_per_worker=args.cpus_per_worker, ray_address=args.ray_address,
-        cross_shot_library=args.cross_shot_library,
+        analysis_workers=args.analysis_workers, cross_shot_library=args.cross_shot_library,
         retries=args.retries, settings=ShotSettings(report_dir=batch.report_dir, overwrite=args.overwrite,
                                                     cache_root=args.cache, qc=args.qc),
     )
@@ -152,6 +159,8 @@ class _Progress:
         elif event.kind == "progress":
             self._stages[event.shot] = f"{event.shot} {event.stage} {event.done}/{event.total}" if event.total else \
                 f"{event.shot} {event.stage}"
+        elif event.kind == "analysed":  # its analysis worker is done with it; a render worker takes it next
+            self._stages.pop(event.shot, None)
         elif event.kind == "shot":
             self._stages.pop(event.shot, None)
             self._bar.update(1)

@@ -41,6 +41,7 @@ from dubline.pipeline.batch.shot import (
     SKIPPED,
     ShotOutcome,
     ShotSettings,
+    analyse_shot,
     describe_shot,
     run_shot,
     unreadable,
@@ -48,7 +49,8 @@ from dubline.pipeline.batch.shot import (
 
 __all__ = [
     "CANCELLED", "DONE", "FAILED", "LIBRARY_LIMIT", "REPORT_NAME", "SAME_PERSON", "SIDECAR_SUFFIX", "SKIPPED",
-    "JobDefaults", "ReelPlan", "ShotFace", "ShotJob", "ShotOutcome", "ShotSettings", "batch_report", "check_jobs",
+    "JobDefaults", "ReelPlan", "ShotFace", "ShotJob", "ShotOutcome", "ShotSettings", "analyse_shot", "batch_report",
+    "check_jobs",
     "cluster_identities", "describe_shot", "finished", "plan_reel", "read_job_list", "reel_timeline", "run_shot",
     "shared_libraries", "shot_key", "sidecar_path", "speaker_descriptor", "summary_table", "unreadable",
     "write_report",

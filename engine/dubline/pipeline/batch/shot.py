@@ -22,7 +22,7 @@ from dubline.pipeline.batch.identity import ShotFace, speaker_descriptor
 from dubline.pipeline.batch.jobs import ShotJob
 from dubline.pipeline.flags import flags_of
 from dubline.pipeline.qc import run_qc
-from dubline.pipeline.render import render, resolve_span
+from dubline.pipeline.render import analyse_span, render, resolve_span
 from dubline.qc.sheets import sheet_for_render
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class ShotOutcome:
     identity: list[float] | None = None  # the speaker's mean descriptor (clustering by person)
     qc: dict[str, Any] | None = None
     worker: str = ""  # host:pid that ran it
+    analysed_by: str = ""  # host:pid of the analysis worker that analysed it ahead ("": its own worker)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +84,13 @@ def describe_shot(job: ShotJob, analyses: AnalysisProvider, progress: ProgressSi
     analysis = analyses.analyse(request.video, request.speaker, progress, cancel)
     first, end = resolve_span(request.span, analysis.info, request.video)
     return ShotFace(speaker_descriptor(analysis.faces, first, end), int(analysis.faces.usable.sum()))
+
+
+def analyse_shot(job: ShotJob, analyses: AnalysisProvider, settings: ShotSettings, progress: ProgressSink = no_progress,
+                 cancel: CancelToken | None = None) -> None:
+    """What the shot's render analyses first, done now into the caches under
+    ``settings.cache_root`` (storage every worker sees), where its render worker will find it."""
+    analyse_span(job.request(), progress, cancel, settings.cache_root, analyses)
 
 
 def run_shot(job: ShotJob, analyses: AnalysisProvider, settings: ShotSettings, library: tuple[Path, ...] = (),
