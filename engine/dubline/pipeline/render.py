@@ -501,13 +501,8 @@ def prepare_span(
     return PreparedSpan(span, backend, job, plan, clock, warnings, analysis, records, previous)
 
 
-def analyse_span(
-    request: RenderRequest,
-    progress: ProgressSink = no_progress,
-    cancel: CancelToken | None = None,
-    cache_root: Path | None = None,
-    analyses: AnalysisProvider | None = None,
-) -> None:
+def analyse_span(request: RenderRequest, cache_root: Path | None, analyses: AnalysisProvider | None = None,
+                 progress: ProgressSink = no_progress, cancel: CancelToken | None = None) -> None:
     """What a render of ``request`` analyses before its first frame (the source over the span, the
     library files, the dub's speech), done now into the caches under ``cache_root``, so that a
     render in another process finds them there (a batch's analysis workers run it ahead of the

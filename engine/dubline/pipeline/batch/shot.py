@@ -90,7 +90,7 @@ def analyse_shot(job: ShotJob, analyses: AnalysisProvider, settings: ShotSetting
                  cancel: CancelToken | None = None) -> None:
     """What the shot's render analyses first, done now into the caches under
     ``settings.cache_root`` (storage every worker sees), where its render worker will find it."""
-    analyse_span(job.request(), progress, cancel, settings.cache_root, analyses)
+    analyse_span(job.request(), settings.cache_root, analyses, progress, cancel)
 
 
 def run_shot(job: ShotJob, analyses: AnalysisProvider, settings: ShotSettings, library: tuple[Path, ...] = (),
