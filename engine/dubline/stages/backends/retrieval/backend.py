@@ -28,8 +28,8 @@ import numpy as np
 
 from dubline.core import landmarks as lm
 from dubline.core.cpus import cpu_budget
-from dubline.core.prefetch import work_pool
 from dubline.core.errors import InvalidInputError, NoFaceError
+from dubline.core.prefetch import work_pool
 from dubline.stages import media
 from dubline.stages.backends.base import (
     DUB_SILENT_REASON,

@@ -7,8 +7,9 @@ every output frame; with ``reference="rest"`` the few reference frames are decod
 96x96 crops.
 patches: stream the span in chunks (``chunk_sizes``: small at both ends of the span, ``batch_size``
 between): crop the usable faces, run the generator on the chunk (on a thread of its own, one chunk
-ahead of the rest), and place each generated face into a full-frame copy of its frame. The shared compositor (``composite.paste``)
-blends it inside the lower-face matte.
+ahead of the rest; in a process kept to one CPU, in the caller's thread), and place each generated
+face into a full-frame copy of its frame. The shared compositor (``composite.paste``) blends it
+inside the lower-face matte.
 
 Options (``--backend-option`` / ``RenderRequest.backend_options``):
 
