@@ -237,7 +237,7 @@ def test_an_idle_engine_extends_rendered_clips_and_yields_to_jobs(shared_media: 
         hold.set()
         idle.start()
         assert entered.wait(60)  # the extension is analysing a frame (and holds there)
-        started, finished = threading.Event(), threading.Event()
+        started = threading.Event()
 
         def second(progress, cancel):
             with lock:

@@ -86,7 +86,6 @@ def test_the_inside_of_the_mouth_is_one_mouths_never_a_mix() -> None:
     dark = np.clip(teeth.astype(int) * 0 + 30 + rng.integers(-3, 4, teeth.shape), 0, 255).astype(np.uint8)
     interior = np.zeros((64, 96), np.float32)
     interior[20:44, 16:80] = 1.0
-    inside = interior == 1.0
     before = morph(teeth, dark, 0.4, interior=interior)
     after = morph(teeth, dark, 0.6, interior=interior)
     mixed = morph(teeth, dark, 0.4)
