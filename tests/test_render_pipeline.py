@@ -169,8 +169,8 @@ def _fail_decode(monkeypatch, after: int) -> list[BaseException]:
     raised: list[BaseException] = []
     real = media.read_span
 
-    def read_span(path, span) -> Iterator[media.VideoFrame]:
-        frames = real(path, span)
+    def read_span(path, span, **options) -> Iterator[media.VideoFrame]:
+        frames = real(path, span, **options)
 
         def failing() -> Iterator[media.VideoFrame]:
             with closing(frames):  # closing the generator closes the file

@@ -303,7 +303,7 @@ class _SerialProgress:
             self._sink(stage, done, total)
 
 
-Drawn = tuple[int, np.ndarray, np.ndarray | None]  # span row, output frame, matte frame
+Drawn = tuple[int, np.ndarray | media.EditedFrame, np.ndarray | None]  # span row, output frame, matte frame
 
 
 def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], first: int,
@@ -339,13 +339,26 @@ def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], fir
             grey = _matte_frame(result)
             clock.add("matte", time.perf_counter() - start)
             clock.add("composite", start - time.perf_counter())  # not the compositor's time
-        yield row, (result.frame if frame.alpha is None or not keep_alpha else np.dstack([result.frame, frame.alpha])), grey
+        yield row, _for_encoder(frame, result, keep_alpha), grey
+
+
+def _for_encoder(frame: media.VideoFrame, result: CompositeResult, keep_alpha: bool) -> np.ndarray | media.EditedFrame:
+    """The composited picture as the encoder takes it: with the source's coded picture and the box
+    ``paste`` may have changed (it changes nothing outside its matte's box), so the encoder keeps
+    the source's samples everywhere else."""
+    if frame.alpha is not None and keep_alpha:
+        return np.dstack([result.frame, frame.alpha])
+    if frame.coded is None:
+        return result.frame
+    box = result.matte_box
+    return media.EditedFrame(result.frame, frame.coded, None if box is None else (box.y0, box.y1, box.x0, box.x1))
 
 
 def _read_rows(video: Path, span: SourceSpan, compute: np.ndarray) -> Iterator[media.VideoFrame]:
     """The source frames of the rows to draw, run by run."""
     for start, end in incremental.runs(compute):
-        yield from media.read_span(video, timing.frames_to_range(span.first + start, span.first + end, span.video.rate))
+        yield from media.read_span(video, timing.frames_to_range(span.first + start, span.first + end, span.video.rate),
+                                   keep_coded=True)
 
 
 def _frame_loop(loop: FrameLoop, request: RenderRequest, backend: Backend, job: BackendJob, plan: Any,
@@ -371,7 +384,7 @@ class _Written:
 
 def _handed_to_encoder(drawn: Iterator[Drawn], span: SourceSpan, reuse: incremental.ReusePlan,
                        matte: media.BackgroundWriter | None, written: _Written, progress: ProgressSink,
-                       cancel: CancelToken | None) -> Iterator[np.ndarray | ReusedFrame]:
+                       cancel: CancelToken | None) -> Iterator[np.ndarray | media.EditedFrame | ReusedFrame]:
     """Every row of the patch in order: a drawn frame, or a frame copied from the previous patch
     (warm-up rows are drawn but not written: the previous patch's are)."""
     previous = reuse.previous
@@ -382,7 +395,8 @@ def _handed_to_encoder(drawn: Iterator[Drawn], span: SourceSpan, reuse: incremen
             drawn_row, image, grey = next(drawn)
             while drawn_row < row:
                 drawn_row, image, grey = next(drawn)
-            written.shape, written.dtype = image.shape, image.dtype.name
+            pixels = image.image if isinstance(image, media.EditedFrame) else image
+            written.shape, written.dtype = pixels.shape, pixels.dtype.name
             if matte is not None:
                 assert grey is not None
                 matte.put(grey)
@@ -396,7 +410,8 @@ def _handed_to_encoder(drawn: Iterator[Drawn], span: SourceSpan, reuse: incremen
         progress("render", row + 1, span.frame_count)
 
 
-def _write(request: RenderRequest, frames: Iterator[np.ndarray | ReusedFrame], span: SourceSpan, timecode: str,
+def _write(request: RenderRequest, frames: Iterator[np.ndarray | media.EditedFrame | ReusedFrame], span: SourceSpan,
+           timecode: str,
            dub_audio: media.AudioClip, matte: media.BackgroundWriter | None, clock: StageClock,
            reuse_from: Path | None) -> None:
     """Encode the patch, with the matte finishing in the same pass; neither is left half-written."""

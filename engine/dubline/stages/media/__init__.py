@@ -5,7 +5,7 @@
     read_frames(path, indices: Iterable[int]) -> Iterator[VideoFrame] # scattered frames, few seeks
     read_audio(path, span: TimeRange | tuple[float, float] | None, rate: int, mono: bool) -> AudioClip
     keyframes_before(path, indices) -> list[int]                      # where reads start cheaply
-    write_patch(frames: Iterable[np.ndarray | VideoFrame], path, codec, rate: Fraction,
+    write_patch(frames: Iterable[np.ndarray | VideoFrame | EditedFrame], path, codec, rate: Fraction,
                 start_timecode: str | None, colour_tags: ColourTags | None,
                 audio: AudioClip | None = None, overwrite: bool = False) -> Path
 
@@ -15,6 +15,10 @@ Spans are OTIO ``TimeRange`` at any rate; they are resolved against the source's
 rate and a frame's index comes from its pts, never from counting decoded frames. A
 variable-frame-rate stream is read on its conform grid (``media.conform``): ``probe`` reports that
 grid's rate and frame count and ``read_span`` yields its slots.
+
+A patch keeps the source's own coded samples wherever it does not change them: ``read_span(...,
+keep_coded=True)`` keeps the decoded picture, and an ``EditedFrame`` (the edited RGB image, that
+picture, the edited box) lets ``write_patch`` convert only the box from RGB.
 
 Pictures stay as stored (orientation, pixel grid, depth); ``FrameView`` gives analysis its upright,
 square-pixel, 8-bit view and maps coordinates between the two (``media.view``).
@@ -35,6 +39,7 @@ from dubline.stages.media.types import (
     AudioStreamInfo,
     ColourTags,
     Conform,
+    EditedFrame,
     MediaInfo,
     PictureLayout,
     VideoFrame,
@@ -53,7 +58,7 @@ from dubline.stages.media.write import (
 
 __all__ = [
     "DEFAULT_PATCH_CODEC", "PATCH_CODECS", "AudioClip", "AudioStreamInfo", "BackgroundWriter", "ColourTags", "Conform",
-    "FrameView", "MediaInfo", "Orientation", "PictureLayout", "VideoFrame", "VideoStreamInfo", "check_output",
+    "EditedFrame", "FrameView", "MediaInfo", "Orientation", "PictureLayout", "VideoFrame", "VideoStreamInfo", "check_output",
     "convert_depth", "media_fingerprint", "patch_warnings", "probe", "rate_text", "read_audio", "keyframes_before",
     "read_frames", "read_image", "read_span", "to_8bit", "write_audio", "write_patch",
 ]

@@ -26,13 +26,15 @@ from dubline.stages.media.types import VideoFrame, VideoStreamInfo
 log = logging.getLogger(__name__)
 
 
-def read_span(path: str | Path, span: otio.opentime.TimeRange, *, exact_colour: bool = True) -> Iterator[VideoFrame]:
+def read_span(path: str | Path, span: otio.opentime.TimeRange, *, exact_colour: bool = True,
+              keep_coded: bool = False) -> Iterator[VideoFrame]:
     """Yield exactly the frames of ``span`` in order, decoded one at a time, as stored (8-bit
     sources as uint8 RGB, deeper ones as uint16; alpha in ``VideoFrame.alpha``).
 
     ``exact_colour=False`` converts 8-bit sources to RGB with swscale's fast default (up to ~2
     levels off, 5-7x cheaper at 1080p): for analysis that only looks at the pictures, never for
-    patch pixels.
+    patch pixels. ``keep_coded=True`` keeps each frame's decoded picture in ``VideoFrame.coded``
+    (for a patch that copies the untouched pixels from it: ``media.EditedFrame``).
 
     Seeks backward to the keyframe before the span and decodes forward to the first frame
     whose pts is at or after its start. Constant-rate streams select frames by index
@@ -52,7 +54,7 @@ def read_span(path: str | Path, span: otio.opentime.TimeRange, *, exact_colour: 
         raise
     # The open container moves into the generator, which closes it when exhausted or
     # closed; an unstarted generator's container is released with it.
-    return _decode_span(container, stream, info, selection, path, exact_colour)
+    return _decode_span(container, stream, info, selection, path, exact_colour, keep_coded)
 
 
 #: Decoding a frame costs about this many frames' decoding less than seeking to it: frames this
@@ -184,18 +186,18 @@ def _pts_of_index(index: int, info: VideoStreamInfo) -> int:
 
 
 def _decode_span(container, stream, info: VideoStreamInfo, selection: _Selection, path: Path,
-                 exact_colour: bool = True) -> Iterator[VideoFrame]:
+                 exact_colour: bool = True, keep_coded: bool = False) -> Iterator[VideoFrame]:
     with container:
         if selection.slot_pts is not None:
-            yield from _conformed(container, stream, info, selection, path, exact_colour)
+            yield from _conformed(container, stream, info, selection, path, exact_colour, keep_coded)
             return
         yield from _decode_indices(container, stream, info, selection, path, VideoReformatter(),
-                                   exact_colour=exact_colour)
+                                   exact_colour=exact_colour, keep_coded=keep_coded)
 
 
 def _decode_indices(container, stream, info: VideoStreamInfo, selection: _Selection, path: Path,
                     reformatter: VideoReformatter, wanted: Container[int] | None = None,
-                    exact_colour: bool = True) -> Iterator[VideoFrame]:
+                    exact_colour: bool = True, keep_coded: bool = False) -> Iterator[VideoFrame]:
     """The frames [first, end) of a constant-rate ``selection`` (only those whose index is in
     ``wanted``, when given: the others are decoded, as they must be, but never converted to RGB)."""
 
@@ -228,10 +230,10 @@ def _decode_indices(container, stream, info: VideoStreamInfo, selection: _Select
             log.warning("%s: frame %d is missing; repeating frame %d", path, missing, previous.index)
             previous = _Decoded(missing, previous.pts, previous.frame, previous.converted)
             if keep(missing):
-                yield previous.video_frame(info, reformatter, exact_colour)
+                yield previous.video_frame(info, reformatter, exact_colour, keep_coded)
         previous = _Decoded(index, frame.pts, frame)
         if keep(index):
-            yield previous.video_frame(info, reformatter, exact_colour)
+            yield previous.video_frame(info, reformatter, exact_colour, keep_coded)
     last = -1 if previous is None else previous.index
     if last < selection.end - 1:
         raise MediaDecodeError(
@@ -249,15 +251,17 @@ class _Decoded:
     frame: av.VideoFrame
     converted: tuple[np.ndarray, np.ndarray | None] | None = None
 
-    def video_frame(self, info: VideoStreamInfo, reformatter: VideoReformatter, exact_colour: bool = True) -> VideoFrame:
+    def video_frame(self, info: VideoStreamInfo, reformatter: VideoReformatter, exact_colour: bool = True,
+                    keep_coded: bool = False) -> VideoFrame:
         if self.converted is None:
             self.converted = to_rgb(self.frame, reformatter, exact=exact_colour)
         image, alpha = self.converted
-        return VideoFrame(self.index, self.pts, _time(self.index, info), image, alpha)
+        return VideoFrame(self.index, self.pts, _time(self.index, info), image, alpha,
+                          self.frame if keep_coded else None)
 
 
 def _conformed(container, stream, info: VideoStreamInfo, selection: _Selection, path: Path,
-               exact_colour: bool = True) -> Iterator[VideoFrame]:
+               exact_colour: bool = True, keep_coded: bool = False) -> Iterator[VideoFrame]:
     """The span's conform slots: slot k yields the decoded source frame whose pts the slot map
     names (a held frame repeats; a dropped one is decoded and skipped). Frames are converted to
     RGB only when a slot shows them, once each."""
@@ -273,7 +277,8 @@ def _conformed(container, stream, info: VideoStreamInfo, selection: _Selection, 
         if converted is None or converted[0] != latest.pts:
             converted = (latest.pts, *to_rgb(latest, exact=exact_colour))
         index = selection.first + position
-        return VideoFrame(index, int(slots[position]), _time(index, info), converted[1], converted[2])
+        return VideoFrame(index, int(slots[position]), _time(index, info), converted[1], converted[2],
+                          latest if keep_coded else None)
 
     for frame in frames:
         while position < len(slots) and frame.pts > slots[position]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import opentimelineio as otio
+
+if TYPE_CHECKING:
+    import av
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,25 @@ class VideoFrame:
     time: otio.opentime.RationalTime  # index at the stream's rate
     image: np.ndarray  # (H, W, 3) RGB as stored: uint8 for 8-bit sources, uint16 above 8 bits
     alpha: np.ndarray | None = None  # (H, W), same dtype, for sources with an alpha channel
+    #: The decoded picture as coded (Y'CbCr planes), kept when ``read_span(..., keep_coded=True)``
+    #: asks: the encoder copies it wherever an edit left the picture alone (``EditedFrame``).
+    coded: av.VideoFrame | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class EditedFrame:
+    """A frame for ``write_patch``: ``image`` (RGB, as ``VideoFrame.image``) is the decoded picture
+    ``coded`` with only the pixels inside ``changed`` edited (None: nothing was).
+
+    When the patch's pixel format is the source's own, the encoder takes the source's samples
+    outside ``changed`` as they are and converts only the box from RGB: untouched pixels stay the
+    source's exactly (an 8-bit 4:2:0 round trip through RGB moves 1-2 % of chroma samples by up to
+    6 levels) and a mouth-sized box costs a fraction of a whole-frame conversion.
+    """
+
+    image: np.ndarray
+    coded: av.VideoFrame = field(repr=False)
+    changed: tuple[int, int, int, int] | None  # rows y0:y1, columns x0:x1
 
 
 @dataclass(frozen=True)

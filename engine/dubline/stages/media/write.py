@@ -33,12 +33,14 @@ from dubline.stages.media.colour import (
     apply_colour,
     colour_codes,
 )
+from dubline.stages.media.edited import coded_picture
 from dubline.stages.media.layout import apply_layout, put_alpha
 from dubline.stages.media.probe import layout_name
 from dubline.stages.media.remux import INTRA_CODECS, OrderedMuxer, PacketSource, ReusedFrame
 from dubline.stages.media.types import (
     AudioClip,
     ColourTags,
+    EditedFrame,
     PictureLayout,
     VideoFrame,
     VideoStreamInfo,
@@ -99,7 +101,7 @@ _MUXERS = {".mov": "mov", ".mp4": "mp4", ".mkv": "matroska"}
 
 
 def write_patch(
-    frames: Iterable[np.ndarray | VideoFrame | ReusedFrame],
+    frames: Iterable[np.ndarray | VideoFrame | EditedFrame | ReusedFrame],
     path: str | Path,
     codec: str,
     rate: Fraction,
@@ -127,7 +129,8 @@ def write_patch(
     patch may never replace, checked before encoding and again before publishing. A
     ``ReusedFrame`` among ``frames`` is copied as coded from the previous patch ``reuse`` (same
     codec and size, an intra-frame codec: ``remux.INTRA_CODECS``), which may be ``path`` itself:
-    it is read while the new file is written under its temporary name.
+    it is read while the new file is written under its temporary name. An ``EditedFrame`` whose
+    source is coded in the patch's pixel format keeps the source's samples outside its edited box.
     """
     path = Path(path)
     if codec not in PATCH_CODECS:
@@ -166,10 +169,10 @@ def write_patch(
     return path
 
 
-def _image_of(frame: np.ndarray | VideoFrame | ReusedFrame, spec: _Codec, position: int) -> np.ndarray:
+def _image_of(frame: np.ndarray | VideoFrame | EditedFrame | ReusedFrame, spec: _Codec, position: int) -> np.ndarray:
     if isinstance(frame, ReusedFrame):
         return frame.template()
-    image = frame.image if isinstance(frame, VideoFrame) else frame
+    image = frame.image if isinstance(frame, (VideoFrame, EditedFrame)) else frame
     if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.ndim != 3:
         raise InvalidInputError(f"frame {position} is not an (H, W, 3) uint8 or uint16 image")
     channels = image.shape[2]
@@ -192,7 +195,7 @@ def _check_size(width: int, height: int, spec: _Codec, codec: str) -> None:
 
 
 def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: int,
-            first: np.ndarray | VideoFrame | ReusedFrame, rest: Iterator, start_timecode: str | None,
+            first: np.ndarray | VideoFrame | EditedFrame | ReusedFrame, rest: Iterator, start_timecode: str | None,
             colour_tags: ColourTags | None, audio: AudioClip | None, final: Path, layout: PictureLayout | None,
             reuse: PacketSource | None) -> None:
     first_image = _image_of(first, spec, 0)
@@ -208,6 +211,7 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
         fields = apply_layout(stream, layout, spec.codes_fields) if layout is not None else None
         matrix = MATRIX_CODES.get(colour_tags.matrix) if colour_tags is not None and colour_tags.matrix else None
         tagged_range = colour_tags is not None and colour_tags.range is not None and not spec.rgb
+        colour_range = RANGES_CODES[colour_tags.range] if tagged_range else None
         frame_colour = colour_codes(colour_tags, spec.rgb)
         if start_timecode:
             # mov/mp4 turn this into a tmcd track; matroska keeps it as a tag.
@@ -231,9 +235,10 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
                     f" {width}x{height}x{first_image.shape[2]} {first_image.dtype} like frame 0"
                 )
             else:
-                _encode_image(stream, muxer, reformatter, image, in_format, pix_fmt, spec, matrix,
-                              RANGES_CODES[colour_tags.range] if tagged_range else None, alpha, frame_colour,
-                              position, frame_period, fields)
+                coded = (coded_picture(item, pix_fmt, matrix, colour_range)
+                         if isinstance(item, EditedFrame) and not (spec.rgb or alpha) else None)
+                _encode_image(stream, muxer, reformatter, image, coded, in_format, pix_fmt, spec, matrix,
+                              colour_range, alpha, frame_colour, position, frame_period, fields)
             position += 1
             if audio_writer is not None:
                 audio_writer.write_until(position * frame_period)  # keep the streams interleaved
@@ -248,11 +253,12 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
             audio_writer.write_until(None)
 
 
-def _encode_image(stream, muxer: OrderedMuxer, reformatter: VideoReformatter, image: np.ndarray, in_format: str,
-                  pix_fmt: str, spec: _Codec, matrix, colour_range, alpha: bool, frame_colour: dict,
-                  position: int, frame_period: Fraction, fields) -> None:
-    frame = av.VideoFrame.from_ndarray(image, format=in_format)
-    if pix_fmt != in_format:
+def _encode_image(stream, muxer: OrderedMuxer, reformatter: VideoReformatter, image: np.ndarray,
+                  coded: av.VideoFrame | None, in_format: str, pix_fmt: str, spec: _Codec, matrix, colour_range,
+                  alpha: bool, frame_colour: dict, position: int, frame_period: Fraction, fields) -> None:
+    """Encode one picture: ``coded`` as it is (already in ``pix_fmt``), else ``image`` converted."""
+    frame = coded if coded is not None else av.VideoFrame.from_ndarray(image, format=in_format)
+    if coded is None and pix_fmt != in_format:
         frame = reformatter.reformat(frame, format=pix_fmt, dst_colorspace=None if spec.rgb else matrix,
                                      dst_color_range=colour_range, interpolation=FROM_RGB)
     if alpha and not spec.rgb:
