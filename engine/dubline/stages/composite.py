@@ -354,6 +354,8 @@ def _blend_crop(
     if pad_y or pad_x:
         diff = cv2.copyMakeBorder(diff, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT_101)
         weight = cv2.copyMakeBorder(weight, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT_101)
+        if core is not None:  # 0 on the padding: the blend there is cropped away
+            core = cv2.copyMakeBorder(core, 0, pad_y, 0, pad_x, cv2.BORDER_CONSTANT, value=0)
 
     # Blending the Laplacian pyramids of fg and bg with the matte's Gaussian pyramid equals bg plus
     # the collapsed, matte-weighted Laplacian pyramid of (fg - bg): one pyramid instead of two.
@@ -362,25 +364,56 @@ def _blend_crop(
     for _ in range(levels):
         gaussians.append(cv2.pyrDown(gaussians[-1]))
         weights.append(cv2.pyrDown(weights[-1]))
-    delta = cv2.multiply(gaussians[-1], cv2.merge([weights[-1]] * 3))
+    # Every step below writes into one of four scratch buffers of the finest level's size (coarser
+    # levels use their leading part): a fresh array per step costs more in page faults than the
+    # arithmetic itself. The operations, and so the results, are those of the plain formula
+    # delta = up(delta) + laplacian * weight, level by level, times the edge guard at the end.
+    scratch = _Scratch(diff.size)
+    delta = cv2.multiply(gaussians[-1], scratch.merged(weights[-1]), dst=scratch.next_delta(gaussians[-1].shape))
     for level in range(levels - 1, -1, -1):
-        size = (gaussians[level].shape[1], gaussians[level].shape[0])
-        laplacian = cv2.subtract(gaussians[level], cv2.pyrUp(gaussians[level + 1], dstsize=size))
-        weight3 = cv2.merge([weights[level]] * 3)
-        if level == 0:  # fold the edge guard into the finest weights
-            guard = np.minimum(weights[0] * np.float32(1.0 / _EDGE_GUARD), np.float32(1.0))
-            guard3 = cv2.merge([guard] * 3)
-            delta = cv2.multiply(cv2.add(cv2.pyrUp(delta, dstsize=size), cv2.multiply(laplacian, weight3)), guard3)
-        else:
-            delta = cv2.add(cv2.pyrUp(delta, dstsize=size), cv2.multiply(laplacian, weight3))
-
-    delta = delta[:height, :width]
+        shape = gaussians[level].shape
+        size = (shape[1], shape[0])
+        band = cv2.pyrUp(gaussians[level + 1], dst=scratch.band(shape), dstsize=size)
+        band = cv2.subtract(gaussians[level], band, dst=band)  # the Laplacian band
+        band = cv2.multiply(band, scratch.merged(weights[level]), dst=band)
+        up = cv2.pyrUp(delta, dst=scratch.next_delta(shape), dstsize=size)
+        delta = cv2.add(up, band, dst=up)
+    # The edge guard, folded into the finest weights.
+    guard = np.minimum(weights[0] * np.float32(1.0 / _EDGE_GUARD), np.float32(1.0))
+    delta = cv2.multiply(delta, scratch.merged(guard), dst=delta)
     if core is not None:
-        missing = cv2.subtract(gaussians[0][:height, :width], delta)
-        delta = cv2.add(delta, cv2.multiply(missing, cv2.merge([core] * 3)))
-    blended = cv2.add(bg_crop, delta, dtype=_CV_DEPTH[bg_crop.dtype])  # rounds and saturates
+        missing = cv2.subtract(gaussians[0], delta, dst=scratch.band(delta.shape))
+        missing = cv2.multiply(missing, scratch.merged(core), dst=missing)
+        delta = cv2.add(delta, missing, dst=delta)
+    blended = cv2.add(bg_crop, delta[:height, :width], dtype=_CV_DEPTH[bg_crop.dtype])  # rounds and saturates
     _restore_outside(blended, bg_crop, matte_crop)
     return blended
+
+
+class _Scratch:
+    """Float32 buffers for ``_blend_crop`` of ``size`` values each, handed out as arrays of the
+    shape asked for over their leading part."""
+
+    def __init__(self, size: int) -> None:
+        self._band, self._merged = np.empty(size, np.float32), np.empty(size, np.float32)
+        # Two for delta: pyrUp reads the coarser level's delta while it writes the finer one.
+        self._deltas = [np.empty(size, np.float32), np.empty(size, np.float32)]
+
+    @staticmethod
+    def _view(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return buffer[: math.prod(shape)].reshape(shape)
+
+    def band(self, shape: tuple[int, ...]) -> np.ndarray:
+        return self._view(self._band, shape)
+
+    def merged(self, weight: np.ndarray) -> np.ndarray:
+        """``weight`` (H, W) repeated into three channels, to multiply an RGB image with."""
+        return cv2.merge([weight] * 3, dst=self._view(self._merged, (*weight.shape, 3)))
+
+    def next_delta(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The delta buffer not handed out last time."""
+        self._deltas.reverse()
+        return self._view(self._deltas[0], shape)
 
 
 def _exact_core(matte: np.ndarray, ramp_px: float) -> np.ndarray:
