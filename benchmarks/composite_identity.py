@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -162,20 +163,27 @@ def compare(records: Path, reference: ModuleType) -> int:
 def time_case(inputs: list, reference: ModuleType, passes: int) -> None:
     """CPU ms per frame of both compositors (one thread), alternating each pass."""
     cv2.setNumThreads(1)
-    per_frame = {"reference": [], "this tree": []}
     modules = {"reference": reference, "this tree": composite}
+    per_frame = {name: [] for name in modules}
+    faults = {name: [] for name in modules}  # page faults: fresh large arrays cost more in them than in arithmetic
+    load = os.getloadavg()[0]
     for _ in range(passes):
         for name, module in modules.items():
             deflicker = module.TemporalDeflicker()
             params = module.CompositeParams()
-            started = time.process_time()
+            started, faulted = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             for frame, patch, landmarks in inputs:
                 module.paste(frame, patch, landmarks, params, deflicker)
             per_frame[name].append((time.process_time() - started) * 1000.0 / len(inputs))
+            faults[name].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faulted) / len(inputs))
     old, new = (statistics.median(per_frame[name]) for name in modules)
-    print(f"{len(inputs)} frames, {passes} passes, load average {os.getloadavg()[0]:.2f}, "
+    print(f"{len(inputs)} frames, {passes} passes, load average {load:.2f} -> {os.getloadavg()[0]:.2f}, "
           f"{time.strftime('%Y-%m-%d %H:%M %Z')}")
-    print(f"  reference {old:7.2f} ms/frame   this tree {new:7.2f} ms/frame   ({100 * (1 - new / old):+.1f} % less CPU)")
+    for name in modules:
+        print(f"  {name:10s} CPU {statistics.median(per_frame[name]):6.2f} ms/frame "
+              f"(passes {' '.join(f'{ms:.1f}' for ms in per_frame[name])}), "
+              f"{statistics.median(faults[name]):.0f} page faults/frame")
+    print(f"  this tree takes {100 * (1 - new / old):.1f} % less CPU than the reference")
 
 
 def main() -> int:

@@ -505,10 +505,14 @@ class TemporalDeflicker:
         rows, cols = box.slices
         current = composite[rows, cols]
         radius = _stack_blur_radius(self.low_sigma * max(box.height, box.width))
-        residual = cv2.stackBlur(
-            current.astype(np.float32) - source[rows, cols].astype(np.float32), (2 * radius + 1, 2 * radius + 1)
-        )
-        previous = residual.copy()  # no history -> no change
+        # Three box-sized buffers, each reused once its content is spent (``spare``, ``residual`` and
+        # ``smoothed``, which is kept as the next frame's history): fresh arrays cost more in page
+        # faults than the arithmetic. The float operations are those of the plain formulas in the
+        # comments, in the same order. The difference of two integer images is exact in float32.
+        spare = cv2.subtract(current, source[rows, cols], dtype=cv2.CV_32F)
+        residual = cv2.stackBlur(spare, (2 * radius + 1, 2 * radius + 1))
+        previous = spare
+        np.copyto(previous, residual)  # no history -> no change
         if self._previous is not None:
             old, old_box = self._previous
             y0, y1 = max(box.y0, old_box.y0), min(box.y1, old_box.y1)
@@ -517,23 +521,38 @@ class TemporalDeflicker:
                 previous[y0 - box.y0 : y1 - box.y0, x0 - box.x0 : x1 - box.x0] = old[
                     y0 - old_box.y0 : y1 - old_box.y0, x0 - old_box.x0 : x1 - old_box.x0
                 ]
-        difference = np.abs(previous - residual)
+        towards_previous = previous - residual
+        difference = np.abs(towards_previous, out=previous)
         # The channel mean as .mean(axis=2) computes it ((r + g) + b) / 3), without its slow reduction.
-        change = (difference[..., 0] + difference[..., 1] + difference[..., 2]) / 3
-        scale = np.float32(1.0 / (self.motion_scale * _code_scale(composite.dtype)))
-        alpha = self.strength * np.exp(-np.square(change * scale))
-        smoothed = residual + alpha[..., None] * (previous - residual)
+        change = np.add(difference[..., 0], difference[..., 1])
+        change += difference[..., 2]
+        change /= 3
+        # alpha = strength * exp(-(change * scale)^2)
+        change *= np.float32(1.0 / (self.motion_scale * _code_scale(composite.dtype)))
+        np.square(change, out=change)
+        np.negative(change, out=change)
+        alpha = np.multiply(self.strength, np.exp(change, out=change), out=change)
+        # smoothed = residual + alpha * (previous - residual)
+        smoothed = np.add(residual, np.multiply(alpha[..., None], towards_previous, out=towards_previous),
+                          out=towards_previous)
         self._previous = (smoothed, box)
 
-        correction = smoothed - residual
+        correction = np.subtract(smoothed, residual, out=difference)
         if keep is not None and keep.any():
-            around = weight * (np.float32(1.0) - keep)
+            outside_keep = np.float32(1.0) - keep
+            around = weight * outside_keep
             total = float(around.sum())
-            shift = (correction * around[..., None]).reshape(-1, 3).sum(axis=0) / total if total > 0 else np.zeros(3)
-            keep3 = keep[..., None]
-            correction = correction * (np.float32(1.0) - keep3) + shift.astype(np.float32) * keep3
-        result = cv2.add(current.astype(np.float32), correction * weight[..., None],
-                         dtype=_CV_DEPTH[composite.dtype])
+            if total > 0:
+                shift = np.multiply(correction, around[..., None], out=residual).reshape(-1, 3).sum(axis=0) / total
+            else:
+                shift = np.zeros(3)
+            # correction = correction * (1 - keep) + shift * keep
+            correction *= outside_keep[..., None]
+            correction += np.multiply(shift.astype(np.float32), keep[..., None], out=residual)
+        correction *= weight[..., None]
+        current_float = residual
+        np.copyto(current_float, current)
+        result = cv2.add(current_float, correction, dtype=_CV_DEPTH[composite.dtype])
         _restore_outside(result, current, weight)
         return result
 
