@@ -487,8 +487,10 @@ class TemporalDeflicker:
         self._previous = None
 
     def apply(self, composite: np.ndarray, source: np.ndarray, matte: np.ndarray) -> np.ndarray:
-        """The deflickered composite (RGB, its dtype); equal to ``composite`` where ``matte == 0``."""
+        """The deflickered composite (RGB, its dtype); equal to ``composite`` where ``matte == 0``.
+        ``matte`` is float32 (as ``lower_face_matte`` makes it); another float type is converted."""
         _check_frames(source, composite, matte, "TemporalDeflicker")
+        matte = matte.astype(np.float32, copy=False)
         box = _support_box(matte)
         if box is None:
             self.reset()
@@ -500,17 +502,25 @@ class TemporalDeflicker:
     def _apply_in_box(
         self, composite: np.ndarray, source: np.ndarray, weight: np.ndarray, box: Box, keep: np.ndarray | None = None
     ) -> np.ndarray:
-        """The deflickered box; ``weight`` is the matte on the box. ``keep`` (0..1 on the box) is where only the correction's mean over
+        """The deflickered box; ``weight`` is the matte on the box (float32). ``keep`` (0..1 on the box) is where only the correction's mean over
         the rest of the matte is applied (one exposure shift, which cannot move a shape)."""
         rows, cols = box.slices
         current = composite[rows, cols]
         radius = _stack_blur_radius(self.low_sigma * max(box.height, box.width))
-        # Three box-sized buffers, each reused once its content is spent (``spare``, ``residual`` and
-        # ``smoothed``, which is kept as the next frame's history): fresh arrays cost more in page
-        # faults than the arithmetic. The float operations are those of the plain formulas in the
-        # comments, in the same order. The difference of two integer images is exact in float32.
+        # Four box-sized buffers, each reused once its content is spent: ``spare``, ``residual``,
+        # ``smoothed`` (kept as the next frame's history) and ``merged`` (a one-channel weight repeated
+        # into three, for OpenCV's multiply: numpy's broadcast over a last axis of 3 is several times
+        # slower). Fresh arrays would cost more in page faults than the arithmetic. The float
+        # operations are those of the plain formulas in the comments, in the same order; float32
+        # products and sums are exact-rounded in OpenCV as in numpy, and the difference of two
+        # integer images is exact.
         spare = cv2.subtract(current, source[rows, cols], dtype=cv2.CV_32F)
         residual = cv2.stackBlur(spare, (2 * radius + 1, 2 * radius + 1))
+        merged = np.empty_like(residual)
+
+        def repeated(weight_1: np.ndarray) -> np.ndarray:
+            return cv2.merge([weight_1] * 3, dst=merged)
+
         previous = spare
         np.copyto(previous, residual)  # no history -> no change
         if self._previous is not None:
@@ -533,23 +543,25 @@ class TemporalDeflicker:
         np.negative(change, out=change)
         alpha = np.multiply(self.strength, np.exp(change, out=change), out=change)
         # smoothed = residual + alpha * (previous - residual)
-        smoothed = np.add(residual, np.multiply(alpha[..., None], towards_previous, out=towards_previous),
-                          out=towards_previous)
+        step = cv2.multiply(repeated(alpha), towards_previous, dst=towards_previous)
+        smoothed = cv2.add(residual, step, dst=step)
         self._previous = (smoothed, box)
 
-        correction = np.subtract(smoothed, residual, out=difference)
+        correction = cv2.subtract(smoothed, residual, dst=difference)
         if keep is not None and keep.any():
             outside_keep = np.float32(1.0) - keep
             around = weight * outside_keep
             total = float(around.sum())
             if total > 0:
-                shift = np.multiply(correction, around[..., None], out=residual).reshape(-1, 3).sum(axis=0) / total
+                weighted = cv2.multiply(correction, repeated(around), dst=residual)
+                shift = weighted.reshape(-1, 3).sum(axis=0) / total
             else:
                 shift = np.zeros(3)
             # correction = correction * (1 - keep) + shift * keep
-            correction *= outside_keep[..., None]
-            correction += np.multiply(shift.astype(np.float32), keep[..., None], out=residual)
-        correction *= weight[..., None]
+            correction = cv2.multiply(correction, repeated(outside_keep), dst=correction)
+            shift_channels = tuple(float(value) for value in shift.astype(np.float32)) + (0.0,)
+            correction = cv2.add(correction, cv2.multiply(repeated(keep), shift_channels, dst=residual), dst=correction)
+        correction = cv2.multiply(correction, repeated(weight), dst=correction)
         current_float = residual
         np.copyto(current_float, current)
         result = cv2.add(current_float, correction, dtype=_CV_DEPTH[composite.dtype])
