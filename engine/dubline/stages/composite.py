@@ -553,8 +553,10 @@ class TemporalDeflicker:
             around = weight * outside_keep
             total = float(around.sum())
             if total > 0:
-                weighted = cv2.multiply(correction, repeated(around), dst=residual)
-                shift = weighted.reshape(-1, 3).sum(axis=0) / total
+                weighted = cv2.multiply(correction, repeated(around), dst=residual).reshape(-1, 3)
+                # weighted.sum(axis=0): numpy adds the rows one after the other in float32, and so
+                # does OpenCV's row reduction (the same sums), several times faster.
+                shift = cv2.reduce(weighted, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32F)[0] / total
             else:
                 shift = np.zeros(3)
             # correction = correction * (1 - keep) + shift * keep
