@@ -280,8 +280,10 @@ def match_colour(
     if np.count_nonzero(band) < 16:
         return patch.copy()
 
-    patch_ycc = patch[band].astype(np.float32) @ _RGB_TO_YCC.T.astype(np.float32)
-    target_ycc = target[band].astype(np.float32) @ _RGB_TO_YCC.T.astype(np.float32)
+    # The band's pixels in row-major order, as ``image[band]`` takes them, at a third of its cost.
+    pixels = np.flatnonzero(band)
+    patch_ycc = _rgb_at(patch, pixels).astype(np.float32) @ _RGB_TO_YCC.T.astype(np.float32)
+    target_ycc = _rgb_at(target, pixels).astype(np.float32) @ _RGB_TO_YCC.T.astype(np.float32)
     patch_q = np.percentile(patch_ycc, (25, 50, 75), axis=0).astype(np.float64)
     target_q = np.percentile(target_ycc, (25, 50, 75), axis=0).astype(np.float64)
     gain = np.ones(3)
@@ -292,6 +294,11 @@ def match_colour(
     linear = _YCC_TO_RGB @ np.diag(gain) @ _RGB_TO_YCC
     offset = _YCC_TO_RGB @ (target_q[1] - gain * patch_q[1])
     return cv2.transform(patch, np.hstack([linear, offset[:, None]]))
+
+
+def _rgb_at(image: np.ndarray, flat_indices: np.ndarray) -> np.ndarray:
+    """(N, 3) the RGB pixels of ``image`` (H, W, 3) at row-major ``flat_indices``."""
+    return np.take(np.ascontiguousarray(image).reshape(-1, 3), flat_indices, axis=0)
 
 
 def mouth_region(landmarks68: np.ndarray, margin: float, box: Box) -> np.ndarray:
