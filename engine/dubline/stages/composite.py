@@ -297,7 +297,7 @@ def match_colour(
 
 
 def _rgb_at(image: np.ndarray, flat_indices: np.ndarray) -> np.ndarray:
-    """(N, 3) the RGB pixels of ``image`` (H, W, 3) at row-major ``flat_indices``."""
+    """(N, 3): the RGB pixels of ``image`` (H, W, 3) at the row-major ``flat_indices``."""
     return np.take(np.ascontiguousarray(image).reshape(-1, 3), flat_indices, axis=0)
 
 
@@ -425,9 +425,10 @@ class _Scratch:
 
 def _exact_core(matte: np.ndarray, ramp_px: float) -> np.ndarray:
     """0 where ``matte < 1``, rising linearly to 1 at ``ramp_px`` inside the region where it is 1."""
-    full = (matte >= 1.0).astype(np.uint8)
+    full = (matte >= 1.0).view(np.uint8)
     distance = cv2.distanceTransform(full, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.minimum(distance * np.float32(1.0 / max(ramp_px, 1.0)), np.float32(1.0))
+    distance *= np.float32(1.0 / max(ramp_px, 1.0))
+    return np.minimum(distance, np.float32(1.0), out=distance)
 
 
 def _restore_outside(out: np.ndarray, source: np.ndarray, matte: np.ndarray) -> None:
@@ -514,13 +515,14 @@ class TemporalDeflicker:
         rows, cols = box.slices
         current = composite[rows, cols]
         radius = _stack_blur_radius(self.low_sigma * max(box.height, box.width))
-        # Four box-sized buffers, each reused once its content is spent: ``spare``, ``residual``,
-        # ``smoothed`` (kept as the next frame's history) and ``merged`` (a one-channel weight repeated
-        # into three, for OpenCV's multiply: numpy's broadcast over a last axis of 3 is several times
-        # slower). Fresh arrays would cost more in page faults than the arithmetic. The float
-        # operations are those of the plain formulas in the comments, in the same order; float32
-        # products and sums are exact-rounded in OpenCV as in numpy, and the difference of two
-        # integer images is exact.
+        # Four box-sized buffers, each reused once its content is spent: fresh arrays would cost
+        # more in page faults than the arithmetic. ``spare`` holds the source difference, then the
+        # history, its distance and the correction; ``residual`` later takes products and the
+        # composite in float; ``towards_previous`` becomes ``smoothed`` (kept as the next frame's
+        # history); ``merged`` repeats a one-channel weight into three for OpenCV's multiply (numpy's
+        # broadcast over a last axis of 3 is several times slower). The float operations are those
+        # of the plain formulas in the comments, in the same order: float32 products and sums round
+        # the same in OpenCV as in numpy, and the difference of two integer images is exact.
         spare = cv2.subtract(current, source[rows, cols], dtype=cv2.CV_32F)
         residual = cv2.stackBlur(spare, (2 * radius + 1, 2 * radius + 1))
         merged = np.empty_like(residual)
@@ -568,6 +570,7 @@ class TemporalDeflicker:
                 shift = np.zeros(3)
             # correction = correction * (1 - keep) + shift * keep
             correction = cv2.multiply(correction, repeated(outside_keep), dst=correction)
+            # A per-channel scalar: OpenCV takes it back to float32, exactly (it came from float32).
             shift_channels = tuple(float(value) for value in shift.astype(np.float32)) + (0.0,)
             correction = cv2.add(correction, cv2.multiply(repeated(keep), shift_channels, dst=residual), dst=correction)
         correction = cv2.multiply(correction, repeated(weight), dst=correction)
