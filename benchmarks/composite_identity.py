@@ -3,7 +3,8 @@
 ``composite.paste`` may only get cheaper, never different (issue 20: no change in any qc figure
 or test output). This script records what real renders hand to ``paste`` and replays it through
 this tree's compositor and the reference revision's (by default the merge base with ``main``),
-each with its own deflicker, frame after frame:
+each with its own deflicker, frame after frame (once merged, pass ``--reference 3db3dde``, the
+last revision before the compositor reused its buffers, or any revision worth comparing with):
 
     python benchmarks/composite_identity.py record --records DIR   # renders the benchmark clips
     python benchmarks/composite_identity.py compare --records DIR  # frames, matte box, matte: equal?
@@ -11,7 +12,8 @@ each with its own deflicker, frame after frame:
 
 ``record`` renders a span of each benchmark clip (bench_throughput.py's 512 and 1080 clips, warm
 analysis cache) with ``retrieval`` and ``wav2lip`` (deterministic fake weights) and keeps each
-(frame, patch, landmarks) that reaches ``paste``. ``compare`` replays every case in uint8 and in
+(frame, patch, landmarks) that reaches ``paste`` (uncompressed: about 1.6 GB for the default 60
+frames of each). ``compare`` replays every case in uint8 and in
 uint16 (the 8-bit codes times 257 plus fixed noise in the low bits, the same on frame and patch)
 with and without deflicker, with one OpenCV thread and with two (OpenCV's precise distance
 transform runs Intel IPP's code with one thread and its own with more, and the two differ in the
