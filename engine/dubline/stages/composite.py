@@ -280,8 +280,10 @@ def match_colour(
     if np.count_nonzero(band) < 16:
         return patch.copy()
 
-    patch_ycc = patch[band].astype(np.float32) @ _RGB_TO_YCC.T.astype(np.float32)
-    target_ycc = target[band].astype(np.float32) @ _RGB_TO_YCC.T.astype(np.float32)
+    # The band's pixels in row-major order, as ``image[band]`` takes them, at a third of its cost.
+    pixels = np.flatnonzero(band)
+    patch_ycc = _rgb_at(patch, pixels).astype(np.float32) @ _RGB_TO_YCC.T.astype(np.float32)
+    target_ycc = _rgb_at(target, pixels).astype(np.float32) @ _RGB_TO_YCC.T.astype(np.float32)
     patch_q = np.percentile(patch_ycc, (25, 50, 75), axis=0).astype(np.float64)
     target_q = np.percentile(target_ycc, (25, 50, 75), axis=0).astype(np.float64)
     gain = np.ones(3)
@@ -292,6 +294,11 @@ def match_colour(
     linear = _YCC_TO_RGB @ np.diag(gain) @ _RGB_TO_YCC
     offset = _YCC_TO_RGB @ (target_q[1] - gain * patch_q[1])
     return cv2.transform(patch, np.hstack([linear, offset[:, None]]))
+
+
+def _rgb_at(image: np.ndarray, flat_indices: np.ndarray) -> np.ndarray:
+    """(N, 3): the RGB pixels of ``image`` (H, W, 3) at the row-major ``flat_indices``."""
+    return np.take(np.ascontiguousarray(image).reshape(-1, 3), flat_indices, axis=0)
 
 
 def mouth_region(landmarks68: np.ndarray, margin: float, box: Box) -> np.ndarray:
@@ -354,6 +361,8 @@ def _blend_crop(
     if pad_y or pad_x:
         diff = cv2.copyMakeBorder(diff, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT_101)
         weight = cv2.copyMakeBorder(weight, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT_101)
+        if core is not None:  # 0 on the padding: the blend there is cropped away
+            core = cv2.copyMakeBorder(core, 0, pad_y, 0, pad_x, cv2.BORDER_CONSTANT, value=0)
 
     # Blending the Laplacian pyramids of fg and bg with the matte's Gaussian pyramid equals bg plus
     # the collapsed, matte-weighted Laplacian pyramid of (fg - bg): one pyramid instead of two.
@@ -362,32 +371,64 @@ def _blend_crop(
     for _ in range(levels):
         gaussians.append(cv2.pyrDown(gaussians[-1]))
         weights.append(cv2.pyrDown(weights[-1]))
-    delta = cv2.multiply(gaussians[-1], cv2.merge([weights[-1]] * 3))
+    # Every step below writes into one of four scratch buffers of the finest level's size (coarser
+    # levels use their leading part): a fresh array per step costs more in page faults than the
+    # arithmetic itself. The operations, and so the results, are those of the plain formula
+    # delta = up(delta) + laplacian * weight, level by level, times the edge guard at the end.
+    scratch = _Scratch(diff.size)
+    delta = cv2.multiply(gaussians[-1], scratch.merged(weights[-1]), dst=scratch.next_delta(gaussians[-1].shape))
     for level in range(levels - 1, -1, -1):
-        size = (gaussians[level].shape[1], gaussians[level].shape[0])
-        laplacian = cv2.subtract(gaussians[level], cv2.pyrUp(gaussians[level + 1], dstsize=size))
-        weight3 = cv2.merge([weights[level]] * 3)
-        if level == 0:  # fold the edge guard into the finest weights
-            guard = np.minimum(weights[0] * np.float32(1.0 / _EDGE_GUARD), np.float32(1.0))
-            guard3 = cv2.merge([guard] * 3)
-            delta = cv2.multiply(cv2.add(cv2.pyrUp(delta, dstsize=size), cv2.multiply(laplacian, weight3)), guard3)
-        else:
-            delta = cv2.add(cv2.pyrUp(delta, dstsize=size), cv2.multiply(laplacian, weight3))
-
-    delta = delta[:height, :width]
+        shape = gaussians[level].shape
+        size = (shape[1], shape[0])
+        band = cv2.pyrUp(gaussians[level + 1], dst=scratch.band(shape), dstsize=size)
+        band = cv2.subtract(gaussians[level], band, dst=band)  # the Laplacian band
+        band = cv2.multiply(band, scratch.merged(weights[level]), dst=band)
+        up = cv2.pyrUp(delta, dst=scratch.next_delta(shape), dstsize=size)
+        delta = cv2.add(up, band, dst=up)
+    # The edge guard, folded into the finest weights.
+    guard = np.minimum(weights[0] * np.float32(1.0 / _EDGE_GUARD), np.float32(1.0))
+    delta = cv2.multiply(delta, scratch.merged(guard), dst=delta)
     if core is not None:
-        missing = cv2.subtract(gaussians[0][:height, :width], delta)
-        delta = cv2.add(delta, cv2.multiply(missing, cv2.merge([core] * 3)))
-    blended = cv2.add(bg_crop, delta, dtype=_CV_DEPTH[bg_crop.dtype])  # rounds and saturates
+        missing = cv2.subtract(gaussians[0], delta, dst=scratch.band(delta.shape))
+        missing = cv2.multiply(missing, scratch.merged(core), dst=missing)
+        delta = cv2.add(delta, missing, dst=delta)
+    blended = cv2.add(bg_crop, delta[:height, :width], dtype=_CV_DEPTH[bg_crop.dtype])  # rounds and saturates
     _restore_outside(blended, bg_crop, matte_crop)
     return blended
 
 
+class _Scratch:
+    """Float32 buffers for ``_blend_crop`` of ``size`` values each, handed out as arrays of the
+    shape asked for over their leading part."""
+
+    def __init__(self, size: int) -> None:
+        self._band, self._merged = np.empty(size, np.float32), np.empty(size, np.float32)
+        # Two for delta: pyrUp reads the coarser level's delta while it writes the finer one.
+        self._deltas = [np.empty(size, np.float32), np.empty(size, np.float32)]
+
+    @staticmethod
+    def _view(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return buffer[: math.prod(shape)].reshape(shape)
+
+    def band(self, shape: tuple[int, ...]) -> np.ndarray:
+        return self._view(self._band, shape)
+
+    def merged(self, weight: np.ndarray) -> np.ndarray:
+        """``weight`` (H, W) repeated into three channels, to multiply an RGB image with."""
+        return cv2.merge([weight] * 3, dst=self._view(self._merged, (*weight.shape, 3)))
+
+    def next_delta(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The delta buffer not handed out last time."""
+        self._deltas.reverse()
+        return self._view(self._deltas[0], shape)
+
+
 def _exact_core(matte: np.ndarray, ramp_px: float) -> np.ndarray:
     """0 where ``matte < 1``, rising linearly to 1 at ``ramp_px`` inside the region where it is 1."""
-    full = (matte >= 1.0).astype(np.uint8)
+    full = (matte >= 1.0).view(np.uint8)
     distance = cv2.distanceTransform(full, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.minimum(distance * np.float32(1.0 / max(ramp_px, 1.0)), np.float32(1.0))
+    distance *= np.float32(1.0 / max(ramp_px, 1.0))
+    return np.minimum(distance, np.float32(1.0), out=distance)
 
 
 def _restore_outside(out: np.ndarray, source: np.ndarray, matte: np.ndarray) -> None:
@@ -454,8 +495,10 @@ class TemporalDeflicker:
         self._previous = None
 
     def apply(self, composite: np.ndarray, source: np.ndarray, matte: np.ndarray) -> np.ndarray:
-        """The deflickered composite (RGB, its dtype); equal to ``composite`` where ``matte == 0``."""
+        """The deflickered composite (RGB, its dtype); equal to ``composite`` where ``matte == 0``.
+        ``matte`` is float32 (as ``lower_face_matte`` makes it); another float type is converted."""
         _check_frames(source, composite, matte, "TemporalDeflicker")
+        matte = matte.astype(np.float32, copy=False)
         box = _support_box(matte)
         if box is None:
             self.reset()
@@ -467,15 +510,28 @@ class TemporalDeflicker:
     def _apply_in_box(
         self, composite: np.ndarray, source: np.ndarray, weight: np.ndarray, box: Box, keep: np.ndarray | None = None
     ) -> np.ndarray:
-        """The deflickered box; ``weight`` is the matte on the box. ``keep`` (0..1 on the box) is where only the correction's mean over
+        """The deflickered box; ``weight`` is the matte on the box (float32). ``keep`` (0..1 on the box) is where only the correction's mean over
         the rest of the matte is applied (one exposure shift, which cannot move a shape)."""
         rows, cols = box.slices
         current = composite[rows, cols]
         radius = _stack_blur_radius(self.low_sigma * max(box.height, box.width))
-        residual = cv2.stackBlur(
-            current.astype(np.float32) - source[rows, cols].astype(np.float32), (2 * radius + 1, 2 * radius + 1)
-        )
-        previous = residual.copy()  # no history -> no change
+        # Four box-sized buffers, each reused once its content is spent: fresh arrays would cost
+        # more in page faults than the arithmetic. ``spare`` holds the source difference, then the
+        # history, its distance and the correction; ``residual`` later takes products and the
+        # composite in float; ``towards_previous`` becomes ``smoothed`` (kept as the next frame's
+        # history); ``merged`` repeats a one-channel weight into three for OpenCV's multiply (numpy's
+        # broadcast over a last axis of 3 is several times slower). The float operations are those
+        # of the plain formulas in the comments, in the same order: float32 products and sums round
+        # the same in OpenCV as in numpy, and the difference of two integer images is exact.
+        spare = cv2.subtract(current, source[rows, cols], dtype=cv2.CV_32F)
+        residual = cv2.stackBlur(spare, (2 * radius + 1, 2 * radius + 1))
+        merged = np.empty_like(residual)
+
+        def repeated(weight_1: np.ndarray) -> np.ndarray:
+            return cv2.merge([weight_1] * 3, dst=merged)
+
+        previous = spare
+        np.copyto(previous, residual)  # no history -> no change
         if self._previous is not None:
             old, old_box = self._previous
             y0, y1 = max(box.y0, old_box.y0), min(box.y1, old_box.y1)
@@ -484,23 +540,43 @@ class TemporalDeflicker:
                 previous[y0 - box.y0 : y1 - box.y0, x0 - box.x0 : x1 - box.x0] = old[
                     y0 - old_box.y0 : y1 - old_box.y0, x0 - old_box.x0 : x1 - old_box.x0
                 ]
-        difference = np.abs(previous - residual)
+        towards_previous = previous - residual
+        difference = np.abs(towards_previous, out=previous)
         # The channel mean as .mean(axis=2) computes it ((r + g) + b) / 3), without its slow reduction.
-        change = (difference[..., 0] + difference[..., 1] + difference[..., 2]) / 3
-        scale = np.float32(1.0 / (self.motion_scale * _code_scale(composite.dtype)))
-        alpha = self.strength * np.exp(-np.square(change * scale))
-        smoothed = residual + alpha[..., None] * (previous - residual)
+        change = np.add(difference[..., 0], difference[..., 1])
+        change += difference[..., 2]
+        change /= 3
+        # alpha = strength * exp(-(change * scale)^2)
+        change *= np.float32(1.0 / (self.motion_scale * _code_scale(composite.dtype)))
+        np.square(change, out=change)
+        np.negative(change, out=change)
+        alpha = np.multiply(self.strength, np.exp(change, out=change), out=change)
+        # smoothed = residual + alpha * (previous - residual)
+        step = cv2.multiply(repeated(alpha), towards_previous, dst=towards_previous)
+        smoothed = cv2.add(residual, step, dst=step)
         self._previous = (smoothed, box)
 
-        correction = smoothed - residual
+        correction = cv2.subtract(smoothed, residual, dst=difference)
         if keep is not None and keep.any():
-            around = weight * (np.float32(1.0) - keep)
+            outside_keep = np.float32(1.0) - keep
+            around = weight * outside_keep
             total = float(around.sum())
-            shift = (correction * around[..., None]).reshape(-1, 3).sum(axis=0) / total if total > 0 else np.zeros(3)
-            keep3 = keep[..., None]
-            correction = correction * (np.float32(1.0) - keep3) + shift.astype(np.float32) * keep3
-        result = cv2.add(current.astype(np.float32), correction * weight[..., None],
-                         dtype=_CV_DEPTH[composite.dtype])
+            if total > 0:
+                weighted = cv2.multiply(correction, repeated(around), dst=residual).reshape(-1, 3)
+                # weighted.sum(axis=0): numpy adds the rows one after the other in float32, and so
+                # does OpenCV's row reduction (the same sums), several times faster.
+                shift = cv2.reduce(weighted, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32F)[0] / total
+            else:
+                shift = np.zeros(3)
+            # correction = correction * (1 - keep) + shift * keep
+            correction = cv2.multiply(correction, repeated(outside_keep), dst=correction)
+            # A per-channel scalar: OpenCV takes it back to float32, exactly (it came from float32).
+            shift_channels = tuple(float(value) for value in shift.astype(np.float32)) + (0.0,)
+            correction = cv2.add(correction, cv2.multiply(repeated(keep), shift_channels, dst=residual), dst=correction)
+        correction = cv2.multiply(correction, repeated(weight), dst=correction)
+        current_float = residual
+        np.copyto(current_float, current)
+        result = cv2.add(current_float, correction, dtype=_CV_DEPTH[composite.dtype])
         _restore_outside(result, current, weight)
         return result
 
