@@ -411,8 +411,7 @@ def _handed_to_encoder(drawn: Iterator[Drawn], span: SourceSpan, reuse: incremen
 
 
 def _write(request: RenderRequest, frames: Iterator[np.ndarray | media.EditedFrame | ReusedFrame], span: SourceSpan,
-           timecode: str,
-           dub_audio: media.AudioClip, matte: media.BackgroundWriter | None, clock: StageClock,
+           timecode: str, dub_audio: media.AudioClip, matte: media.BackgroundWriter | None, clock: StageClock,
            reuse_from: Path | None) -> None:
     """Encode the patch, with the matte finishing in the same pass; neither is left half-written."""
     rendered = WaitTimer(frames)
