@@ -48,7 +48,7 @@ def bench(height: int, width: int, face_width: float, repeats: int = 30) -> None
         "blend": median_ms(
             lambda: composite._blend_crop(frame[rows, cols], patch[rows, cols], full_matte[rows, cols], levels), repeats
         ),
-        "deflicker": median_ms(lambda: deflicker._apply_in_box(frame, frame, matte, box), repeats),
+        "deflicker": median_ms(lambda: deflicker._apply_in_box(frame[box.slices], frame[box.slices], matte, box), repeats),
         "paste (all, no deflicker)": median_ms(lambda: composite.paste(frame, patch, landmarks, params), repeats),
         "paste (all, deflicker)": median_ms(
             lambda: composite.paste(frame, patch, landmarks, params, deflicker=deflicker), repeats

@@ -332,7 +332,7 @@ def _composite_stage(patches: Iterator[tuple[media.VideoFrame, MouthPatch]], fir
             outcomes.outcome[row] = None
             if preview is not None:
                 pasted = result.frame
-                preview(row, lambda: view.analysis_image(pasted))
+                preview(row, lambda: view.analysis_image(np.array(pasted)))
         grey = None
         if with_matte:
             start = time.perf_counter()

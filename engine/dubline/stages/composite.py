@@ -40,6 +40,7 @@ from dubline.core.landmarks import (
     check_landmarks,
     inter_ocular_distance,
 )
+from dubline.stages.media import Image, overlaid
 
 #: Jaw points (0-based, 68-point layout) that bound the matte: cheek to cheek through the chin.
 MATTE_JAW = slice(2, 15)
@@ -124,8 +125,9 @@ def _code_scale(dtype: np.dtype) -> float:
 
 @dataclass(frozen=True, eq=False)
 class CompositeResult:
-    #: The composited RGB frame, in the input's dtype (the input array itself when passed through).
-    frame: np.ndarray
+    #: The composited RGB frame, in the input's dtype (the input itself when passed through; lazy
+    #: when the input is: ``media.overlaid``).
+    frame: Image
     #: Why the frame was passed through untouched, or None when a patch was blended.
     passthrough_reason: str | None = None
     #: Where the matte can be non-zero (None: it is all zeros), and the matte on that box.
@@ -504,16 +506,16 @@ class TemporalDeflicker:
             self.reset()
             return composite
         out = composite.copy()
-        out[box.slices] = self._apply_in_box(composite, source, matte[box.slices], box)
+        out[box.slices] = self._apply_in_box(composite[box.slices], source[box.slices], matte[box.slices], box)
         return out
 
     def _apply_in_box(
-        self, composite: np.ndarray, source: np.ndarray, weight: np.ndarray, box: Box, keep: np.ndarray | None = None
+        self, current: np.ndarray, source: np.ndarray, weight: np.ndarray, box: Box, keep: np.ndarray | None = None
     ) -> np.ndarray:
-        """The deflickered box; ``weight`` is the matte on the box (float32). ``keep`` (0..1 on the box) is where only the correction's mean over
-        the rest of the matte is applied (one exposure shift, which cannot move a shape)."""
-        rows, cols = box.slices
-        current = composite[rows, cols]
+        """The deflickered box: ``current`` and ``source`` are the composite's and the source's
+        pixels on ``box`` (where the frame the history belongs to), ``weight`` the matte on it
+        (float32). ``keep`` (0..1 on the box) is where only the correction's mean over the rest of
+        the matte is applied (one exposure shift, which cannot move a shape)."""
         radius = _stack_blur_radius(self.low_sigma * max(box.height, box.width))
         # Four box-sized buffers, each reused once its content is spent: fresh arrays would cost
         # more in page faults than the arithmetic. ``spare`` holds the source difference, then the
@@ -523,7 +525,7 @@ class TemporalDeflicker:
         # broadcast over a last axis of 3 is several times slower). The float operations are those
         # of the plain formulas in the comments, in the same order: float32 products and sums round
         # the same in OpenCV as in numpy, and the difference of two integer images is exact.
-        spare = cv2.subtract(current, source[rows, cols], dtype=cv2.CV_32F)
+        spare = cv2.subtract(current, source, dtype=cv2.CV_32F)
         residual = cv2.stackBlur(spare, (2 * radius + 1, 2 * radius + 1))
         merged = np.empty_like(residual)
 
@@ -547,7 +549,7 @@ class TemporalDeflicker:
         change += difference[..., 2]
         change /= 3
         # alpha = strength * exp(-(change * scale)^2)
-        change *= np.float32(1.0 / (self.motion_scale * _code_scale(composite.dtype)))
+        change *= np.float32(1.0 / (self.motion_scale * _code_scale(current.dtype)))
         np.square(change, out=change)
         np.negative(change, out=change)
         alpha = np.multiply(self.strength, np.exp(change, out=change), out=change)
@@ -576,19 +578,22 @@ class TemporalDeflicker:
         correction = cv2.multiply(correction, repeated(weight), dst=correction)
         current_float = residual
         np.copyto(current_float, current)
-        result = cv2.add(current_float, correction, dtype=_CV_DEPTH[composite.dtype])
+        result = cv2.add(current_float, correction, dtype=_CV_DEPTH[current.dtype])
         _restore_outside(result, current, weight)
         return result
 
 
 def paste(
-    frame: np.ndarray,
-    patch: np.ndarray | None,
+    frame: Image,
+    patch: Image | None,
     landmarks68: np.ndarray | None,
     params: CompositeParams = CompositeParams(),
     deflicker: TemporalDeflicker | None = None,
 ) -> CompositeResult:
     """Composite ``patch`` (full-frame RGB, aligned to ``frame``, its dtype) into ``frame``'s lower face.
+
+    Reads both only on the blend's region: lazy images (``media.LazyImage``) stay lazy, and the
+    result is ``frame`` overlaid with that region (``media.overlaid``: a copy of an array).
 
     No patch, no landmarks (None or NaN) or a face off the frame -> the frame is passed through
     (returned as is, matte all zeros, ``passthrough_reason`` says why) and ``deflicker`` is reset.
@@ -623,12 +628,11 @@ def paste(
         lips = mouth_region(landmarks68, params.matte.lip_margin, region)
         patch_crop = match_colour(patch_crop, frame_crop, matte_crop, usable=~lips, max_luma_gain=params.max_luma_gain)
 
-    out = frame.copy()
     core = _exact_core(matte_crop, params.matte.lip_cover * inter_ocular_distance(landmarks68))
-    out[rows, cols] = _blend_crop(frame_crop, patch_crop, matte_crop, levels, core)
+    blended = _blend_crop(frame_crop, patch_crop, matte_crop, levels, core)
     if deflicker is not None:
         # Not on the mouth: smoothing its residual over time would lay the last frame's mouth
         # under this one's (a ghost); colour and exposure jitter is smoothed on the skin around it.
-        keep = core[box.y0 - region.y0 : box.y1 - region.y0, box.x0 - region.x0 : box.x1 - region.x0]
-        out[box.slices] = deflicker._apply_in_box(out, frame, box_matte, box, keep)
-    return CompositeResult(out, matte_box=box, box_matte=box_matte)
+        inner = slice(box.y0 - region.y0, box.y1 - region.y0), slice(box.x0 - region.x0, box.x1 - region.x0)
+        blended[inner] = deflicker._apply_in_box(blended[inner], frame_crop[inner], box_matte, box, core[inner])
+    return CompositeResult(overlaid(frame, region.y0, region.x0, blended), matte_box=box, box_matte=box_matte)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from dubline.core.errors import InvalidInputError
-from dubline.stages.media import FrameView, convert_depth
+from dubline.stages.media import FrameView, Image, convert_depth, overlaid
 
 
 def torch_device(options: Mapping[str, Any], backend: str) -> str:
@@ -24,15 +24,14 @@ def torch_device(options: Mapping[str, Any], backend: str) -> str:
     return device
 
 
-def paste_generated(image: np.ndarray, box: np.ndarray, face: np.ndarray, view: FrameView | None,
-                    interpolation: int) -> np.ndarray:
-    """A full-frame copy of ``image`` (stored, its dtype) with the uint8 ``face`` resized into
-    ``box`` (``view``'s display coordinates; without ``view``, the image's own). Only the box
-    changes; the compositor decides (by the matte) which of it reaches the output."""
+def paste_generated(image: Image, box: np.ndarray, face: np.ndarray, view: FrameView | None,
+                    interpolation: int) -> Image:
+    """``image`` (stored, its dtype) with the uint8 ``face`` resized into ``box`` (``view``'s
+    display coordinates; without ``view``, the image's own), as ``media.overlaid`` lays it: a copy
+    of an array, a lazy image of a lazy one. Only the box changes; the compositor decides (by the
+    matte) which of it reaches the output."""
     x0, y0, x1, y1 = (int(v) for v in box)
     resized = convert_depth(cv2.resize(face, (x1 - x0, y1 - y0), interpolation=interpolation), image.dtype)
     if view is not None:
         resized, (x0, y0, x1, y1) = view.stored_region(resized, (x0, y0, x1, y1), image.shape)
-    out = image.copy()
-    out[y0:y1, x0:x1] = resized
-    return out
+    return overlaid(image, y0, x0, resized)

@@ -17,8 +17,9 @@ variable-frame-rate stream is read on its conform grid (``media.conform``): ``pr
 grid's rate and frame count and ``read_span`` yields its slots.
 
 A patch keeps the source's own coded samples wherever it does not change them: ``read_span(...,
-keep_coded=True)`` keeps the decoded picture, and an ``EditedFrame`` (the edited RGB image, that
-picture, the edited box) lets ``write_patch`` convert only the box from RGB.
+keep_coded=True)`` keeps the decoded picture and converts it to RGB only where it is read (a
+``LazyImage``; ``overlaid`` edits one without converting the rest), and an ``EditedFrame`` (the
+edited RGB image, that picture, the edited box) lets ``write_patch`` convert only the box from RGB.
 
 Pictures stay as stored (orientation, pixel grid, depth); ``FrameView`` gives analysis its upright,
 square-pixel, 8-bit view and maps coordinates between the two (``media.view``).
@@ -31,6 +32,7 @@ from dubline.stages.media.audio import read_audio, write_audio
 from dubline.stages.media.colour import convert_depth, to_8bit
 from dubline.stages.media.fingerprint import media_fingerprint
 from dubline.stages.media.keyframes import keyframes_before
+from dubline.stages.media.lazy import Image, LazyImage, OverlaidImage, overlaid
 from dubline.stages.media.orientation import Orientation
 from dubline.stages.media.probe import probe
 from dubline.stages.media.read import read_frames, read_image, read_span
@@ -58,7 +60,7 @@ from dubline.stages.media.write import (
 
 __all__ = [
     "DEFAULT_PATCH_CODEC", "PATCH_CODECS", "AudioClip", "AudioStreamInfo", "BackgroundWriter", "ColourTags", "Conform",
-    "EditedFrame", "FrameView", "MediaInfo", "Orientation", "PictureLayout", "VideoFrame", "VideoStreamInfo", "check_output",
-    "convert_depth", "media_fingerprint", "patch_warnings", "probe", "rate_text", "read_audio", "keyframes_before",
+    "EditedFrame", "FrameView", "Image", "LazyImage", "MediaInfo", "OverlaidImage", "Orientation", "PictureLayout", "VideoFrame", "VideoStreamInfo", "check_output",
+    "convert_depth", "media_fingerprint", "overlaid", "patch_warnings", "probe", "rate_text", "read_audio", "keyframes_before",
     "read_frames", "read_image", "read_span", "to_8bit", "write_audio", "write_patch",
 ]

@@ -17,8 +17,9 @@ from av.video.reformatter import VideoReformatter
 
 from dubline.core.errors import InvalidRangeError, MediaDecodeError, NoStreamError
 from dubline.core.timing import range_to_frames
-from dubline.stages.media.colour import to_8bit, to_rgb
+from dubline.stages.media.colour import pixel_format_facts, to_8bit, to_rgb
 from dubline.stages.media.container import check_input, open_input, video_stream
+from dubline.stages.media.lazy import LazyImage
 from dubline.stages.media.orientation import Orientation
 from dubline.stages.media.probe import frame_display_matrix, video_info
 from dubline.stages.media.types import VideoFrame, VideoStreamInfo
@@ -34,7 +35,9 @@ def read_span(path: str | Path, span: otio.opentime.TimeRange, *, exact_colour: 
     ``exact_colour=False`` converts 8-bit sources to RGB with swscale's fast default (up to ~2
     levels off, 5-7x cheaper at 1080p): for analysis that only looks at the pictures, never for
     patch pixels. ``keep_coded=True`` keeps each frame's decoded picture in ``VideoFrame.coded``
-    (for a patch that copies the untouched pixels from it: ``media.EditedFrame``).
+    (for a patch that copies the untouched pixels from it: ``media.EditedFrame``) and converts it
+    to RGB only where it is read: ``VideoFrame.image`` is then a ``media.LazyImage`` (exact pixels
+    either way; sources with alpha are converted whole).
 
     Seeks backward to the keyframe before the span and decodes forward to the first frame
     whose pts is at or after its start. Constant-rate streams select frames by index
@@ -249,15 +252,23 @@ class _Decoded:
     index: int
     pts: int
     frame: av.VideoFrame
-    converted: tuple[np.ndarray, np.ndarray | None] | None = None
+    converted: tuple[np.ndarray | LazyImage, np.ndarray | None] | None = None
 
     def video_frame(self, info: VideoStreamInfo, reformatter: VideoReformatter, exact_colour: bool = True,
                     keep_coded: bool = False) -> VideoFrame:
         if self.converted is None:
-            self.converted = to_rgb(self.frame, reformatter, exact=exact_colour)
+            self.converted = _picture(self.frame, reformatter, exact_colour, keep_coded)
         image, alpha = self.converted
         return VideoFrame(self.index, self.pts, _time(self.index, info), image, alpha,
                           self.frame if keep_coded else None)
+
+
+def _picture(frame: av.VideoFrame, reformatter: VideoReformatter | None, exact_colour: bool,
+             lazy: bool) -> tuple[np.ndarray | LazyImage, np.ndarray | None]:
+    """(RGB, alpha): converted now, or (``lazy``, exact, no alpha) where it is read."""
+    if lazy and exact_colour and not pixel_format_facts(frame.format.name)[1]:
+        return LazyImage(frame), None
+    return to_rgb(frame, reformatter, exact=exact_colour)
 
 
 def _conformed(container, stream, info: VideoStreamInfo, selection: _Selection, path: Path,
@@ -275,7 +286,7 @@ def _conformed(container, stream, info: VideoStreamInfo, selection: _Selection, 
         if latest.pts != slots[position]:
             log.warning("%s: the frame at pts %d did not decode; holding pts %d", path, int(slots[position]), latest.pts)
         if converted is None or converted[0] != latest.pts:
-            converted = (latest.pts, *to_rgb(latest, exact=exact_colour))
+            converted = (latest.pts, *_picture(latest, None, exact_colour, keep_coded))
         index = selection.first + position
         return VideoFrame(index, int(slots[position]), _time(index, info), converted[1], converted[2],
                           latest if keep_coded else None)

@@ -13,6 +13,8 @@ import opentimelineio as otio
 if TYPE_CHECKING:
     import av
 
+    from dubline.stages.media.lazy import LazyImage, OverlaidImage
+
 
 @dataclass(frozen=True)
 class ColourTags:
@@ -129,7 +131,9 @@ class VideoFrame:
     index: int  # frame number from the start of the stream (the conform slot), derived from pts
     pts: int  # in the stream's time base (of the source frame shown)
     time: otio.opentime.RationalTime  # index at the stream's rate
-    image: np.ndarray  # (H, W, 3) RGB as stored: uint8 for 8-bit sources, uint16 above 8 bits
+    #: (H, W, 3) RGB as stored: uint8 for 8-bit sources, uint16 above 8 bits; a ``LazyImage``
+    #: (converted where sliced) when read with ``keep_coded=True``
+    image: np.ndarray | LazyImage
     alpha: np.ndarray | None = None  # (H, W), same dtype, for sources with an alpha channel
     #: The decoded picture as coded (Y'CbCr planes), kept when ``read_span(..., keep_coded=True)``
     #: asks: the encoder copies it wherever an edit left the picture alone (``EditedFrame``).
@@ -147,7 +151,7 @@ class EditedFrame:
     6 levels) and a mouth-sized box costs a fraction of a whole-frame conversion.
     """
 
-    image: np.ndarray
+    image: np.ndarray | LazyImage | OverlaidImage
     coded: av.VideoFrame = field(repr=False)
     changed: tuple[int, int, int, int] | None  # rows y0:y1, columns x0:x1
 

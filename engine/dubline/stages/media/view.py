@@ -126,7 +126,7 @@ class FrameView:
             return self.orientation.apply(image[sy0:sy1, sx0:sx1])
         # Sample the stored picture at the crop's display pixel centres.
         to_stored = self.affine_to_stored() @ _translation(x0, y0)
-        return _warp(image, to_stored, (x1 - x0, y1 - y0))
+        return _warp(np.asarray(image), to_stored, (x1 - x0, y1 - y0))
 
     def stored_region(
         self, crop: np.ndarray, box: tuple[int, int, int, int], stored_shape: tuple[int, ...]

@@ -35,6 +35,7 @@ from dubline.stages.media.colour import (
 )
 from dubline.stages.media.edited import coded_picture
 from dubline.stages.media.layout import apply_layout, put_alpha
+from dubline.stages.media.lazy import Image, LazyImage, OverlaidImage
 from dubline.stages.media.probe import layout_name
 from dubline.stages.media.remux import INTRA_CODECS, OrderedMuxer, PacketSource, ReusedFrame
 from dubline.stages.media.types import (
@@ -169,11 +170,12 @@ def write_patch(
     return path
 
 
-def _image_of(frame: np.ndarray | VideoFrame | EditedFrame | ReusedFrame, spec: _Codec, position: int) -> np.ndarray:
+def _image_of(frame: np.ndarray | VideoFrame | EditedFrame | ReusedFrame, spec: _Codec, position: int) -> Image:
     if isinstance(frame, ReusedFrame):
         return frame.template()
     image = frame.image if isinstance(frame, (VideoFrame, EditedFrame)) else frame
-    if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.ndim != 3:
+    if not isinstance(image, (np.ndarray, LazyImage, OverlaidImage)) or image.dtype not in (np.uint8, np.uint16) \
+            or image.ndim != 3:
         raise InvalidInputError(f"frame {position} is not an (H, W, 3) uint8 or uint16 image")
     channels = image.shape[2]
     if channels not in ((3, 4) if spec.alpha else (3,)):
@@ -253,11 +255,11 @@ def _encode(temporary: Path, spec: _Codec, rate: Fraction, width: int, height: i
             audio_writer.write_until(None)
 
 
-def _encode_image(stream, muxer: OrderedMuxer, reformatter: VideoReformatter, image: np.ndarray,
+def _encode_image(stream, muxer: OrderedMuxer, reformatter: VideoReformatter, image: Image,
                   coded: av.VideoFrame | None, in_format: str, pix_fmt: str, spec: _Codec, matrix, colour_range,
                   alpha: bool, frame_colour: dict, position: int, frame_period: Fraction, fields) -> None:
     """Encode one picture: ``coded`` as it is (already in ``pix_fmt``), else ``image`` converted."""
-    frame = coded if coded is not None else av.VideoFrame.from_ndarray(image, format=in_format)
+    frame = coded if coded is not None else av.VideoFrame.from_ndarray(np.asarray(image), format=in_format)
     if coded is None and pix_fmt != in_format:
         frame = reformatter.reformat(frame, format=pix_fmt, dst_colorspace=None if spec.rgb else matrix,
                                      dst_color_range=colour_range, interpolation=FROM_RGB)

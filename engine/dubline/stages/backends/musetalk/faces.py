@@ -24,7 +24,7 @@ import numpy as np
 
 from dubline.core.errors import InvalidInputError
 from dubline.stages.backends.generated_faces import paste_generated
-from dubline.stages.media import FrameView, to_8bit
+from dubline.stages.media import FrameView, Image, to_8bit
 
 FACE_SIZE = 256
 #: scripts/inference.py --extra_margin default: px added below the chin (v1.5).
@@ -56,7 +56,7 @@ def face_box(landmarks: np.ndarray, frame_shape: tuple[int, ...], extra_margin: 
     return np.array([x1, y1, x2, y2], dtype=np.int64)
 
 
-def crop_face(image: np.ndarray, box: np.ndarray, view: FrameView | None = None) -> np.ndarray:
+def crop_face(image: Image, box: np.ndarray, view: FrameView | None = None) -> np.ndarray:
     """The 256x256 uint8 crop of ``box`` (Lanczos, aspect not kept), channels as given, upright:
     ``box`` is in ``view``'s display coordinates and ``image`` a stored frame of any depth (without
     ``view``, the image's own coordinates)."""
@@ -88,9 +88,10 @@ def output_image(decoded: np.ndarray) -> np.ndarray:
     return np.round(unit.transpose(0, 2, 3, 1) * np.float32(255)).astype(np.uint8)
 
 
-def paste_face(image: np.ndarray, box: np.ndarray, face: np.ndarray, view: FrameView | None = None) -> np.ndarray:
-    """A full-frame copy of ``image`` (stored, its dtype) with the 256x256 uint8 ``face`` resized
-    (bilinear) into ``box`` (``view``'s display coordinates; without ``view``, the image's own).
+def paste_face(image: Image, box: np.ndarray, face: np.ndarray, view: FrameView | None = None) -> Image:
+    """``image`` (stored, its dtype) with the 256x256 uint8 ``face`` resized (bilinear) into ``box``
+    (``view``'s display coordinates; without ``view``, the image's own): a copy of an array, a lazy
+    image of a lazy one (``media.overlaid``).
 
     Only the box changes; the compositor decides (by the matte) which of it reaches the output.
     """

@@ -245,9 +245,8 @@ def _patch(job: BackendJob, plan: RetrievalPlan, params: TransferParams, frame: 
         roi, crop = shown.roi, shown.crop
     if roi is None or crop is None:
         return MouthPatch(None, None, DUB_SILENT_REASON, starts)
-    stored_crop, (x0, y0, x1, y1) = view.stored_region(crop, roi, frame.image.shape)
-    image = frame.image.copy()
-    image[y0:y1, x0:x1] = stored_crop
+    stored_crop, (x0, y0, _, _) = view.stored_region(crop, roi, frame.image.shape)
+    image = media.overlaid(frame.image, y0, x0, stored_crop)
     return MouthPatch(image, view.to_stored(plan.matte_points[t]), "", starts)
 
 
@@ -418,7 +417,7 @@ def _aligned(crops: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], row: i
     return _Shown(result.crop, result.landmarks, result.roi)
 
 
-def _in_region(view: media.FrameView, image: np.ndarray, shown: _Shown, region: tuple[int, int, int, int]) -> np.ndarray:
+def _in_region(view: media.FrameView, image: media.Image, shown: _Shown, region: tuple[int, int, int, int]) -> np.ndarray:
     """The display-space ``region`` of the frame with ``shown``'s mouth laid in."""
     x0, y0 = region[0], region[1]
     out = np.array(view.display_region(image, region), copy=True)
@@ -428,7 +427,7 @@ def _in_region(view: media.FrameView, image: np.ndarray, shown: _Shown, region: 
     return out
 
 
-def _morphed(view: media.FrameView, image: np.ndarray, first: _Shown, second: _Shown,
+def _morphed(view: media.FrameView, image: media.Image, first: _Shown, second: _Shown,
              region: tuple[int, int, int, int], amount: float, iod: float, params: TransferParams) -> np.ndarray:
     """The display-space ``region`` showing ``first``'s mouth moved ``amount`` of the way to
     ``second``'s, with the mouth's detail brought back to the two mouths' own, in the proportion

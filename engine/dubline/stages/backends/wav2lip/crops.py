@@ -27,7 +27,7 @@ import numpy as np
 from dubline.core.errors import InvalidInputError
 from dubline.stages.backends.generated_faces import paste_generated
 from dubline.stages.backends.wav2lip.model import FACE_SIZE
-from dubline.stages.media import FrameView, to_8bit
+from dubline.stages.media import FrameView, Image, to_8bit
 
 #: Bottom padding as a fraction of the detector box height (official: 10 px on ~100 px faces).
 PAD_BOTTOM_FRACTION = 0.10
@@ -84,7 +84,7 @@ def padded_boxes(boxes: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def crop_face(image: np.ndarray, box: np.ndarray, view: FrameView | None = None) -> np.ndarray:
+def crop_face(image: Image, box: np.ndarray, view: FrameView | None = None) -> np.ndarray:
     """The 96x96 RGB uint8 crop of ``box`` (aspect not kept, as officially), upright: ``box`` is in
     ``view``'s display coordinates and ``image`` a stored frame (without ``view``, the same space).
 
@@ -100,9 +100,10 @@ def crop_face(image: np.ndarray, box: np.ndarray, view: FrameView | None = None)
     return cv2.resize(region, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def paste_face(image: np.ndarray, box: np.ndarray, face: np.ndarray, view: FrameView | None = None) -> np.ndarray:
-    """A full-frame copy of ``image`` (stored, its dtype) with the 96x96 uint8 ``face`` resized
-    into ``box`` (``view``'s display coordinates; without ``view``, the image's own).
+def paste_face(image: Image, box: np.ndarray, face: np.ndarray, view: FrameView | None = None) -> Image:
+    """``image`` (stored, its dtype) with the 96x96 uint8 ``face`` resized into ``box`` (``view``'s
+    display coordinates; without ``view``, the image's own): a copy of an array, a lazy image of a
+    lazy one (``media.overlaid``).
 
     Only the box changes; the compositor decides (by the matte) which of it reaches the output.
     """
