@@ -2,8 +2,8 @@
 
 A render reads a few boxes of each source frame (the backend's face crop, the compositor's blend
 region, the box the encoder codes again) and, when the patch is coded like its source, copies the
-source's samples everywhere else (``EditedFrame``). Converting all of a 1080p frame exactly costs
-about 14 ms of CPU; a face-sized box, about 3.
+source's samples everywhere else (``EditedFrame``). Converting all of a decoded 1080p frame
+exactly costs about 7 ms of CPU; a 600x600 box, about 2 (docs/BENCHMARKS.md).
 
 ``LazyImage`` stands in for a decoded frame's RGB array. A slice ``image[y0:y1, x0:x1]`` converts
 only that box, with ``planes.CONTEXT_PX`` of context so that every pixel equals the whole frame's
