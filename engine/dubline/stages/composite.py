@@ -513,8 +513,8 @@ class TemporalDeflicker:
         self, current: np.ndarray, source: np.ndarray, weight: np.ndarray, box: Box, keep: np.ndarray | None = None
     ) -> np.ndarray:
         """The deflickered box: ``current`` and ``source`` are the composite's and the source's
-        pixels on ``box`` (where the frame the history belongs to), ``weight`` the matte on it
-        (float32). ``keep`` (0..1 on the box) is where only the correction's mean over the rest of
+        pixels on ``box`` (in frame coordinates, as the history is kept), ``weight`` the matte on
+        it (float32). ``keep`` (0..1 on the box) is where only the correction's mean over the rest of
         the matte is applied (one exposure shift, which cannot move a shape)."""
         radius = _stack_blur_radius(self.low_sigma * max(box.height, box.width))
         # Four box-sized buffers, each reused once its content is spent: fresh arrays would cost
