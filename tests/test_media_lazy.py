@@ -149,3 +149,16 @@ def test_read_span_with_coded_pictures_gives_lazy_images_of_the_same_pixels(tmp_
             assert np.array_equal(media.LazyImage(deferred.coded)[y0:y1, x0:x1], eager.image[y0:y1, x0:x1])
         assert np.array_equal(deferred.image[10:40, 20:90], eager.image[10:40, 20:90])
         assert np.array_equal(np.asarray(deferred.image), eager.image)
+
+
+def test_read_frames_with_coded_pictures_gives_lazy_images_of_the_same_pixels(tmp_path):
+    rng = np.random.default_rng(10)
+    images = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(6)]
+    clip = media.write_patch(images, tmp_path / "clip.mp4", "h264", Fraction(25))
+    eager = list(media.read_frames(clip, [1, 4]))
+    deferred = list(media.read_frames(clip, [1, 4], keep_coded=True))
+    assert [f.index for f in deferred] == [f.index for f in eager] == [1, 4]
+    for want, got in zip(eager, deferred):
+        assert isinstance(got.image, media.LazyImage)
+        assert np.array_equal(got.image[8:40, 16:80], want.image[8:40, 16:80])
+        assert np.array_equal(np.asarray(got.image), want.image)

@@ -65,8 +65,9 @@ def read_span(path: str | Path, span: otio.opentime.TimeRange, *, exact_colour: 
 SEEK_COST_FRAMES = 2
 
 
-def read_frames(path: str | Path, indices: Iterable[int]) -> Iterator[VideoFrame]:
-    """Yield the frames at ``indices``, in index order, each once.
+def read_frames(path: str | Path, indices: Iterable[int], *, keep_coded: bool = False) -> Iterator[VideoFrame]:
+    """Yield the frames at ``indices``, in index order, each once (``keep_coded`` as for
+    ``read_span``: lazy RGB, for a reader that crops).
 
     One forward pass per group of frames: the reader seeks only where a keyframe lies between one
     wanted frame and the next (read from the packets, without decoding), so wanted frames anywhere
@@ -88,10 +89,11 @@ def read_frames(path: str | Path, indices: Iterable[int]) -> Iterator[VideoFrame
     except BaseException:
         container.close()
         raise
-    return _decode_frames(container, stream, info, wanted, path)
+    return _decode_frames(container, stream, info, wanted, path, keep_coded)
 
 
-def _decode_frames(container, stream, info: VideoStreamInfo, wanted: list[int], path: Path) -> Iterator[VideoFrame]:
+def _decode_frames(container, stream, info: VideoStreamInfo, wanted: list[int], path: Path,
+                   keep_coded: bool) -> Iterator[VideoFrame]:
     with container:
         if not wanted:
             return
@@ -99,7 +101,8 @@ def _decode_frames(container, stream, info: VideoStreamInfo, wanted: list[int], 
             slots = info.conform.slot_pts[wanted[0]:wanted[-1] + 1]
             selection = _Selection(wanted[0], wanted[-1] + 1, int(slots[0]), slots)
             keep = set(wanted)
-            yield from (frame for frame in _conformed(container, stream, info, selection, path) if frame.index in keep)
+            yield from (frame for frame in _conformed(container, stream, info, selection, path, keep_coded=keep_coded)
+                        if frame.index in keep)
             return
         keyframes = _keyframe_indices(container, stream, info, wanted[0], wanted[-1], path)
         reformatter = VideoReformatter()
@@ -107,7 +110,8 @@ def _decode_frames(container, stream, info: VideoStreamInfo, wanted: list[int], 
             if first == 0:  # a pass from the start does not seek; the packet scan moved on
                 container.seek(info.start_pts, backward=True, any_frame=False, stream=stream)
             selection = _Selection(first, end, _pts_of_index(first, info))
-            yield from _decode_indices(container, stream, info, selection, path, reformatter, set(wanted))
+            yield from _decode_indices(container, stream, info, selection, path, reformatter, set(wanted),
+                                       keep_coded=keep_coded)
 
 
 def _keyframe_indices(container, stream, info: VideoStreamInfo, first: int, last: int, path: Path) -> list[int]:

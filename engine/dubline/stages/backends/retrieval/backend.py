@@ -370,7 +370,7 @@ class _LibraryCrops:
         crops = {}
         for clip_number, frame_rows in by_clip.items():
             clip = self._job.library[clip_number]
-            for frame in media.read_frames(clip.path, frame_rows):
+            for frame in media.read_frames(clip.path, frame_rows, keep_coded=True):  # converts just the crops
                 row = frame_rows[frame.index]
                 (x0, y0, x1, y1), points = self._roi(row, clip.view.display_shape)
                 crop = media.convert_depth(clip.view.display_region(frame.image, (x0, y0, x1, y1)), dtype)
