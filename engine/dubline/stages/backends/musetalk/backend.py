@@ -176,9 +176,10 @@ def dub_whisper_steps(models: MuseTalkModels, dub_audio: media.AudioClip, rate: 
 
 
 def _frames_at(path: Path, rate: Fraction, indices: Iterable[int]) -> Iterator[media.VideoFrame]:
-    """The frames at ``indices``, one short decode per frame (references are few)."""
+    """The frames at ``indices``, one short decode per frame (references are few), converted to
+    RGB where they are cropped."""
     for index in sorted(set(int(i) for i in indices)):
-        for frame in media.read_span(path, timing.frames_to_range(index, index + 1, rate)):
+        for frame in media.read_span(path, timing.frames_to_range(index, index + 1, rate), keep_coded=True):
             if frame.index == index:
                 yield frame
 

@@ -236,7 +236,7 @@ class Wav2LipBackend:
         references = reference_frames(job.source.faces, job.span, options.reference, crop_boxes[:, 0] >= 0)
         crops: dict[int, np.ndarray] = {}
         if options.reference == "rest":
-            for frame in media.read_frames(job.source.path, references[references >= 0]):
+            for frame in media.read_frames(job.source.path, references[references >= 0], keep_coded=True):
                 crops[frame.index] = crop_face(frame.image, crop_boxes[frame.index], view)
         return Wav2LipPlan(
             runner=runner,
