@@ -104,3 +104,25 @@ def test_write_patch_takes_the_source_samples_outside_the_edited_box(tmp_path):
     black = media.write_patch([e.image for e in edited], tmp_path / "black.mp4", "h264", Fraction(25))
     first = next(iter(media.read_span(black, frames_to_range(0, 1, Fraction(25))))).image
     assert first[:10, :10].max() < 20
+
+
+EDGE_STRIPS = [(y0, y1, x0, x1) for size in (1, 2, 3) for y0, y1 in [(0, size), (90 - size, 90), (40, 40 + size)]
+               for x0, x1 in [(14, 57), (0, size), (160 - size, 160)]]
+
+
+@pytest.mark.parametrize("pix_fmt, deep", [("yuv420p", False), ("yuv422p", False), ("yuv420p10le", True)])
+def test_thin_boxes_at_the_picture_edges_are_coded_as_the_whole_frame_would_be(pix_fmt, deep):
+    """A box a row or two high at the top of a 4:2:0 picture, converted with only its context,
+    made a region so small that swscale coded it differently (``planes.MIN_PART_PX``)."""
+    rng = np.random.default_rng(13)
+    step_y, step_x = CHROMA_STEPS[pix_fmt[:6]]
+    for y0, y1, x0, x1 in EDGE_STRIPS:
+        source = coded_source(rng, pix_fmt, deep)
+        image = to_rgb(source)[0].copy()
+        image[y0:y1, x0:x1] = textured(rng, y1 - y0, x1 - x0, deep)
+        picture = coded_picture(media.EditedFrame(image, source, (y0, y1, x0, x1)), pix_fmt, BT709, None)
+        cover = (y0 // step_y * step_y, -(-y1 // step_y) * step_y, x0 // step_x * step_x, -(-x1 // step_x) * step_x)
+        for got, whole in zip(planes(picture), whole_frame_coding(image, pix_fmt)):
+            sy, sx = -(-90 // got.shape[0]), -(-160 // got.shape[1])
+            rows, cols = slice(cover[0] // sy, cover[1] // sy), slice(cover[2] // sx, cover[3] // sx)
+            assert np.array_equal(got[rows, cols], whole[rows, cols]), (pix_fmt, (y0, y1, x0, x1))

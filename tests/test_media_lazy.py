@@ -162,3 +162,36 @@ def test_read_frames_with_coded_pictures_gives_lazy_images_of_the_same_pixels(tm
         assert isinstance(got.image, media.LazyImage)
         assert np.array_equal(got.image[8:40, 16:80], want.image[8:40, 16:80])
         assert np.array_equal(np.asarray(got.image), want.image)
+
+
+def test_threads_reading_one_picture_at_once_get_its_exact_pixels():
+    """A backend's workers, the compositor and the encoder read the same frame on different
+    threads: a window grown under one thread's read never hands another a wrong view."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(12)
+    frames = [noisy_frame(rng, "yuv420p", 240, 320) for _ in range(8)]
+    wholes = [to_rgb(frame)[0] for frame in frames]
+    pictures = [media.LazyImage(frame) for frame in frames]
+    boxes = [random_box(rng, 240, 320) for _ in range(64)]
+
+    def read(task: int) -> bool:
+        picture, whole = pictures[task % 8], wholes[task % 8]
+        y0, y1, x0, x1 = boxes[task]
+        return np.array_equal(picture[y0:y1, x0:x1], whole[y0:y1, x0:x1])
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(read, range(64)))
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv422p", "yuv420p10le"])
+def test_thin_boxes_at_the_picture_edges_are_exact(pix_fmt):
+    """A strip a pixel or two wide at an edge, converted with only its context, is a picture so
+    small that swscale converted it differently (``planes.MIN_PART_PX``)."""
+    frame = noisy_frame(np.random.default_rng(14), pix_fmt, 90, 160)
+    whole = to_rgb(frame)[0]
+    for size in (1, 2, 3):
+        for y0, y1 in [(0, size), (90 - size, 90), (40, 40 + size)]:
+            for x0, x1 in [(14, 57), (0, size), (160 - size, 160)]:
+                got = media.LazyImage(frame)[y0:y1, x0:x1]
+                assert np.array_equal(got, whole[y0:y1, x0:x1]), (pix_fmt, (y0, y1, x0, x1))

@@ -6,7 +6,7 @@ import av
 import numpy as np
 
 from dubline.stages.media.colour import FROM_RGB, pixel_format_facts
-from dubline.stages.media.planes import CONTEXT_PX, chroma_steps, grown_box, samples, subsampling
+from dubline.stages.media.planes import CONTEXT_PX, MIN_PART_PX, at_least, chroma_steps, grown_box, samples, subsampling
 from dubline.stages.media.types import EditedFrame
 
 
@@ -31,7 +31,9 @@ def coded_picture(edited: EditedFrame, pix_fmt: str, matrix: int | None, colour_
     y0, y1, x0, x1 = grown_box(edited.changed, step_y, step_x, source.height, source.width, 0)
     if y1 <= y0 or x1 <= x0:
         return picture
-    top, bottom, left, right = grown_box(edited.changed, step_y, step_x, source.height, source.width, CONTEXT_PX)
+    part = at_least(grown_box(edited.changed, step_y, step_x, source.height, source.width, CONTEXT_PX), MIN_PART_PX,
+                    source.height, source.width)
+    top, bottom, left, right = grown_box(part, step_y, step_x, source.height, source.width, 0)
     rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[top:bottom, left:right]),
                                      format="rgb48le" if deep else "rgb24")
     region = rgb.reformat(format=pix_fmt, dst_colorspace=matrix, dst_color_range=colour_range, interpolation=FROM_RGB)

@@ -26,7 +26,7 @@ from av.video.reformatter import VideoReformatter
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from dubline.stages.media.colour import pixel_format_facts, to_rgb
-from dubline.stages.media.planes import CONTEXT_PX, chroma_steps, grown_box
+from dubline.stages.media.planes import CONTEXT_PX, MIN_PART_PX, at_least, chroma_steps, grown_box
 
 #: A box is (y0, y1, x0, x1): rows y0:y1, columns x0:x1.
 Box = tuple[int, int, int, int]
@@ -183,7 +183,9 @@ class LazyImage(_ArrayStandIn):
         whole picture's conversion has it."""
         frame = self._frame
         step_y, step_x = chroma_steps(frame)
-        top, bottom, left, right = grown_box(box, step_y, step_x, frame.height, frame.width, CONTEXT_PX)
+        part = at_least(grown_box(box, step_y, step_x, frame.height, frame.width, CONTEXT_PX), MIN_PART_PX,
+                        frame.height, frame.width)
+        top, bottom, left, right = grown_box(part, step_y, step_x, frame.height, frame.width, 0)
         image, _ = to_rgb(_cropped(frame, top, bottom, left, right), _reformatter())
         y0, y1, x0, x1 = box
         window = np.ascontiguousarray(image[y0 - top : y1 - top, x0 - left : x1 - left])

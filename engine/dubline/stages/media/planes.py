@@ -22,6 +22,27 @@ def grown_box(box: tuple[int, int, int, int], step_y: int, step_x: int, height: 
             max(0, (x0 - margin) // step_x * step_x), min(width, -(-(x1 + margin) // step_x) * step_x))
 
 
+#: Fewest pixels a converted part of a picture spans each way, either direction. swscale treats a
+#: picture only a few pixels high or wide differently at its edges: a 6-row strip at the bottom of
+#: a 4:2:0 frame decoded up to 107 levels off, and a 1-row box at its top coded differently too;
+#: from 8 on they match (``tests/test_media_lazy.py``, ``tests/test_media_edited.py``).
+MIN_PART_PX = 16
+
+
+def at_least(box: tuple[int, int, int, int], size: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """``box`` grown about its centre to ``size`` pixels each way where it is smaller, kept inside
+    the picture (a picture smaller than ``size`` gives its whole extent)."""
+    y0, y1, x0, x1 = box
+    return (*_span_at_least(y0, y1, size, height), *_span_at_least(x0, x1, size, width))
+
+
+def _span_at_least(start: int, end: int, size: int, limit: int) -> tuple[int, int]:
+    if end - start >= size:
+        return start, end
+    start = max(0, min(start - (size - (end - start)) // 2, limit - size))
+    return start, min(limit, start + size)
+
+
 def subsampling(frame: av.VideoFrame, plane) -> tuple[int, int]:
     """(rows, columns) of the picture per sample of ``plane``: (2, 2) for 4:2:0 chroma."""
     return -(-frame.height // plane.height), -(-frame.width // plane.width)
