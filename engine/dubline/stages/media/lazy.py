@@ -91,6 +91,13 @@ class _ArrayStandIn(NDArrayOperatorsMixin):
     dtype: np.dtype
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        whole = self._whole_picture()
+        if dtype is not None and np.dtype(dtype) != whole.dtype:
+            return whole.astype(dtype)
+        return whole.copy() if copy else whole
+
+    def _whole_picture(self) -> np.ndarray:
+        """The whole picture (read-only), made once."""
         raise NotImplementedError
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
@@ -145,14 +152,11 @@ class LazyImage(_ArrayStandIn):
         view = window[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
         return view[(slice(None), slice(None)) + rest] if rest else view
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+    def _whole_picture(self) -> np.ndarray:
         with self._lock:
             if self._whole is None:
                 self._whole = self._converted_whole()
-            whole = self._whole
-        if dtype is not None and np.dtype(dtype) != whole.dtype:
-            return whole.astype(dtype)
-        return whole.copy() if copy else whole
+            return self._whole
 
     def _covering(self, box: Box) -> tuple[Box, np.ndarray]:
         """A converted window holding ``box``: the current one when it does, else one grown to
@@ -234,7 +238,7 @@ class OverlaidImage(_ArrayStandIn):
             out[top - y0 : bottom - y0, left - x0 : right - x0] = self._pixels[top - oy0 : bottom - oy0, left - ox0 : right - ox0]
         return out[(slice(None), slice(None)) + rest] if rest else out
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+    def _whole_picture(self) -> np.ndarray:
         with self._lock:
             if self._whole is None:
                 whole = np.array(self._base)
@@ -242,10 +246,7 @@ class OverlaidImage(_ArrayStandIn):
                 whole[y0:y1, x0:x1] = self._pixels
                 whole.flags.writeable = False
                 self._whole = whole
-            whole = self._whole
-        if dtype is not None and np.dtype(dtype) != whole.dtype:
-            return whole.astype(dtype)
-        return whole.copy() if copy else whole
+            return self._whole
 
 
 #: A picture as the render passes it around: an RGB array, or one of the lazy stand-ins for it.
